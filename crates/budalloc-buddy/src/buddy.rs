@@ -1,0 +1,379 @@
+//! The buddy policy over one or more arenas.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use budalloc_core::{
+    write_map, AllocError, Arena, FreeError, Order, RawAlloc, RegionError, SizeMath, Stats, MAX_ORDERS,
+};
+
+use crate::slot::{bits_for, poison, Slot, FRESH, HEADER_SIZE};
+
+/// A binary buddy allocator over up to `ARENAS` caller-given regions.
+///
+/// - `MIN`: the smallest block (a power of two, at least 16 bytes: a free block holds a 16-byte
+///   header);
+/// - `MAX`: the largest block and the largest alignment served (a power of two, at most
+///   `MIN << 31`);
+/// - `ARENAS`: how many regions it can hold.
+///
+/// A request is rounded up to the next power of two at or above `max(size, align, MIN)`; the
+/// whole block is returned. Each block of size `s` is aligned to `s` in absolute address, so
+/// alignments up to `MAX` cost nothing extra.
+///
+/// | operation | cost |
+/// |---|---|
+/// | allocate | O(1) order choice (a word of "non-empty" bits per arena) + O(splits) |
+/// | free | O(1) validation (bit probes) + O(merges), no list scanned |
+/// | grow / shrink in place | O(orders crossed) |
+/// | pointer → arena | O(log arenas), range-checked before any metadata read |
+/// | largest free block | O(1) |
+///
+/// Invalid `MIN`/`MAX` fail the build when [`Buddy::new`] is instantiated:
+///
+/// ```compile_fail
+/// let heap = budalloc_buddy::Buddy::<8, 1024>::new(); // MIN below 16 bytes
+/// ```
+pub struct Buddy<const MIN: usize = 16, const MAX: usize = { 1 << 30 }, const ARENAS: usize = 8> {
+    /// The arenas. Invariant: `slots[..len]` are `Some`, sorted by start address, with disjoint
+    /// regions; `slots[len..]` are `None`.
+    slots: [Option<Slot>; ARENAS],
+    /// Number of arenas in use.
+    len: usize,
+}
+
+// SAFETY: a `Buddy` owns its arenas' regions exclusively (the contract of `claim_raw`) and has no
+// shared state; `Slot` is `Send` through `Arena`, and this impl does not depend on `ARENAS`.
+unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Send for Buddy<MIN, MAX, ARENAS> {}
+
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Default for Buddy<MIN, MAX, ARENAS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, ARENAS> {
+    /// The geometry; evaluating it fails the build for a bad `MIN`/`MAX`/`ARENAS`.
+    const MATH: SizeMath = {
+        assert!(MIN >= HEADER_SIZE, "MIN must be at least 16 bytes: a free block holds a 16-byte header");
+        assert!(ARENAS >= 1, "ARENAS must be at least 1");
+        match SizeMath::new(MIN, MAX) {
+            Ok(math) => math,
+            Err(message) => panic!("{}", message),
+        }
+    };
+
+    /// An allocator with no arena yet; give it memory with [`claim`](Self::claim).
+    pub const fn new() -> Self {
+        let _ = Self::MATH;
+        Buddy { slots: [const { None }; ARENAS], len: 0 }
+    }
+
+    /// The block geometry (`MIN`, `MAX`).
+    pub const fn math(&self) -> SizeMath {
+        Self::MATH
+    }
+
+    /// Takes a `'static` region as a new arena. The bitmap is carved from the region's tail; the
+    /// rest is seeded largest naturally aligned block first.
+    ///
+    /// # Errors
+    /// The region is too small, overlaps an arena already held, or there is no room for
+    /// another arena.
+    pub fn claim(&mut self, region: &'static mut [MaybeUninit<u8>]) -> Result<&Arena, RegionError> {
+        let len = region.len();
+        let ptr = NonNull::from(region).cast::<u8>();
+        // SAFETY: a `&'static mut` region is valid for reads and writes for its length and is
+        // ours alone for the rest of the program.
+        unsafe { self.claim_raw(ptr.as_ptr(), len) }
+    }
+
+    /// Takes `len` bytes at `ptr` as a new arena.
+    ///
+    /// # Errors
+    /// A null pointer, a region that wraps around the address space, too small a region, one
+    /// that overlaps an arena already held, or no room for another arena.
+    ///
+    /// # Safety
+    /// - `ptr .. ptr + len` must be valid for reads and writes (unless `ptr` is null, which is
+    ///   an error);
+    /// - nothing but this allocator may access the region until the allocator is dropped, except
+    ///   through the blocks it hands out.
+    pub unsafe fn claim_raw(&mut self, ptr: *mut u8, len: usize) -> Result<&Arena, RegionError> {
+        let base = NonNull::new(ptr).ok_or(RegionError::Null)?;
+        let addr = base.addr().get();
+        let end = addr.checked_add(len).ok_or(RegionError::Overflow { addr, len })?;
+        if self.len == ARENAS {
+            return Err(RegionError::TooManyArenas { capacity: ARENAS });
+        }
+        let at = self.used().partition_point(|s| s.as_ref().is_some_and(|s| s.arena.region().0 < addr));
+        let overlaps = |slot: Option<&Option<Slot>>| {
+            slot.and_then(Option::as_ref).is_some_and(|s| {
+                let (a, l) = s.arena.region();
+                a < end && addr < a + l
+            })
+        };
+        if overlaps(self.used().get(at)) || overlaps(at.checked_sub(1).and_then(|p| self.used().get(p))) {
+            return Err(RegionError::Overlap { addr });
+        }
+        let math = Self::MATH;
+        let region = NonNull::slice_from_raw_parts(base, len);
+        // SAFETY: the caller guarantees the region valid and ours; `bits_for` is monotone in the
+        // fragment count.
+        let arena = unsafe { Arena::new(region, math.min_log2(), |n| bits_for(math, n)) }?;
+        // Insert at `at`, keeping the slots sorted.
+        self.slots[at..=self.len].rotate_right(1);
+        self.slots[at] = Some(Slot::new(arena, math));
+        self.len += 1;
+        Ok(&self.slot(at).arena)
+    }
+
+    /// The arenas in address order.
+    pub fn arenas(&self) -> impl Iterator<Item = &Arena> + '_ {
+        self.slots().map(|s| &s.arena)
+    }
+
+    /// Whether every arena is back to its initial seeding (nothing allocated, every free block
+    /// coalesced back into the original allocation units).
+    pub fn is_pristine(&self) -> bool {
+        self.slots().all(Slot::is_pristine)
+    }
+
+    /// A picture of every arena, one character per fragment (or group of fragments), at most
+    /// `max_cells` characters per arena: see [`Map`].
+    pub fn map(&self, max_cells: usize) -> Map<'_, MIN, MAX, ARENAS> {
+        Map { buddy: self, max_cells }
+    }
+
+    /// The arenas in use, as stored.
+    #[inline]
+    fn used(&self) -> &[Option<Slot>] {
+        &self.slots[..self.len]
+    }
+
+    /// The arenas in use, in address order.
+    #[inline]
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &Slot> + '_ {
+        self.used().iter().flatten()
+    }
+
+    #[inline]
+    fn slot(&self, i: usize) -> &Slot {
+        match &self.slots[i] {
+            Some(slot) => slot,
+            None => unreachable_slot(),
+        }
+    }
+
+    #[inline]
+    fn slot_mut(&mut self, i: usize) -> &mut Slot {
+        match &mut self.slots[i] {
+            Some(slot) => slot,
+            None => unreachable_slot(),
+        }
+    }
+
+    /// The arena holding `addr`: O(1) for one arena, O(log n) for n, reading no block memory.
+    #[inline]
+    fn arena_of(&self, addr: usize) -> Option<usize> {
+        if self.len == 1 {
+            return self.slot(0).arena.contains(addr).then_some(0);
+        }
+        let i = self.used().partition_point(|s| s.as_ref().is_some_and(|s| s.arena.start() <= addr));
+        let i = i.checked_sub(1)?;
+        self.slot(i).arena.contains(addr).then_some(i)
+    }
+
+    /// Finds the live block `ptr` with a layout that fits it: `(arena, fragment, order)`.
+    /// Reads only the bitmap of the arena that contains `ptr`.
+    #[inline]
+    fn live_block(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(usize, usize, Order), FreeError> {
+        let addr = ptr.addr().get();
+        let Some(i) = self.arena_of(addr) else {
+            return Err(FreeError::ForeignPointer { addr });
+        };
+        let slot = self.slot(i);
+        slot.arena.bitmap().check_keys()?;
+        let order = Self::MATH.order_of(layout);
+        if let (Some((frag, 0)), Ok(order)) = (slot.arena.locate(addr), order) {
+            if slot.is_block(frag, order) && slot.is_allocated(frag) {
+                return Ok((i, frag, order));
+            }
+        }
+        Err(Self::diagnose(slot, addr, layout))
+    }
+
+    /// Says why `addr` with `layout` is not a live block that fits (the cold path of free).
+    #[cold]
+    #[inline(never)]
+    fn diagnose(slot: &Slot, addr: usize, layout: Layout) -> FreeError {
+        let Some((frag, _)) = slot.arena.locate(addr) else {
+            return FreeError::ForeignPointer { addr };
+        };
+        let found = slot.find_block(frag);
+        let block = slot.arena.addr_of(found.frag);
+        let block_size = Self::MATH.block_size(found.order);
+        if block != addr {
+            FreeError::InteriorPointer { addr, block }
+        } else if !found.allocated {
+            FreeError::DoubleFree { addr, size: block_size }
+        } else {
+            let layout_block = Self::MATH.order_of(layout).map_or(0, |o| Self::MATH.block_size(o));
+            FreeError::LayoutMismatch { addr, block_size, size: layout.size(), align: layout.align(), layout_block }
+        }
+    }
+
+    /// Allocation's slow half: no arena has a free block of `order`.
+    #[cold]
+    #[inline(never)]
+    fn out_of_memory(layout: Layout, order: Order) -> AllocError {
+        AllocError::OutOfMemory { size: layout.size(), block: Self::MATH.block_size(order) }
+    }
+
+    /// Changes the order of the live block `ptr` in place, for grow and shrink.
+    ///
+    /// # Safety
+    /// `ptr` must be currently allocated from `self`, and `old` must fit it.
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let to = Self::MATH.order_of(new)?;
+        let (i, frag, from) = self.live_block(ptr, old).map_err(invalid_block)?;
+        let slot = self.slot_mut(i);
+        if to < from {
+            slot.shrink(frag, from, to);
+        } else if to > from && !slot.grow(frag, from, to)? {
+            return Err(AllocError::OutOfMemory { size: new.size(), block: Self::MATH.block_size(to) });
+        }
+        Ok(NonNull::slice_from_raw_parts(ptr, Self::MATH.block_size(to)))
+    }
+}
+
+/// A damaged or foreign block handed to grow or shrink: reported as corruption of what the
+/// caller passed, through the allocation error type.
+#[cold]
+fn invalid_block(error: FreeError) -> AllocError {
+    match error {
+        FreeError::Corrupted(c) => AllocError::Corrupted(c),
+        _ => AllocError::InvalidBlock(error),
+    }
+}
+
+#[cold]
+fn unreachable_slot() -> ! {
+    unreachable!("slot below `len` is empty: the `slots` invariant is broken")
+}
+
+// SAFETY: blocks come from disjoint nodes of the arenas' buddy trees, each valid for its whole
+// size (inside a region the caller gave us); a block is handed out only when its `A` bit goes
+// from 0 to 1 and is taken back only when it goes from 1 to 0, so currently allocated blocks
+// never overlap. Headers are written only into free blocks. Failed calls return before the first
+// change (every check runs first).
+unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize> RawAlloc for Buddy<MIN, MAX, ARENAS> {
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let order = Self::MATH.order_of(layout)?;
+        for i in 0..self.len {
+            let slot = self.slot_mut(i);
+            if let Some(from) = slot.smallest_free_order(order) {
+                let frag = slot.allocate(order, from)?;
+                poison(slot, frag, order, FRESH);
+                let ptr = slot.arena.ptr_of(frag);
+                return Ok(NonNull::slice_from_raw_parts(ptr, Self::MATH.block_size(order)));
+            }
+        }
+        Err(Self::out_of_memory(layout, order))
+    }
+
+    #[inline]
+    unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let (i, frag, order) = self.live_block(ptr, layout)?;
+        self.slot_mut(i).free(frag, order)?;
+        Ok(())
+    }
+
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.resize_in_place(ptr, old, new) }
+    }
+
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.resize_in_place(ptr, old, new) }
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.arena_of(ptr.addr().get()).is_some()
+    }
+
+    fn usable_size(&self, layout: Layout) -> Result<usize, AllocError> {
+        Ok(Self::MATH.block_size(Self::MATH.order_of(layout)?))
+    }
+
+    fn stats(&self) -> Stats {
+        let mut stats = Stats {
+            capacity: 0,
+            allocated: 0,
+            free: 0,
+            overhead: 0,
+            largest_free: 0,
+            min_block: MIN,
+            free_blocks: [0; MAX_ORDERS],
+            arenas: self.len,
+        };
+        for slot in self.slots() {
+            stats.capacity += slot.arena.capacity();
+            stats.allocated += slot.allocated_bytes();
+            stats.overhead += slot.arena.overhead();
+            stats.largest_free = stats.largest_free.max(slot.largest_free());
+            for (total, &count) in stats.free_blocks.iter_mut().zip(slot.free_counts()) {
+                *total += count as usize;
+            }
+        }
+        stats.free = stats.capacity - stats.allocated;
+        stats
+    }
+}
+
+/// The text picture of a [`Buddy`]'s arenas: one character per fragment (or per group of
+/// fragments in a big arena); lowercase letters are free blocks, uppercase allocated ones, the
+/// letter giving the order (`a` = `MIN`, `b` = `2 MIN`, …).
+pub struct Map<'a, const MIN: usize, const MAX: usize, const ARENAS: usize> {
+    buddy: &'a Buddy<MIN, MAX, ARENAS>,
+    max_cells: usize,
+}
+
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize> fmt::Display for Map<'_, MIN, MAX, ARENAS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, slot) in self.buddy.slots().enumerate() {
+            if n > 0 {
+                f.write_str("\n")?;
+            }
+            let arena = &slot.arena;
+            write_map(f, arena.start(), arena.fragments(), MIN, slot.blocks(), 64, self.max_cells)?;
+        }
+        Ok(())
+    }
+}
+
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize> fmt::Debug for Buddy<MIN, MAX, ARENAS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Buddy").field("min", &MIN).field("max", &MAX).field("stats", &self.stats()).finish()
+    }
+}
+

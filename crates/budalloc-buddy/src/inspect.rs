@@ -1,0 +1,146 @@
+//! `check_invariants()` and metadata snapshots for [`Buddy`] (feature `check-invariants`).
+
+use budalloc_core::{feed_words, Inspect, InvariantError, Order, MAX_ORDERS};
+
+use crate::slot::{Slot, NIL};
+use crate::Buddy;
+
+fn broken(what: &'static str, addr: usize) -> Result<(), InvariantError> {
+    Err(InvariantError { what, addr })
+}
+
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Inspect for Buddy<MIN, MAX, ARENAS> {
+    fn check_invariants(&self) -> Result<(), InvariantError> {
+        let mut previous_end = 0;
+        for slot in self.slots() {
+            let (addr, len) = slot.arena.region();
+            if addr < previous_end {
+                return broken("arenas sorted by address, regions disjoint", addr);
+            }
+            previous_end = addr + len;
+            check_slot(slot)?;
+        }
+        Ok(())
+    }
+
+    fn visit_metadata(&self, sink: &mut dyn FnMut(&[u8])) {
+        for slot in self.slots() {
+            feed_words(slot.arena.bitmap().raw_words(), sink);
+            for &head in slot.heads() {
+                sink(&head.to_ne_bytes());
+            }
+            for &count in slot.free_counts() {
+                sink(&count.to_ne_bytes());
+            }
+            sink(&slot.nonempty().to_ne_bytes());
+            sink(&slot.allocated_bytes().to_ne_bytes());
+            // The headers of free blocks are metadata too.
+            for block in slot.blocks().filter(|b| !b.allocated) {
+                let h = slot.header(block.frag);
+                for word in [h.next, h.prev, h.seal, u32::from(h.order)] {
+                    sink(&word.to_ne_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// Checks one arena against every invariant stated on `Slot`'s fields and in the module docs.
+fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
+    let arena = &slot.arena;
+    let math = slot.math();
+    if let Err(e) = arena.bitmap().check_keys() {
+        let addr = match e {
+            budalloc_core::Corruption::GuardKey { addr, .. } | budalloc_core::Corruption::Header { addr } => addr,
+        };
+        return broken("both guard keys hold their values", addr);
+    }
+    // Walk the tiling of blocks: covered bits are zero, free blocks are merged and sealed.
+    let mut free_seen = [0u32; MAX_ORDERS];
+    let mut allocated = 0usize;
+    let mut frag = 0;
+    while frag < arena.fragments() {
+        let block = slot.find_block(frag);
+        let at = arena.addr_of(block.frag);
+        if block.frag != frag {
+            return broken("blocks tile the arena", at);
+        }
+        let k = block.order;
+        if k > math.max_order() || block.frag + k.fragments() > arena.fragments() {
+            return broken("every block lies inside the arena, at most MAX", at);
+        }
+        let abs = slot.absolute(frag);
+        if abs % k.fragments() != 0 {
+            return broken("a block of order k is aligned to its size", at);
+        }
+        for inner in frag + 1..frag + k.fragments() {
+            if slot.is_allocated(inner) {
+                return broken("A bits are set only at block starts", arena.addr_of(inner));
+            }
+        }
+        for level in 1..k.get() {
+            let mut node = abs;
+            while node < abs + k.fragments() {
+                if slot.node_split(level, node) {
+                    return broken("nodes below a block are not split", arena.addr_of(node - (abs - frag)));
+                }
+                node += 1 << level;
+            }
+        }
+        for level in k.get() + 1..=slot.split_levels() {
+            if slot.node_inside(level, abs) && !slot.node_split(level, abs) {
+                return broken("every ancestor of a block is split", at);
+            }
+        }
+        if block.allocated {
+            allocated += math.block_size(k);
+        } else {
+            free_seen[k.index()] += 1;
+            if slot.check_header(frag, k).is_err() {
+                return broken("a free block's header carries its seal, order and free-block links", at);
+            }
+            let buddy_abs = abs ^ k.fragments();
+            let parent = k.get() + 1;
+            if k < math.max_order() && slot.node_inside(parent, abs) {
+                let buddy = buddy_abs - (abs - frag);
+                if slot.is_free_block(buddy, k) {
+                    return broken("no two free buddies are left unmerged", at);
+                }
+            }
+        }
+        frag += k.fragments();
+    }
+    if allocated != slot.allocated_bytes() {
+        return broken("`allocated` is the sum of the allocated blocks' sizes", 0);
+    }
+    // Walk every free list: members are free blocks of the list's order, linked both ways.
+    for (k, &head) in slot.heads().iter().enumerate() {
+        let order = Order::new(k as u32).unwrap_or(Order::ZERO);
+        if (head != NIL) != (slot.nonempty() & (1 << k) != 0) {
+            return broken("bit k of `nonempty` iff list k is not empty", 0);
+        }
+        let mut length = 0u32;
+        let mut prev = NIL;
+        let mut at = head;
+        while at != NIL {
+            let frag = at as usize;
+            if frag >= arena.fragments() || !slot.is_free_block(frag, order) {
+                return broken("every free-list entry is a free block of the list's order", arena.start());
+            }
+            let header = slot.header(frag);
+            if header.prev != prev {
+                return broken("free lists are doubly linked", arena.addr_of(frag));
+            }
+            length += 1;
+            if length > slot.free_counts()[k] {
+                return broken("`counts[k]` is the length of list k (or the list has a cycle)", arena.addr_of(frag));
+            }
+            prev = at;
+            at = header.next;
+        }
+        if length != slot.free_counts()[k] || length != free_seen[k] {
+            return broken("list k holds exactly the free blocks of order k", 0);
+        }
+    }
+    Ok(())
+}

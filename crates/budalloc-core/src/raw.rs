@@ -1,0 +1,178 @@
+//! The one trait between layers: a single-threaded allocation policy.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use crate::{AllocError, FreeError, Stats};
+
+/// A single-threaded allocation policy over memory it owns (arenas).
+///
+/// Policies take `&mut self` and hold no interior mutability; the frontends of `budalloc-sync`
+/// turn any implementor into an `allocator_api2` `Allocator` or a `GlobalAlloc`.
+///
+/// Terms used below, as in `allocator_api2::alloc::Allocator`:
+/// - a block is **currently allocated** from `self` if a call of [`allocate`](Self::allocate),
+///   [`grow`](Self::grow), [`shrink`](Self::shrink) (or their in-place forms) on `self`
+///   returned it and no call has since freed, grown away or shrunk away that block;
+/// - a layout **fits** a currently allocated block if its alignment equals the alignment the
+///   block was requested with and its size lies between the size requested and the length of
+///   the slice that was returned.
+///
+/// # Safety
+/// Implementors promise, and the frontends rely on it for soundness:
+/// - a block returned by a successful call is valid for reads and writes of the returned
+///   length, aligned to the requested alignment, at least as long as requested, and disjoint
+///   from every other currently allocated block, until it is freed or the policy is dropped;
+/// - `grow` and `shrink` keep the first `min(old, new)` bytes of the block's contents;
+/// - no method touches the contents of a currently allocated block (the header of a free block
+///   is the policy's own memory);
+/// - a failed call (`Err`) leaves every currently allocated block valid and unchanged.
+pub unsafe trait RawAlloc {
+    /// Allocates a block for `layout`; the returned slice may be longer than asked (the whole
+    /// block). A zero-size layout is served like a one-byte one.
+    ///
+    /// # Errors
+    /// The request is too large, its alignment too large, or no memory is free.
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError>;
+
+    /// Frees `ptr`, checking first that it is the start of a currently allocated block that
+    /// `layout` fits. On `Err`, nothing changed.
+    ///
+    /// # Errors
+    /// Double free, foreign or interior pointer, layout of another block size or alignment,
+    /// damaged metadata: see [`FreeError`].
+    ///
+    /// # Safety
+    /// If `ptr` is the start of a block currently allocated from `self`, the caller must own
+    /// that block: no one may use it after this call. (Any other pointer value is allowed and
+    /// rejected with an error; a stale pointer to a block that was freed and handed to someone
+    /// else cannot be told from its new owner's and frees it.)
+    unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError>;
+
+    /// Frees a block.
+    ///
+    /// # Panics
+    /// If [`try_deallocate`](Self::try_deallocate) rejects the call (detected misuse); the
+    /// `GlobalAlloc` frontends call `try_deallocate` and abort instead.
+    ///
+    /// # Safety
+    /// `ptr` must denote a block currently allocated from `self`, and `layout` must fit it.
+    #[inline]
+    #[track_caller]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller owns the block `ptr` (our own contract).
+        if let Err(error) = unsafe { self.try_deallocate(ptr, layout) } {
+            misuse(error)
+        }
+    }
+
+    /// Grows the block at `ptr` to fit `new` without moving it, if its neighbours allow.
+    ///
+    /// # Errors
+    /// [`AllocError::OutOfMemory`] if the block cannot grow where it is; the block stays valid
+    /// and unchanged.
+    ///
+    /// # Safety
+    /// `ptr` must denote a block currently allocated from `self`, `old` must fit it, and
+    /// `new.size() >= old.size()`.
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError>;
+
+    /// Shrinks the block at `ptr` to fit `new` without moving it, giving the tail back.
+    ///
+    /// # Errors
+    /// If the block cannot be shrunk where it is (e.g. `new` asks for a larger alignment); the
+    /// block stays valid and unchanged.
+    ///
+    /// # Safety
+    /// `ptr` must denote a block currently allocated from `self`, `old` must fit it, and
+    /// `new.size() <= old.size()`.
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError>;
+
+    /// Grows the block at `ptr` to fit `new`: in place if possible, else by moving it to a new
+    /// block (copying `old.size()` bytes) and freeing the old one.
+    ///
+    /// # Errors
+    /// No memory for the new block; the old block stays valid and unchanged.
+    ///
+    /// # Safety
+    /// As [`grow_in_place`](Self::grow_in_place).
+    unsafe fn grow(&mut self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller.
+        if let Ok(block) = unsafe { self.grow_in_place(ptr, old, new) } {
+            return Ok(block);
+        }
+        // SAFETY: forwarded from our caller; `old.size() <= new.size()`.
+        unsafe { self.relocate(ptr, old, new, old.size()) }
+    }
+
+    /// Shrinks the block at `ptr` to fit `new`: in place if possible, else by moving it.
+    ///
+    /// # Errors
+    /// No memory for the new block; the old block stays valid and unchanged.
+    ///
+    /// # Safety
+    /// As [`shrink_in_place`](Self::shrink_in_place).
+    unsafe fn shrink(&mut self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller.
+        if let Ok(block) = unsafe { self.shrink_in_place(ptr, old, new) } {
+            return Ok(block);
+        }
+        // SAFETY: forwarded from our caller; `new.size() <= old.size()`.
+        unsafe { self.relocate(ptr, old, new, new.size()) }
+    }
+
+    /// Moves a block: allocates for `new`, copies `keep` bytes, frees the old block.
+    ///
+    /// # Safety
+    /// `ptr` must denote a block currently allocated from `self`, `old` must fit it, and
+    /// `keep <= min(old.size(), new.size())`.
+    #[doc(hidden)]
+    unsafe fn relocate(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        keep: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let block = self.allocate(new)?;
+        // SAFETY: the old block is valid for `old.size() >= keep` bytes, the new one for
+        // `new.size() >= keep`; both are currently allocated, hence disjoint.
+        unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), block.cast::<u8>().as_ptr(), keep) };
+        // SAFETY: `ptr` is currently allocated with a layout `old` fits (our caller's promise).
+        unsafe { self.deallocate(ptr, old) };
+        Ok(block)
+    }
+
+    /// Whether `ptr` lies in memory this policy manages (its arenas' block areas). Reads no
+    /// metadata; it says nothing about whether a block starts there.
+    fn owns(&self, ptr: NonNull<u8>) -> bool;
+
+    /// Length of the block a layout maps to: how many bytes a block allocated with `layout` may
+    /// use.
+    ///
+    /// # Errors
+    /// The layout cannot be served at all.
+    fn usable_size(&self, layout: Layout) -> Result<usize, AllocError>;
+
+    /// Current figures: capacity, bytes allocated and free, free blocks per order, largest free
+    /// block, fragmentation.
+    fn stats(&self) -> Stats;
+}
+
+/// Reports a detected misuse on the panicking path, out of line.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn misuse(error: FreeError) -> ! {
+    panic!("budalloc: invalid deallocation: {error}")
+}
