@@ -1,1 +1,1007 @@
-fn main() {}
+//! `cargo xtask`: every CI step of budalloc as a command anyone can run locally.
+//!
+//! Run `cargo xtask help` for the list of commands. `cargo xtask ci` runs exactly what CI runs,
+//! in the same order, and installs the rustup components and targets it needs first (those
+//! installs are idempotent). `.ci/run` is a thin wrapper around `cargo xtask ci`.
+//!
+//! Architecture invariant: xtask depends on no budalloc crate and on no crate from crates.io. It
+//! drives `cargo` and `rustup` through [`std::process::Command`] with inherited stdio, and reads
+//! `cargo metadata` with the small JSON parser at the bottom of this file.
+
+use std::collections::BTreeSet;
+use std::env;
+use std::fmt;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// What the commands run. Extend these lists rather than the command functions.
+// ---------------------------------------------------------------------------------------------
+
+/// Packages whose tests run under Miri.
+const MIRI_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy", "budalloc-sync"];
+
+/// Flags for the Miri run: tree borrows, strict provenance, symbolic alignment.
+const MIRIFLAGS: &str = "-Zmiri-tree-borrows -Zmiri-strict-provenance -Zmiri-symbolic-alignment-check";
+
+/// Proptest cases per property under Miri (it runs each case roughly 100x slower than native).
+const MIRI_PROPTEST_CASES: &str = "8";
+
+/// Packages whose tests also run in release builds, so that the size arithmetic is checked
+/// without debug-mode overflow checks.
+const RELEASE_TEST_PACKAGES: &[&str] = &["budalloc-buddy", "budalloc-core"];
+
+/// Embedded target the `no_std` crates must build for.
+const NOSTD_TARGET: &str = "thumbv7em-none-eabihf";
+
+/// Packages that must build for [`NOSTD_TARGET`] without default features.
+const NOSTD_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy"];
+
+/// Package holding the criterion benchmarks.
+const BENCH_PACKAGE: &str = "budalloc-benches";
+
+/// criterion settings for `cargo xtask bench --quick`: 1 s warm-up, 2 s measurement, 10 samples.
+const QUICK_BENCH_ARGS: &[&str] = &["--warm-up-time", "1", "--measurement-time", "2", "--sample-size", "10"];
+
+/// Package and example run by `cargo xtask demo`.
+const DEMO_PACKAGE: &str = "budalloc";
+/// See [`DEMO_PACKAGE`].
+const DEMO_EXAMPLE: &str = "tour";
+
+/// Which workspace crates a package may have as normal (non-dev) dependencies.
+enum Allowed {
+    /// Exactly these workspace crates, or a subset of them.
+    Only(&'static [&'static str]),
+    /// Any workspace crate (benchmarks and fuzzers sit on top of everything).
+    Any,
+}
+
+/// The architecture rule checked by `cargo xtask tidy` (conventions item 8). Every workspace
+/// package needs an entry here; dev-dependencies are not restricted.
+const ALLOWED_DEPS: &[(&str, Allowed)] = &[
+    ("budalloc-core", Allowed::Only(&[])),
+    ("budalloc-buddy", Allowed::Only(&["budalloc-core"])),
+    ("budalloc-classes", Allowed::Only(&["budalloc-core"])),
+    ("budalloc-sync", Allowed::Only(&["budalloc-core"])),
+    ("budalloc", Allowed::Only(&["budalloc-core", "budalloc-buddy", "budalloc-classes", "budalloc-sync"])),
+    ("budalloc-testkit", Allowed::Only(&["budalloc-core"])),
+    ("budalloc-benches", Allowed::Any),
+    ("fuzz", Allowed::Any),
+    ("budalloc-fuzz", Allowed::Any),
+    ("xtask", Allowed::Only(&[])),
+];
+
+/// Phrase every crate's `lib.rs` header must contain.
+const ARCHITECTURE_PHRASE: &str = "Architecture invariant";
+
+/// Tokens forbidden in `.rs` files under `crates/` (outside `//` comment lines).
+const FORBIDDEN_IN_CRATES: &[(&str, &str)] = &[
+    ("todo!(", "`todo!()` left in code"),
+    ("unimplemented!(", "`unimplemented!()` left in code"),
+    ("#[ignore]", "ignored test; fix it or shrink it for slow runners instead"),
+    ("#[ignore =", "ignored test; fix it or shrink it for slow runners instead"),
+];
+
+/// Integer-to-pointer casts, forbidden everywhere in library, bench and fuzz code: pointers are
+/// derived with `with_addr` / `map_addr` so provenance is kept.
+const FORBIDDEN_CASTS: &[&str] = &["usize as *"];
+
+/// Directories (relative to the workspace root) scanned for integer-to-pointer casts.
+const CAST_SCAN_DIRS: &[&str] = &["crates", "benches", "fuzz"];
+
+// ---------------------------------------------------------------------------------------------
+// Entry point
+// ---------------------------------------------------------------------------------------------
+
+const HELP: &str = "\
+cargo xtask: budalloc's CI steps as local commands
+
+USAGE:
+    cargo xtask <COMMAND> [ARGS]
+
+COMMANDS:
+    ci       everything CI runs, in order: fmt, clippy, test, tidy, nostd, miri
+             (installs the rustup components and targets it needs first)
+    test     cargo test --workspace --all-features (unit, integration and doc tests),
+             then the core and buddy tests again in release mode
+    fmt      cargo fmt --all --check
+    clippy   cargo clippy --workspace --all-targets --all-features -- -D warnings
+    miri     cargo +nightly miri test on the unsafe crates, with tree borrows,
+             strict provenance and symbolic alignment checks
+    nostd    build the no_std crates for thumbv7em-none-eabihf without default features
+    doc      cargo doc --workspace --no-deps --all-features with RUSTDOCFLAGS=\"-D warnings\"
+    tidy     architecture rule (which crate may depend on which), lib.rs headers,
+             no todo!/unimplemented!/#[ignore] in crates/, no integer-to-pointer casts
+    demo     cargo run --release -p budalloc --example tour
+    bench    cargo bench -p budalloc-benches [ARGS]; `--quick` for short criterion runs
+             (extra arguments pass through; put criterion's after `--`)
+    help     this text
+
+Every command prints what it runs (`$ cargo ...`) and stops at the first failing step.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{HELP}");
+        eprintln!("\nerror: no command given");
+        return ExitCode::from(2);
+    };
+    let mut runner = Runner::new();
+    let result = match command.as_str() {
+        "help" | "-h" | "--help" => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        "bench" => bench(&mut runner, rest),
+        "ci" => no_args("ci", rest).and_then(|()| ci(&mut runner)),
+        other => match single_stage(other) {
+            Some(stage) => no_args(other, rest).and_then(|()| stage(&mut runner)),
+            None => {
+                eprintln!("{HELP}");
+                Err(Failure(format!("unknown command `{other}`")))
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("\nerror: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The commands that take no arguments and are not `ci`.
+fn single_stage(name: &str) -> Option<Stage> {
+    Some(match name {
+        "test" => test,
+        "fmt" => fmt_check,
+        "clippy" => clippy,
+        "miri" => miri,
+        "nostd" => nostd,
+        "doc" => doc,
+        "tidy" => tidy,
+        "demo" => demo,
+        _ => return None,
+    })
+}
+
+fn no_args(command: &str, rest: &[String]) -> Result {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure(format!("`cargo xtask {command}` takes no arguments (got `{}`)", rest.join(" "))))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------------------------
+
+/// A command's body.
+type Stage = fn(&mut Runner) -> Result;
+
+/// The stages of `cargo xtask ci`, in order.
+const CI_STAGES: &[(&str, Stage)] = &[
+    ("fmt", ci_fmt),
+    ("clippy", ci_clippy),
+    ("test", test),
+    ("tidy", tidy),
+    ("nostd", nostd),
+    ("miri", miri),
+];
+
+fn ci(runner: &mut Runner) -> Result {
+    let start = Instant::now();
+    let mut result = Ok(());
+    let mut failed_at = None;
+    for (index, (name, stage)) in CI_STAGES.iter().enumerate() {
+        banner(&format!("ci stage {}/{}: {name}", index + 1, CI_STAGES.len()));
+        if let Err(failure) = stage(runner) {
+            result = Err(failure);
+            failed_at = Some(index);
+            break;
+        }
+    }
+    let skipped: Vec<&str> = match failed_at {
+        Some(index) => CI_STAGES[index + 1..].iter().map(|(name, _)| *name).collect(),
+        None => Vec::new(),
+    };
+    runner.print_summary("ci summary", &skipped, start.elapsed());
+    result.map_err(|Failure(message)| Failure(format!("ci failed: {message}")))
+}
+
+/// `fmt` in CI: make sure rustfmt exists first.
+fn ci_fmt(runner: &mut Runner) -> Result {
+    ensure_stable_components(runner)?;
+    fmt_check(runner)
+}
+
+/// `clippy` in CI: make sure clippy exists first.
+fn ci_clippy(runner: &mut Runner) -> Result {
+    ensure_stable_components(runner)?;
+    clippy(runner)
+}
+
+fn fmt_check(runner: &mut Runner) -> Result {
+    runner.run_step("fmt", cargo(["fmt", "--all", "--check"]))
+}
+
+fn clippy(runner: &mut Runner) -> Result {
+    runner.run_step(
+        "clippy",
+        cargo(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]),
+    )
+}
+
+fn test(runner: &mut Runner) -> Result {
+    runner.run_step("test", cargo(["test", "--workspace", "--all-features"]))?;
+    let mut release = cargo(["test", "--release"]);
+    for package in RELEASE_TEST_PACKAGES {
+        release = release.args(["-p", package]);
+    }
+    runner.run_step("test --release", release.arg("--all-features"))
+}
+
+fn nostd(runner: &mut Runner) -> Result {
+    ensure_nostd_target(runner)?;
+    let mut build = cargo(["build", "--target", NOSTD_TARGET]);
+    for package in NOSTD_PACKAGES {
+        build = build.args(["-p", package]);
+    }
+    runner.run_step("nostd", build.arg("--no-default-features"))
+}
+
+fn miri(runner: &mut Runner) -> Result {
+    ensure_nightly_miri(runner)?;
+    runner.run_step("miri setup", cargo(["+nightly", "miri", "setup"]))?;
+    let mut test = cargo(["+nightly", "miri", "test"]);
+    for package in MIRI_PACKAGES {
+        test = test.args(["-p", package]);
+    }
+    let test =
+        test.arg("--all-features").env("MIRIFLAGS", MIRIFLAGS).env("PROPTEST_CASES", MIRI_PROPTEST_CASES);
+    runner.run_step("miri test", test)
+}
+
+fn doc(runner: &mut Runner) -> Result {
+    runner.run_step(
+        "doc",
+        cargo(["doc", "--workspace", "--no-deps", "--all-features"]).env("RUSTDOCFLAGS", "-D warnings"),
+    )
+}
+
+fn demo(runner: &mut Runner) -> Result {
+    runner.run_step("demo", cargo(["run", "--release", "-p", DEMO_PACKAGE, "--example", DEMO_EXAMPLE]))
+}
+
+/// `cargo bench -p budalloc-benches`, passing `args` through.
+fn bench(runner: &mut Runner, args: &[String]) -> Result {
+    runner.run_step("bench", bench_command(args))
+}
+
+/// The `cargo bench` line for `cargo xtask bench ARGS`: `--quick` (anywhere before a `--`) adds
+/// [`QUICK_BENCH_ARGS`] in front of criterion's own arguments (those after `--`).
+fn bench_command(args: &[String]) -> Cmd {
+    let (cargo_args, harness_args) = match args.iter().position(|arg| arg == "--") {
+        Some(split) => (&args[..split], &args[split + 1..]),
+        None => (args, &[][..]),
+    };
+    let quick = cargo_args.iter().any(|arg| arg == "--quick");
+    let mut command = cargo(["bench", "-p", BENCH_PACKAGE])
+        .args(cargo_args.iter().filter(|arg| *arg != "--quick").map(String::as_str));
+    if quick || !harness_args.is_empty() {
+        command = command.arg("--");
+        if quick {
+            command = command.args(QUICK_BENCH_ARGS.iter().copied());
+        }
+        command = command.args(harness_args.iter().map(String::as_str));
+    }
+    command
+}
+
+// ---------------------------------------------------------------------------------------------
+// Toolchain setup (idempotent; a no-op when everything is installed)
+// ---------------------------------------------------------------------------------------------
+
+/// rustfmt and clippy on the active (stable) toolchain.
+fn ensure_stable_components(runner: &mut Runner) -> Result {
+    if runner.ensured.stable || !rustup_available(runner) {
+        return Ok(());
+    }
+    runner.run_step("setup: rustfmt, clippy", rustup(["component", "add", "rustfmt", "clippy"]))?;
+    runner.ensured.stable = true;
+    Ok(())
+}
+
+/// The standard library for [`NOSTD_TARGET`].
+fn ensure_nostd_target(runner: &mut Runner) -> Result {
+    if runner.ensured.nostd_target || !rustup_available(runner) {
+        return Ok(());
+    }
+    runner.run_step(&format!("setup: {NOSTD_TARGET}"), rustup(["target", "add", NOSTD_TARGET]))?;
+    runner.ensured.nostd_target = true;
+    Ok(())
+}
+
+/// A nightly toolchain with Miri and the standard library sources Miri rebuilds.
+fn ensure_nightly_miri(runner: &mut Runner) -> Result {
+    if runner.ensured.nightly_miri || !rustup_available(runner) {
+        return Ok(());
+    }
+    let probe = rustup(["run", "nightly", "rustc", "--version"]);
+    if !runner.probe(&probe) {
+        println!("nightly toolchain not found (`{probe}` failed); installing it");
+        runner.run_step(
+            "setup: nightly",
+            rustup(["toolchain", "install", "nightly", "--profile", "minimal"]),
+        )?;
+    }
+    runner.run_step("setup: miri, rust-src", rustup(["+nightly", "component", "add", "miri", "rust-src"]))?;
+    runner.ensured.nightly_miri = true;
+    Ok(())
+}
+
+/// Whether `rustup` is on `PATH`. Without it (a distribution's Rust, Nix) the components are
+/// assumed to be installed and the `ensure_*` helpers do nothing.
+fn rustup_available(runner: &mut Runner) -> bool {
+    let available = *runner.ensured.rustup.get_or_insert_with(|| {
+        Command::new("rustup")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    });
+    if !available && !runner.ensured.warned_no_rustup {
+        println!("note: `rustup` not found on PATH; assuming components and targets are installed");
+        runner.ensured.warned_no_rustup = true;
+    }
+    available
+}
+
+// ---------------------------------------------------------------------------------------------
+// tidy
+// ---------------------------------------------------------------------------------------------
+
+fn tidy(runner: &mut Runner) -> Result {
+    runner.step("tidy", |runner| {
+        let mut violations = Vec::new();
+        check_dependencies(runner, &mut violations)?;
+        check_lib_headers(&runner.root, &mut violations)?;
+        check_sources(&runner.root, &mut violations)?;
+        if violations.is_empty() {
+            println!("tidy: no violations");
+            return Ok(());
+        }
+        eprintln!("tidy found {} violation(s):", violations.len());
+        for violation in &violations {
+            eprintln!("  {violation}");
+        }
+        Err(Failure(format!("tidy found {} violation(s) (listed above)", violations.len())))
+    })
+}
+
+/// The architecture rule: normal and build dependencies between workspace packages must be in
+/// [`ALLOWED_DEPS`].
+fn check_dependencies(runner: &Runner, violations: &mut Vec<String>) -> Result {
+    let metadata_cmd = cargo(["metadata", "--format-version", "1", "--no-deps"]);
+    let text = runner.capture(&metadata_cmd)?;
+    let metadata =
+        Json::parse(&text).map_err(|e| Failure(format!("could not parse `{metadata_cmd}` output: {e}")))?;
+    let bad_shape = || Failure(format!("unexpected shape of `{metadata_cmd}` output"));
+    let packages = metadata.get("packages").and_then(Json::as_array).ok_or_else(bad_shape)?;
+
+    let mut names = BTreeSet::new();
+    for package in packages {
+        names.insert(package.get("name").and_then(Json::as_str).ok_or_else(bad_shape)?);
+    }
+    for package in packages {
+        let name = package.get("name").and_then(Json::as_str).ok_or_else(bad_shape)?;
+        let Some((_, allowed)) = ALLOWED_DEPS.iter().find(|(rule, _)| *rule == name) else {
+            violations.push(format!(
+                "package `{name}` has no entry in ALLOWED_DEPS (xtask/src/main.rs): \
+                 write down which workspace crates it may depend on"
+            ));
+            continue;
+        };
+        let dependencies = package.get("dependencies").and_then(Json::as_array).ok_or_else(bad_shape)?;
+        for dependency in dependencies {
+            let dep = dependency.get("name").and_then(Json::as_str).ok_or_else(bad_shape)?;
+            let kind = dependency.get("kind").and_then(Json::as_str);
+            if kind == Some("dev") || !names.contains(dep) {
+                continue;
+            }
+            let ok = match allowed {
+                Allowed::Any => true,
+                Allowed::Only(list) => list.contains(&dep),
+            };
+            if !ok {
+                let kind = if kind == Some("build") { "build dependency" } else { "dependency" };
+                let list = match allowed {
+                    Allowed::Only([]) => "no workspace crates".to_string(),
+                    Allowed::Only(list) => list.join(", "),
+                    Allowed::Any => unreachable!("`Any` allows everything"),
+                };
+                violations.push(format!(
+                    "architecture: `{name}` has `{dep}` as a {kind}; it may depend on: {list}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every `crates/**/src/lib.rs` starts with a `//!` header stating its architecture invariant.
+fn check_lib_headers(root: &Path, violations: &mut Vec<String>) -> Result {
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files)?;
+    for file in files {
+        let is_crate_root = file.file_name().is_some_and(|n| n == "lib.rs")
+            && file.parent().and_then(Path::file_name).is_some_and(|n| n == "src")
+            && file.parent().and_then(Path::parent).is_some_and(|dir| dir.join("Cargo.toml").is_file());
+        if !is_crate_root {
+            continue;
+        }
+        let text = read(&file)?;
+        let header: Vec<&str> = text
+            .lines()
+            .skip_while(|line| line.trim().is_empty())
+            .take_while(|line| line.trim_start().starts_with("//!"))
+            .collect();
+        let shown = relative(root, &file);
+        if header.is_empty() {
+            violations.push(format!(
+                "{shown}: does not start with a `//!` header (it must state the crate's \
+                 \"{ARCHITECTURE_PHRASE}: ...\")"
+            ));
+        } else if !header.iter().any(|line| line.contains(ARCHITECTURE_PHRASE)) {
+            violations.push(format!(
+                "{shown}: the `//!` header does not contain \"{ARCHITECTURE_PHRASE}\" \
+                 (say what this crate may depend on)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Forbidden tokens in `crates/`, and integer-to-pointer casts in [`CAST_SCAN_DIRS`]. Lines that
+/// are `//` comments (including doc comments) are not checked.
+fn check_sources(root: &Path, violations: &mut Vec<String>) -> Result {
+    for dir in CAST_SCAN_DIRS {
+        let in_crates = *dir == "crates";
+        let mut files = Vec::new();
+        rust_files(&root.join(dir), &mut files)?;
+        for file in files {
+            let text = read(&file)?;
+            let shown = relative(root, &file);
+            for (index, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                let lineno = index + 1;
+                if in_crates {
+                    for (token, why) in FORBIDDEN_IN_CRATES {
+                        if line.contains(token) {
+                            violations.push(format!("{shown}:{lineno}: {why}: {}", line.trim()));
+                        }
+                    }
+                }
+                if FORBIDDEN_CASTS.iter().any(|token| line.contains(token)) {
+                    violations.push(format!(
+                        "{shown}:{lineno}: integer-to-pointer cast; derive the pointer with \
+                         `with_addr`/`map_addr` instead: {}",
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// All `.rs` files under `dir` (recursively, in a stable order), skipping `target` and hidden
+/// directories. A missing `dir` has no files.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Failure(format!("cannot read directory {}: {e}", dir.display()))),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Failure(format!("cannot read directory {}: {e}", dir.display())))?;
+        paths.push(entry.path());
+    }
+    paths.sort();
+    for path in paths {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                rust_files(&path, out)?;
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands and timing steps
+// ---------------------------------------------------------------------------------------------
+
+/// Why a command failed, for the user.
+#[derive(Debug)]
+struct Failure(String);
+
+type Result<T = ()> = std::result::Result<T, Failure>;
+
+/// A command line: program, arguments and extra environment. Displays as a shell line.
+#[derive(Clone)]
+struct Cmd {
+    program: &'static str,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+fn cargo<'a>(args: impl IntoIterator<Item = &'a str>) -> Cmd {
+    Cmd { program: "cargo", args: Vec::new(), env: Vec::new() }.args(args)
+}
+
+fn rustup<'a>(args: impl IntoIterator<Item = &'a str>) -> Cmd {
+    Cmd { program: "rustup", args: Vec::new(), env: Vec::new() }.args(args)
+}
+
+impl Cmd {
+    fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    fn args<'a>(mut self, args: impl IntoIterator<Item = &'a str>) -> Self {
+        self.args.extend(args.into_iter().map(str::to_string));
+        self
+    }
+
+    fn env(mut self, key: &'static str, value: &str) -> Self {
+        self.env.push((key, value.to_string()));
+        self
+    }
+
+    fn command(&self, root: &Path) -> Command {
+        let mut command = Command::new(self.program);
+        command.args(&self.args).current_dir(root);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (key, value) in &self.env {
+            write!(f, "{key}={} ", shell_quote(value))?;
+        }
+        f.write_str(self.program)?;
+        for arg in &self.args {
+            write!(f, " {}", shell_quote(arg))?;
+        }
+        Ok(())
+    }
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain =
+        !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_+=./:,@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// One timed step, for the summary.
+struct StepRecord {
+    name: String,
+    duration: Duration,
+    ok: bool,
+}
+
+/// What the `ensure_*` helpers have already done in this run.
+#[derive(Default)]
+struct Ensured {
+    rustup: Option<bool>,
+    warned_no_rustup: bool,
+    stable: bool,
+    nostd_target: bool,
+    nightly_miri: bool,
+}
+
+/// Runs commands from the workspace root and records how long each step took.
+struct Runner {
+    root: PathBuf,
+    steps: Vec<StepRecord>,
+    ensured: Ensured,
+}
+
+impl Runner {
+    fn new() -> Self {
+        // xtask lives in `<root>/xtask`; run everything from `<root>` whatever the caller's cwd.
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf();
+        Runner { root, steps: Vec::new(), ensured: Ensured::default() }
+    }
+
+    /// Runs `body` as the step `name`, printing and recording its wall time.
+    fn step(&mut self, name: &str, body: impl FnOnce(&mut Runner) -> Result) -> Result {
+        let start = Instant::now();
+        let result = body(self);
+        let duration = start.elapsed();
+        let ok = result.is_ok();
+        let outcome = if ok { "ok" } else { "FAILED" };
+        println!("--- {name}: {outcome} in {}", format_duration(duration));
+        self.steps.push(StepRecord { name: name.to_string(), duration, ok });
+        result.map_err(|Failure(message)| Failure(format!("step `{name}` failed: {message}")))
+    }
+
+    /// Runs `cmd` with inherited stdio as the step `name`.
+    fn run_step(&mut self, name: &str, cmd: Cmd) -> Result {
+        self.step(name, |runner| runner.run(&cmd))
+    }
+
+    /// Prints `$ cmd`, runs it with inherited stdio and fails unless it exits successfully.
+    fn run(&self, cmd: &Cmd) -> Result {
+        println!("$ {cmd}");
+        let status = cmd.command(&self.root).status().map_err(|e| spawn_failure(cmd, &e))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Failure(format!("`{cmd}` exited with {status}")))
+        }
+    }
+
+    /// Like [`Runner::run`], but returns the command's stdout (stderr is inherited).
+    fn capture(&self, cmd: &Cmd) -> Result<String> {
+        println!("$ {cmd}");
+        let output = cmd
+            .command(&self.root)
+            .stdin(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| spawn_failure(cmd, &e))?;
+        if !output.status.success() {
+            return Err(Failure(format!("`{cmd}` exited with {}", output.status)));
+        }
+        String::from_utf8(output.stdout).map_err(|_| Failure(format!("`{cmd}` printed invalid UTF-8")))
+    }
+
+    /// Whether `cmd` succeeds; its output is discarded.
+    fn probe(&self, cmd: &Cmd) -> bool {
+        cmd.command(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// The table of recorded steps, then the `skipped` ones, then the total.
+    fn print_summary(&self, title: &str, skipped: &[&str], total: Duration) {
+        let width = self.steps.iter().map(|s| s.name.len()).chain(skipped.iter().map(|s| s.len())).max();
+        let width = width.unwrap_or(0).max("total".len());
+        banner(title);
+        println!("{:<width$}  {:>9}  result", "step", "time");
+        for step in &self.steps {
+            let outcome = if step.ok { "ok" } else { "FAILED" };
+            println!("{:<width$}  {:>9}  {outcome}", step.name, format_duration(step.duration));
+        }
+        for name in skipped {
+            println!("{name:<width$}  {:>9}  not run", "-");
+        }
+        println!("{:<width$}  {:>9}", "total", format_duration(total));
+    }
+}
+
+fn spawn_failure(cmd: &Cmd, error: &std::io::Error) -> Failure {
+    if error.kind() == ErrorKind::NotFound {
+        Failure(format!("could not run `{cmd}`: `{}` is not installed or not on PATH", cmd.program))
+    } else {
+        Failure(format!("could not run `{cmd}`: {error}"))
+    }
+}
+
+fn banner(title: &str) {
+    println!("\n=== {title} {}", "=".repeat(70usize.saturating_sub(title.len())));
+}
+
+fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let minutes = (secs / 60.0).floor();
+        format!("{minutes:.0}m{:04.1}s", secs - minutes * 60.0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A minimal JSON parser, enough for `cargo metadata`
+// ---------------------------------------------------------------------------------------------
+
+/// A JSON value. Numbers are kept as their source text; nothing here needs their value.
+#[derive(Debug)]
+enum Json {
+    Null,
+    Bool(#[allow(dead_code)] bool),
+    Number(#[allow(dead_code)] String),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn parse(text: &str) -> std::result::Result<Json, String> {
+        let mut parser = JsonParser { bytes: text.as_bytes(), pos: 0 };
+        let value = parser.value(0)?;
+        parser.skip_ws();
+        if parser.pos != parser.bytes.len() {
+            return Err(parser.error("trailing characters"));
+        }
+        Ok(value)
+    }
+
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn as_array(&self) -> Option<&[Json]> {
+        match self {
+            Json::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+}
+
+struct JsonParser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+/// Nesting limit, far above what `cargo metadata` produces.
+const JSON_MAX_DEPTH: usize = 128;
+
+impl JsonParser<'_> {
+    fn error(&self, what: &str) -> String {
+        format!("{what} at byte {}", self.pos)
+    }
+
+    fn skip_ws(&mut self) {
+        while self.bytes.get(self.pos).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_ws();
+        if self.bytes.get(self.pos) == Some(&byte) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> std::result::Result<(), String> {
+        if self.eat(byte) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("expected `{}`", byte as char)))
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Json) -> std::result::Result<Json, String> {
+        if self.bytes[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(value)
+        } else {
+            Err(self.error("invalid literal"))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> std::result::Result<Json, String> {
+        if depth > JSON_MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        self.skip_ws();
+        match self.bytes.get(self.pos) {
+            None => Err(self.error("unexpected end of input")),
+            Some(b'n') => self.literal("null", Json::Null),
+            Some(b't') => self.literal("true", Json::Bool(true)),
+            Some(b'f') => self.literal("false", Json::Bool(false)),
+            Some(b'"') => self.string().map(Json::String),
+            Some(b'[') => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                if !self.eat(b']') {
+                    loop {
+                        items.push(self.value(depth + 1)?);
+                        if self.eat(b']') {
+                            break;
+                        }
+                        self.expect(b',')?;
+                    }
+                }
+                Ok(Json::Array(items))
+            }
+            Some(b'{') => {
+                self.pos += 1;
+                let mut members = Vec::new();
+                if !self.eat(b'}') {
+                    loop {
+                        self.skip_ws();
+                        if self.bytes.get(self.pos) != Some(&b'"') {
+                            return Err(self.error("expected a string key"));
+                        }
+                        let key = self.string()?;
+                        self.expect(b':')?;
+                        members.push((key, self.value(depth + 1)?));
+                        if self.eat(b'}') {
+                            break;
+                        }
+                        self.expect(b',')?;
+                    }
+                }
+                Ok(Json::Object(members))
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                while self
+                    .bytes
+                    .get(self.pos)
+                    .is_some_and(|b| matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                {
+                    self.pos += 1;
+                }
+                let number = std::str::from_utf8(&self.bytes[start..self.pos]).map_err(|e| e.to_string())?;
+                Ok(Json::Number(number.to_string()))
+            }
+            Some(_) => Err(self.error("unexpected character")),
+        }
+    }
+
+    /// A string starting at the opening quote.
+    fn string(&mut self) -> std::result::Result<String, String> {
+        self.pos += 1; // opening quote
+        let mut out = String::new();
+        loop {
+            // Copy the run of plain bytes up to the next quote or backslash in one go; it is
+            // valid UTF-8 because the input is a `&str` and the run ends at an ASCII byte.
+            let start = self.pos;
+            while self.bytes.get(self.pos).is_some_and(|b| *b != b'"' && *b != b'\\') {
+                self.pos += 1;
+            }
+            out.push_str(std::str::from_utf8(&self.bytes[start..self.pos]).map_err(|e| e.to_string())?);
+            match self.bytes.get(self.pos) {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(_) => {
+                    self.pos += 1; // backslash
+                    let escape =
+                        *self.bytes.get(self.pos).ok_or_else(|| self.error("unterminated string"))?;
+                    self.pos += 1;
+                    match escape {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let high = self.hex4()?;
+                            let code = if (0xD800..0xDC00).contains(&high) {
+                                if !self.bytes[self.pos..].starts_with(b"\\u") {
+                                    return Err(self.error("unpaired surrogate"));
+                                }
+                                self.pos += 2;
+                                let low = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&low) {
+                                    return Err(self.error("invalid low surrogate"));
+                                }
+                                0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+                            } else {
+                                high
+                            };
+                            out.push(char::from_u32(code).ok_or_else(|| self.error("invalid \\u escape"))?);
+                        }
+                        _ => return Err(self.error("invalid escape")),
+                    }
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> std::result::Result<u32, String> {
+        let digits = self.bytes.get(self.pos..self.pos + 4).ok_or_else(|| self.error("short \\u escape"))?;
+        let digits = std::str::from_utf8(digits).map_err(|e| e.to_string())?;
+        let value = u32::from_str_radix(digits, 16).map_err(|_| self.error("invalid \\u escape"))?;
+        self.pos += 4;
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cargo_metadata_shapes() {
+        let text = r#" {"packages":[{"name":"a\u00e9\ud83d\ude00","n":-1.5e3,"ok":true,"x":null,
+            "dependencies":[{"name":"b","kind":"dev"},{"name":"c","kind":null}]}],"e":{},"f":[]} "#;
+        let json = Json::parse(text).unwrap();
+        let packages = json.get("packages").and_then(Json::as_array).unwrap();
+        assert_eq!(packages[0].get("name").and_then(Json::as_str), Some("a\u{e9}\u{1f600}"));
+        let deps = packages[0].get("dependencies").and_then(Json::as_array).unwrap();
+        assert_eq!(deps[1].get("kind").and_then(Json::as_str), None);
+        assert!(Json::parse("[1,]").is_err());
+        assert!(Json::parse("{\"a\":1} x").is_err());
+        assert!(Json::parse("\"abc").is_err());
+    }
+
+    #[test]
+    fn every_rule_names_only_known_packages() {
+        let known: Vec<&str> = ALLOWED_DEPS.iter().map(|(name, _)| *name).collect();
+        for (_, allowed) in ALLOWED_DEPS {
+            if let Allowed::Only(list) = allowed {
+                assert!(list.iter().all(|dep| known.contains(dep)));
+            }
+        }
+    }
+
+    #[test]
+    fn bench_arguments() {
+        let line = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            bench_command(&args).to_string()
+        };
+        assert_eq!(line(&[]), "cargo bench -p budalloc-benches");
+        assert_eq!(
+            line(&["--quick", "--bench", "peers", "--", "alloc"]),
+            "cargo bench -p budalloc-benches --bench peers -- --warm-up-time 1 --measurement-time 2 \
+             --sample-size 10 alloc"
+        );
+        assert_eq!(line(&["--", "--quick"]), "cargo bench -p budalloc-benches -- --quick");
+    }
+
+    #[test]
+    fn quoting() {
+        let cmd = cargo(["test", "-p", "x"]).env("MIRIFLAGS", "-Za -Zb");
+        assert_eq!(cmd.to_string(), "MIRIFLAGS=\"-Za -Zb\" cargo test -p x");
+    }
+}

@@ -105,9 +105,6 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
         let base = NonNull::new(ptr).ok_or(RegionError::Null)?;
         let addr = base.addr().get();
         let end = addr.checked_add(len).ok_or(RegionError::Overflow { addr, len })?;
-        if self.len == ARENAS {
-            return Err(RegionError::TooManyArenas { capacity: ARENAS });
-        }
         let at = self.used().partition_point(|s| s.as_ref().is_some_and(|s| s.arena.region().0 < addr));
         let overlaps = |slot: Option<&Option<Slot>>| {
             slot.and_then(Option::as_ref).is_some_and(|s| {
@@ -117,6 +114,9 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
         };
         if overlaps(self.used().get(at)) || overlaps(at.checked_sub(1).and_then(|p| self.used().get(p))) {
             return Err(RegionError::Overlap { addr });
+        }
+        if self.len == ARENAS {
+            return Err(RegionError::TooManyArenas { capacity: ARENAS });
         }
         let math = Self::MATH;
         let region = NonNull::slice_from_raw_parts(base, len);
@@ -139,6 +139,17 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
     /// coalesced back into the original allocation units).
     pub fn is_pristine(&self) -> bool {
         self.slots().all(Slot::is_pristine)
+    }
+
+    /// Every block of every arena, free or allocated, in address order.
+    pub fn blocks(&self) -> impl Iterator<Item = Block> + '_ {
+        self.slots().flat_map(|slot| {
+            slot.blocks().map(move |b| Block {
+                addr: slot.arena.addr_of(b.frag),
+                size: Self::MATH.block_size(b.order),
+                allocated: b.allocated,
+            })
+        })
     }
 
     /// A picture of every arena, one character per fragment (or group of fragments), at most
@@ -209,18 +220,25 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
     #[cold]
     #[inline(never)]
     fn diagnose(slot: &Slot, addr: usize, layout: Layout) -> FreeError {
-        let Some((frag, _)) = slot.arena.locate(addr) else {
+        let Some((frag, offset)) = slot.arena.locate(addr) else {
             return FreeError::ForeignPointer { addr };
         };
         let found = slot.find_block(frag);
         let block = slot.arena.addr_of(found.frag);
         let block_size = Self::MATH.block_size(found.order);
-        if block != addr {
-            FreeError::InteriorPointer { addr, block }
-        } else if !found.allocated {
+        let layout_order = Self::MATH.order_of(layout);
+        // A pointer into free memory names a block that was freed already, perhaps merged with
+        // its buddies since: a double free, if it could have been a block of its layout.
+        let could_be_block = match layout_order {
+            Ok(order) => offset == 0 && addr % Self::MATH.block_size(order) == 0,
+            Err(_) => block == addr,
+        };
+        if !found.allocated && could_be_block {
             FreeError::DoubleFree { addr, size: block_size }
+        } else if block != addr {
+            FreeError::InteriorPointer { addr, block }
         } else {
-            let layout_block = Self::MATH.order_of(layout).map_or(0, |o| Self::MATH.block_size(o));
+            let layout_block = layout_order.map_or(0, |o| Self::MATH.block_size(o));
             FreeError::LayoutMismatch { addr, block_size, size: layout.size(), align: layout.align(), layout_block }
         }
     }
@@ -348,6 +366,17 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize> RawAlloc fo
         stats.free = stats.capacity - stats.allocated;
         stats
     }
+}
+
+/// One block of an arena, as [`Buddy::blocks`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Start address.
+    pub addr: usize,
+    /// Size in bytes (a power of two, aligned to itself).
+    pub size: usize,
+    /// Whether it is allocated (else free).
+    pub allocated: bool,
 }
 
 /// The text picture of a [`Buddy`]'s arenas: one character per fragment (or per group of

@@ -33,7 +33,7 @@ mod buddy;
 mod inspect;
 mod slot;
 
-pub use buddy::{Buddy, Map};
+pub use buddy::{Block, Buddy, Map};
 pub use slot::HEADER_SIZE;
 
 #[cfg(test)]

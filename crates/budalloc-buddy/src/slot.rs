@@ -265,7 +265,7 @@ impl Slot {
     pub fn check_header(&self, frag: usize, k: Order) -> Result<FreeHeader, Corruption> {
         let header = self.header(frag);
         let bad = Corruption::Header { addr: self.arena.addr_of(frag) };
-        if header.seal != self.seal(frag, k) || u32::from(header.order) != k.get() {
+        if header.seal != self.seal(frag, k) || u32::from(header.order) != k.get() || header._pad != [0; 3] {
             return Err(bad);
         }
         let link_ok = |link: u32| {

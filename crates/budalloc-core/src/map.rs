@@ -67,7 +67,7 @@ pub fn write_map(
             if cell != 0 {
                 f.write_str("\n")?;
             }
-            write!(f, "{:>10} ", human(frag * min_block))?;
+            write!(f, "{:>#9x} ", frag * min_block)?;
         }
         let c = match current {
             Some(b) if frag < b.frag + b.order.fragments() => symbol(b.order, b.allocated),

@@ -1,0 +1,60 @@
+//! Integration tests of the buddy policy: one binary, one module per concern.
+
+mod boundaries;
+mod errors;
+mod props;
+mod regions;
+mod resize;
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use budalloc_buddy::Buddy;
+use budalloc_testkit::{Geometry, Region};
+
+/// The policy most tests use: 16-byte fragments, 4 KiB largest block, 4 arenas.
+pub type Small = Buddy<16, 4096, 4>;
+
+/// The oracle's view of [`Small`].
+pub const SMALL: Geometry = Geometry { min: 16, max: 4096, power_of_two: true };
+
+/// A `Small` heap over a fresh region of `len` bytes aligned to 4 KiB. Keep the region alive
+/// as long as the heap.
+pub fn small(len: usize) -> (Small, Region) {
+    let region = Region::new(len, 4096);
+    let mut heap = Small::new();
+    let (ptr, len) = region.skewed(0);
+    // SAFETY: the region is valid and used by this heap only; it outlives the heap in every
+    // test (both are returned together and the heap is declared first).
+    unsafe { heap.claim_raw(ptr, len) }.expect("claim");
+    (heap, region)
+}
+
+/// A layout, unwrapped.
+pub fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).expect("layout")
+}
+
+/// Allocates, unwrapped, returning the block's start.
+pub fn alloc(heap: &mut Small, size: usize, align: usize) -> NonNull<u8> {
+    use budalloc_core::RawAlloc;
+    heap.allocate(layout(size, align)).expect("allocation").cast()
+}
+
+/// The metadata digest, to prove that a rejected call changed nothing.
+pub fn digest(heap: &Small) -> (u64, usize) {
+    budalloc_testkit::metadata_digest(heap)
+}
+
+/// Two live buddies of `size` bytes, `left` below `right`, built deterministically: allocate
+/// their parent, shrink it (freeing the upper half), and take the upper half back (the free
+/// lists are LIFO).
+pub fn buddy_pair(heap: &mut Small, size: usize) -> (NonNull<u8>, NonNull<u8>) {
+    use budalloc_core::RawAlloc;
+    let left = alloc(heap, 2 * size, 2 * size);
+    // SAFETY: `left` is live with layout (2 size, 2 size).
+    unsafe { heap.shrink(left, layout(2 * size, 2 * size), layout(size, size)) }.expect("shrink in place");
+    let right = alloc(heap, size, size);
+    assert_eq!(right.addr().get(), left.addr().get() + size, "buddies are adjacent");
+    (left, right)
+}
