@@ -6,7 +6,7 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use budalloc_core::{
-    write_map, AllocError, Arena, FreeError, Order, RawAlloc, RegionError, SizeMath, Stats, MAX_ORDERS,
+    write_map, AllocError, Arena, Claim, FreeError, Order, RawAlloc, RegionError, SizeMath, Stats, MAX_ORDERS,
 };
 
 use crate::slot::{bits_for, poison, Slot, FRESH, HEADER_SIZE};
@@ -365,6 +365,17 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize> RawAlloc fo
         }
         stats.free = stats.capacity - stats.allocated;
         stats
+    }
+}
+
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Claim for Buddy<MIN, MAX, ARENAS> {
+    fn claim(&mut self, region: &'static mut [MaybeUninit<u8>]) -> Result<(), RegionError> {
+        Buddy::claim(self, region).map(|_| ())
+    }
+
+    unsafe fn claim_raw(&mut self, ptr: *mut u8, len: usize) -> Result<(), RegionError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { Buddy::claim_raw(self, ptr, len) }.map(|_| ())
     }
 }
 

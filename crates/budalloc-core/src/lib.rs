@@ -36,7 +36,7 @@ pub use error::{AllocError, Corruption, FreeError, GuardKey, RegionError};
 pub use inspect::{feed_words, Inspect, InvariantError};
 pub use map::{symbol, write_map, BlockView};
 pub use order::{Order, SizeMath, MAX_ORDERS};
-pub use raw::RawAlloc;
+pub use raw::{Claim, RawAlloc};
 pub use stats::Stats;
 pub use stats::{human, Human};
 

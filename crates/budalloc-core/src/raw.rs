@@ -176,3 +176,26 @@ pub unsafe trait RawAlloc {
 fn misuse(error: FreeError) -> ! {
     panic!("budalloc: invalid deallocation: {error}")
 }
+
+/// A policy that takes memory regions as arenas.
+pub trait Claim {
+    /// Takes a `'static` region as a new arena.
+    ///
+    /// # Errors
+    /// The region is unusable (too small, overlapping an arena already held) or the policy
+    /// cannot hold another arena; nothing is claimed then.
+    fn claim(&mut self, region: &'static mut [core::mem::MaybeUninit<u8>]) -> Result<(), crate::RegionError>;
+
+    /// Takes `len` bytes at `ptr` as a new arena.
+    ///
+    /// # Errors
+    /// As [`claim`](Self::claim), plus a null pointer or a region that wraps around the
+    /// address space.
+    ///
+    /// # Safety
+    /// - `ptr .. ptr + len` must be valid for reads and writes (unless `ptr` is null, which is
+    ///   an error);
+    /// - nothing but this policy may access the region until the policy is dropped, except
+    ///   through the blocks it hands out.
+    unsafe fn claim_raw(&mut self, ptr: *mut u8, len: usize) -> Result<(), crate::RegionError>;
+}
