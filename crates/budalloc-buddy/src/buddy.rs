@@ -239,7 +239,13 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
             FreeError::InteriorPointer { addr, block }
         } else {
             let layout_block = layout_order.map_or(0, |o| Self::MATH.block_size(o));
-            FreeError::LayoutMismatch { addr, block_size, size: layout.size(), align: layout.align(), layout_block }
+            FreeError::LayoutMismatch {
+                addr,
+                block_size,
+                size: layout.size(),
+                align: layout.align(),
+                layout_block,
+            }
         }
     }
 
@@ -416,4 +422,3 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> fmt::Debug for Bud
         f.debug_struct("Buddy").field("min", &MIN).field("max", &MAX).field("stats", &self.stats()).finish()
     }
 }
-

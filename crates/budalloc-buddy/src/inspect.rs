@@ -51,7 +51,9 @@ fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
     let math = slot.math();
     if let Err(e) = arena.bitmap().check_keys() {
         let addr = match e {
-            budalloc_core::Corruption::GuardKey { addr, .. } | budalloc_core::Corruption::Header { addr } => addr,
+            budalloc_core::Corruption::GuardKey { addr, .. } | budalloc_core::Corruption::Header { addr } => {
+                addr
+            }
         };
         return broken("both guard keys hold their values", addr);
     }
@@ -73,19 +75,8 @@ fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
         if abs % k.fragments() != 0 {
             return broken("a block of order k is aligned to its size", at);
         }
-        for inner in frag + 1..frag + k.fragments() {
-            if slot.is_allocated(inner) {
-                return broken("A bits are set only at block starts", arena.addr_of(inner));
-            }
-        }
-        for level in 1..k.get() {
-            let mut node = abs;
-            while node < abs + k.fragments() {
-                if slot.node_split(level, node) {
-                    return broken("nodes below a block are not split", arena.addr_of(node - (abs - frag)));
-                }
-                node += 1 << level;
-            }
+        if !slot.interior_clear(frag, k) {
+            return broken("inside a block, A bits are clear past its start and no node is split", at);
         }
         for level in k.get() + 1..=slot.split_levels() {
             if slot.node_inside(level, abs) && !slot.node_split(level, abs) {
@@ -133,7 +124,10 @@ fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
             }
             length += 1;
             if length > slot.free_counts()[k] {
-                return broken("`counts[k]` is the length of list k (or the list has a cycle)", arena.addr_of(frag));
+                return broken(
+                    "`counts[k]` is the length of list k (or the list has a cycle)",
+                    arena.addr_of(frag),
+                );
             }
             prev = at;
             at = header.next;

@@ -195,7 +195,10 @@ impl Slot {
     pub fn is_block(&self, frag: usize, k: Order) -> bool {
         let abs = self.abs(frag);
         let k = k.get();
-        abs & ((1 << k) - 1) == 0 && self.inside(k, abs) && !self.is_split(k, abs) && self.is_split(k + 1, abs)
+        abs & ((1 << k) - 1) == 0
+            && self.inside(k, abs)
+            && !self.is_split(k, abs)
+            && self.is_split(k + 1, abs)
     }
 
     /// Whether a free block of order `k` starts at `frag` (`frag < N`).
@@ -214,7 +217,11 @@ impl Slot {
             k += 1;
         }
         let start = ((abs >> k) << k) - self.arena.first_absolute();
-        Found { frag: start, order: Order::new(k).unwrap_or(Order::ZERO), allocated: self.is_allocated(start) }
+        Found {
+            frag: start,
+            order: Order::new(k).unwrap_or(Order::ZERO),
+            allocated: self.is_allocated(start),
+        }
     }
 
     /// Every block in address order.
@@ -287,7 +294,8 @@ impl Slot {
     fn push(&mut self, frag: usize, k: Order) {
         let i = k.index();
         let old = self.heads[i];
-        let header = FreeHeader { next: old, prev: NIL, seal: self.seal(frag, k), order: k.get() as u8, _pad: [0; 3] };
+        let header =
+            FreeHeader { next: old, prev: NIL, seal: self.seal(frag, k), order: k.get() as u8, _pad: [0; 3] };
         self.write_header(frag, header);
         if old != NIL {
             let mut next = self.header(old as usize);
@@ -303,7 +311,10 @@ impl Slot {
     #[inline]
     fn unlink(&mut self, frag: usize, k: Order, header: FreeHeader) {
         let i = k.index();
-        debug_assert!(header.prev != NIL || self.heads[i] == frag as u32, "unlinking a list head that is not the head");
+        debug_assert!(
+            header.prev != NIL || self.heads[i] == frag as u32,
+            "unlinking a list head that is not the head"
+        );
         if header.prev == NIL {
             self.heads[i] = header.next;
             if header.next == NIL {
@@ -507,6 +518,21 @@ impl Slot {
     #[cfg(feature = "check-invariants")]
     pub fn node_split(&self, k: u32, abs: usize) -> bool {
         self.is_split(k, abs)
+    }
+
+    /// Whether no block strictly inside the block at `frag` of order `k` is marked: no `A` bit
+    /// past its first fragment and no split bit on any node below it (word-wise range checks).
+    #[cfg(feature = "check-invariants")]
+    pub fn interior_clear(&self, frag: usize, k: Order) -> bool {
+        let bits = self.arena.bitmap().bits();
+        if bits[frag + 1..frag + k.fragments()].any() {
+            return false;
+        }
+        let abs = self.abs(frag);
+        (1..k.get()).all(|level| {
+            let first = self.split_bit(level, abs);
+            !bits[first..first + (1 << (k.get() - level))].any()
+        })
     }
 
     #[cfg(feature = "check-invariants")]

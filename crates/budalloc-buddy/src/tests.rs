@@ -11,18 +11,19 @@ use budalloc_core::{Inspect, RawAlloc};
 
 use crate::Buddy;
 
-fn region(len: usize) -> &'static mut [MaybeUninit<u8>] {
-    // 4 KiB aligned so that offsets are predictable.
-    let v: Vec<MaybeUninit<u8>> = std::vec![MaybeUninit::uninit(); len + 4096];
-    let leaked = Box::leak(v.into_boxed_slice());
-    let skip = leaked.as_ptr().align_offset(4096);
-    &mut leaked[skip..skip + len]
+/// A 4 KiB-aligned window of `len` bytes into `buffer` (which must hold `len + 4096`).
+fn region(buffer: &mut [MaybeUninit<u8>], len: usize) -> (*mut u8, usize) {
+    let skip = buffer.as_ptr().align_offset(4096);
+    (buffer[skip..skip + len].as_mut_ptr().cast(), len)
 }
 
 #[test]
 fn smoke_alloc_free_restores_seeding() {
+    let mut buffer: Box<[MaybeUninit<u8>]> = std::vec![MaybeUninit::uninit(); 20 * 1024].into_boxed_slice();
+    let (ptr, len) = region(&mut buffer, 16 * 1024);
     let mut heap: Buddy<16, 4096> = Buddy::new();
-    heap.claim(region(16 * 1024)).unwrap();
+    // SAFETY: the buffer outlives the heap and is used by nothing else meanwhile.
+    unsafe { heap.claim_raw(ptr, len) }.unwrap();
     heap.check_invariants().unwrap();
     let mut blocks = Vec::new();
     for size in [1, 16, 17, 100, 1000, 4096, 3] {
@@ -36,5 +37,7 @@ fn smoke_alloc_free_restores_seeding() {
         heap.check_invariants().unwrap();
     }
     assert!(heap.is_pristine());
-    std::println!("{}", heap.map(256));
+    let map = std::format!("{}", heap.map(256));
+    assert!(map.contains("iiii") && !map.contains('?'), "{map}");
+    drop(heap);
 }

@@ -86,7 +86,10 @@ impl Arena {
         let words = bits.div_ceil(usize::BITS as usize);
         // `min` is at least a word's alignment in every policy; align anyway.
         let meta_addr = (start + (frags << min_log2)).next_multiple_of(align_of::<usize>());
-        debug_assert!(meta_addr + (words + 2) * core::mem::size_of::<usize>() <= end, "bitmap overruns region");
+        debug_assert!(
+            meta_addr + (words + 2) * core::mem::size_of::<usize>() <= end,
+            "bitmap overruns region"
+        );
         let front = base.cast::<usize>().with_addr(nonzero(meta_addr));
         // SAFETY: `front..front + words + 2` lies inside the region (the sizing above), is
         // aligned, and is reserved for the bitmap: the block area ends before it.

@@ -83,12 +83,18 @@ impl Bitmap {
         let key2 = if key2 == key1 { key1 ^ 2 } else { key2 };
         let bitmap = Bitmap { front, words, keys: [key1, key2] };
         // SAFETY: word 0 lies in the range the caller guarantees valid and aligned.
-        unsafe { front.write(key1) };
+        unsafe { bitmap.word(0).write(key1) };
         // SAFETY: words 1..=words lie in that range; `write_bytes` zeroes them.
-        unsafe { front.add(1).write_bytes(0, words) };
+        unsafe { bitmap.word(1).write_bytes(0, words) };
         // SAFETY: word `words + 1` is the last word of that range.
-        unsafe { front.add(words + 1).write(key2) };
+        unsafe { bitmap.word(words + 1).write(key2) };
         bitmap
+    }
+
+    /// Pointer to word `i` of the bitmap (0 is the front key), with the bitmap's provenance.
+    #[inline]
+    fn word(&self, i: usize) -> *mut usize {
+        self.front.as_ptr().wrapping_add(i)
     }
 
     /// Checks both guard keys.
@@ -109,9 +115,9 @@ impl Bitmap {
     #[inline]
     fn key_words(&self) -> [usize; 2] {
         // SAFETY: word 0 is valid for reads (invariant of `front`).
-        let front = unsafe { self.front.read() };
+        let front = unsafe { self.word(0).read() };
         // SAFETY: word `words + 1` is valid for reads (invariant of `front`).
-        let back = unsafe { self.front.add(self.words + 1).read() };
+        let back = unsafe { self.word(self.words + 1).read() };
         [front, back]
     }
 
@@ -132,7 +138,7 @@ impl Bitmap {
     pub fn bits_mut(&mut self) -> &mut Bits {
         // SAFETY: words 1..=words are valid and exclusively ours (invariant of `front`), and
         // `&mut self` makes this the only live reference to them.
-        let words = unsafe { core::slice::from_raw_parts_mut(self.front.add(1).as_ptr(), self.words) };
+        let words = unsafe { core::slice::from_raw_parts_mut(self.word(1), self.words) };
         BitSlice::from_slice_mut(words)
     }
 
@@ -140,7 +146,7 @@ impl Bitmap {
     #[inline]
     fn words(&self) -> &[usize] {
         // SAFETY: words 1..=words are valid for reads and only changed through `&mut self`.
-        unsafe { core::slice::from_raw_parts(self.front.add(1).as_ptr(), self.words) }
+        unsafe { core::slice::from_raw_parts(self.word(1), self.words) }
     }
 
     /// The whole bitmap as it lies in memory, keys included: what a metadata snapshot compares.

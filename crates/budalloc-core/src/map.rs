@@ -43,7 +43,8 @@ pub fn write_map(
     max_cells: usize,
 ) -> fmt::Result {
     let width = width.max(8);
-    let per_cell = fragments.div_ceil(max_cells.max(1)).max(1);
+    // A power of two per cell, so that cells line up with blocks.
+    let per_cell = fragments.div_ceil(max_cells.max(1)).max(1).next_power_of_two();
     let cells = fragments.div_ceil(per_cell);
     writeln!(
         f,

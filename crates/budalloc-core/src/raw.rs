@@ -106,7 +106,12 @@ pub unsafe trait RawAlloc {
     ///
     /// # Safety
     /// As [`grow_in_place`](Self::grow_in_place).
-    unsafe fn grow(&mut self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn grow(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from our caller.
         if let Ok(block) = unsafe { self.grow_in_place(ptr, old, new) } {
             return Ok(block);
@@ -122,7 +127,12 @@ pub unsafe trait RawAlloc {
     ///
     /// # Safety
     /// As [`shrink_in_place`](Self::shrink_in_place).
-    unsafe fn shrink(&mut self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn shrink(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from our caller.
         if let Ok(block) = unsafe { self.shrink_in_place(ptr, old, new) } {
             return Ok(block);

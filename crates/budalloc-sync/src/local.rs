@@ -137,9 +137,9 @@ fn empty(layout: Layout) -> NonNull<[u8]> {
 /// `block` must be valid for writes of its length, and `from <= block.len()`.
 #[inline]
 unsafe fn zero_from(block: NonNull<[u8]>, from: usize) {
-    let start = block.cast::<u8>();
+    let start = block.cast::<u8>().as_ptr().wrapping_add(from);
     // SAFETY: `from <= block.len()`, and the block is valid for writes of its length.
-    unsafe { start.add(from).write_bytes(0, block.len() - from) };
+    unsafe { start.write_bytes(0, block.len() - from) };
 }
 
 // SAFETY: blocks come from the policy, whose `RawAlloc` contract makes them valid, disjoint and
@@ -171,7 +171,12 @@ unsafe impl<A: RawAlloc> Allocator for &Local<A> {
         }
     }
 
-    unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, ApiAllocError> {
         if old.size() == 0 {
             return self.allocate(new);
         }
@@ -194,7 +199,12 @@ unsafe impl<A: RawAlloc> Allocator for &Local<A> {
         Ok(block)
     }
 
-    unsafe fn shrink(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, ApiAllocError> {
         if new.size() == 0 {
             // SAFETY: the caller promises `ptr` is live with `old`.
             unsafe { self.deallocate(ptr, old) };

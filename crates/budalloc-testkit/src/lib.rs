@@ -21,6 +21,7 @@ use std::ptr::NonNull;
 use budalloc_core::{AllocError, FreeError, Inspect, RawAlloc, Stats};
 use proptest::prelude::*;
 
+pub mod conformance;
 mod model;
 pub use model::{Live, Model};
 
@@ -283,8 +284,16 @@ impl<A: RawAlloc + Inspect> Harness<A> {
             }
         }
         let stats = self.alloc.stats();
-        assert_eq!(stats.allocated + stats.free, stats.capacity, "allocated + free = capacity after {what:?}");
-        assert_eq!(stats.allocated, self.model.block_bytes(), "allocated bytes agree with the model after {what:?}");
+        assert_eq!(
+            stats.allocated + stats.free,
+            stats.capacity,
+            "allocated + free = capacity after {what:?}"
+        );
+        assert_eq!(
+            stats.allocated,
+            self.model.block_bytes(),
+            "allocated bytes agree with the model after {what:?}"
+        );
     }
 
     /// Runs a sequence of actions.
@@ -343,7 +352,10 @@ impl<A: RawAlloc + Inspect> Harness<A> {
                 assert_eq!(metadata_digest(&self.alloc), before, "failed allocation changed metadata");
                 self.tally.oom += 1;
             }
-            (Err(AllocError::TooLarge { .. } | AllocError::SizeOverflow { .. }), Err(ErrorClass::TooLarge))
+            (
+                Err(AllocError::TooLarge { .. } | AllocError::SizeOverflow { .. }),
+                Err(ErrorClass::TooLarge),
+            )
             | (Err(AllocError::AlignTooLarge { .. }), Err(ErrorClass::AlignTooLarge)) => {
                 assert_eq!(metadata_digest(&self.alloc), before, "refused allocation changed metadata");
                 self.tally.refused += 1;
@@ -369,14 +381,13 @@ impl<A: RawAlloc + Inspect> Harness<A> {
         let Ok(new) = Layout::from_size_align(size, live.layout.align()) else { return };
         let before = metadata_digest(&self.alloc);
         let grow = size >= live.layout.size();
-        // SAFETY: the block is live in the model, `live.layout` fits it, and the size relation
-        // matches the method called.
-        let result = unsafe {
-            if grow {
-                self.alloc.grow(live.ptr, live.layout, new)
-            } else {
-                self.alloc.shrink(live.ptr, live.layout, new)
-            }
+        let result = if grow {
+            // SAFETY: the block is live in the model, `live.layout` fits it, and
+            // `size >= live.layout.size()`.
+            unsafe { self.alloc.grow(live.ptr, live.layout, new) }
+        } else {
+            // SAFETY: as above, with `size < live.layout.size()`.
+            unsafe { self.alloc.shrink(live.ptr, live.layout, new) }
         };
         match result {
             Ok(block) => {
@@ -394,7 +405,11 @@ impl<A: RawAlloc + Inspect> Harness<A> {
                 }
                 self.model.insert(ptr, new, block.len());
             }
-            Err(AllocError::OutOfMemory { .. } | AllocError::TooLarge { .. } | AllocError::SizeOverflow { .. }) => {
+            Err(
+                AllocError::OutOfMemory { .. }
+                | AllocError::TooLarge { .. }
+                | AllocError::SizeOverflow { .. },
+            ) => {
                 live.verify();
                 assert_eq!(metadata_digest(&self.alloc), before, "failed resize changed metadata");
                 self.tally.resize_failed += 1;
@@ -469,7 +484,11 @@ impl<A: RawAlloc + Inspect> Harness<A> {
                 // Any size that maps to the same block fits.
                 let align = live.layout.align();
                 let low = (live.len / 2 + 1).max(1);
-                let size = if live.len <= self.geometry.min { 1 + offset % live.len } else { low + offset % (live.len - low + 1) };
+                let size = if live.len <= self.geometry.min {
+                    1 + offset % live.len
+                } else {
+                    low + offset % (live.len - low + 1)
+                };
                 let Ok(layout) = Layout::from_size_align(size.max(1), align) else { return };
                 if self.geometry.expect(layout.size(), align) != Ok(live.len as u128) {
                     return;
@@ -478,7 +497,8 @@ impl<A: RawAlloc + Inspect> Harness<A> {
                 let live = self.model.remove(addr);
                 // SAFETY: the block is live in the model, and `layout` maps to its block size.
                 let result = unsafe { self.alloc.try_deallocate(live.ptr, layout) };
-                result.unwrap_or_else(|e| panic!("same-order free of {addr:#x} with {layout:?} rejected: {e}"));
+                result
+                    .unwrap_or_else(|e| panic!("same-order free of {addr:#x} with {layout:?} rejected: {e}"));
                 self.freed.push((addr, layout));
                 self.tally.fits_accepted += 1;
             }
@@ -518,13 +538,16 @@ impl<A: RawAlloc + Inspect> Harness<A> {
         self.alloc.check_invariants().expect("invariants after freeing everything");
         let stats = self.alloc.stats();
         assert_eq!(stats.allocated, 0, "bytes still allocated after freeing everything");
-        assert_eq!(stats.free_blocks, self.initial.free_blocks, "free blocks differ from the initial seeding");
+        assert_eq!(
+            stats.free_blocks, self.initial.free_blocks,
+            "free blocks differ from the initial seeding"
+        );
         if stats.largest_free > 0 {
             let layout = Layout::from_size_align(stats.largest_free, 1).expect("largest block layout");
-            let block = self.alloc.allocate(layout).expect("the largest block allocates after freeing everything");
+            let block =
+                self.alloc.allocate(layout).expect("the largest block allocates after freeing everything");
             // SAFETY: just allocated with `layout`.
             unsafe { self.alloc.try_deallocate(block.cast(), layout) }.expect("free of the largest block");
         }
     }
 }
-

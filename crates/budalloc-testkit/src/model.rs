@@ -53,7 +53,11 @@ impl Model {
         let addr = ptr.addr().get();
         let end = addr + len;
         if let Some((&prev, live)) = self.live.range(..=addr).next_back() {
-            assert!(prev + live.len <= addr, "block {addr:#x}+{len} overlaps live block {prev:#x}+{}", live.len);
+            assert!(
+                prev + live.len <= addr,
+                "block {addr:#x}+{len} overlaps live block {prev:#x}+{}",
+                live.len
+            );
         }
         if let Some((&next, _)) = self.live.range(addr..).next() {
             assert!(end <= next, "block {addr:#x}+{len} overlaps live block {next:#x}");

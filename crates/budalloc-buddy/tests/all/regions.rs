@@ -11,8 +11,10 @@ use crate::{alloc, layout, Small};
 #[test]
 fn odd_sizes_and_starts_seed_largest_aligned_blocks_first() {
     let region = Region::new(44 * 1024, 4096);
-    let skews: &[usize] = if cfg!(miri) { &[0, 3, 16, 1000] } else { &[0, 1, 3, 8, 15, 16, 17, 100, 1000, 4095] };
-    let lens: &[usize] = if cfg!(miri) { &[100, 4097, 20000] } else { &[100, 1000, 4096, 4097, 7 * 4096 + 48, 30000, 39000] };
+    let skews: &[usize] =
+        if cfg!(miri) { &[0, 3, 16, 1000] } else { &[0, 1, 3, 8, 15, 16, 17, 100, 1000, 4095] };
+    let lens: &[usize] =
+        if cfg!(miri) { &[100, 4097, 20000] } else { &[100, 1000, 4096, 4097, 7 * 4096 + 48, 30000, 39000] };
     for &skew in skews {
         for &len in lens {
             let (ptr, _) = region.skewed(skew);
