@@ -38,7 +38,7 @@ const RELEASE_TEST_PACKAGES: &[&str] = &["budalloc-buddy", "budalloc-core"];
 const NOSTD_TARGET: &str = "thumbv7em-none-eabihf";
 
 /// Packages that must build for [`NOSTD_TARGET`] without default features.
-const NOSTD_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy"];
+const NOSTD_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy", "budalloc-sync", "budalloc"];
 
 /// Package holding the criterion benchmarks.
 const BENCH_PACKAGE: &str = "budalloc-benches";
@@ -190,6 +190,7 @@ const CI_STAGES: &[(&str, Stage)] = &[
     ("clippy", ci_clippy),
     ("test", test),
     ("tidy", tidy),
+    ("doc", doc),
     ("nostd", nostd),
     ("miri", miri),
 ];
@@ -262,8 +263,12 @@ fn miri(runner: &mut Runner) -> Result {
     for package in MIRI_PACKAGES {
         test = test.args(["-p", package]);
     }
-    let test =
-        test.arg("--all-features").env("MIRIFLAGS", MIRIFLAGS).env("PROPTEST_CASES", MIRI_PROPTEST_CASES);
+    let test = test
+        .arg("--all-features")
+        .env("MIRIFLAGS", MIRIFLAGS)
+        .env("PROPTEST_CASES", MIRI_PROPTEST_CASES)
+        // Miri ignores optimisation; the test profile's opt-level would only add a warning.
+        .env("CARGO_PROFILE_TEST_OPT_LEVEL", "0");
     runner.run_step("miri test", test)
 }
 

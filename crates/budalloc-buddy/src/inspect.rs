@@ -34,11 +34,20 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Inspect for Buddy<
             }
             sink(&slot.nonempty().to_ne_bytes());
             sink(&slot.allocated_bytes().to_ne_bytes());
-            // The headers of free blocks are metadata too.
-            for block in slot.blocks().filter(|b| !b.allocated) {
-                let h = slot.header(block.frag);
-                for word in [h.next, h.prev, h.seal, u32::from(h.order)] {
-                    sink(&word.to_ne_bytes());
+            // The headers of free blocks are metadata too: walk each list (bounded by its
+            // count, so a damaged link cannot loop).
+            for (k, &head) in slot.heads().iter().enumerate() {
+                let mut at = head;
+                for _ in 0..slot.free_counts()[k] {
+                    let order = Order::new(k as u32).unwrap_or(Order::ZERO);
+                    if at == NIL || at as usize >= slot.arena.fragments() || !slot.is_free_block(at as usize, order) {
+                        break;
+                    }
+                    let h = slot.header(at as usize);
+                    for word in [h.next, h.prev, h.seal, u32::from(h.order)] {
+                        sink(&word.to_ne_bytes());
+                    }
+                    at = h.next;
                 }
             }
         }
