@@ -17,7 +17,11 @@ use crate::slot::{bits_for, poison, Slot, FRESH, HEADER_SIZE};
 ///   header);
 /// - `MAX`: the largest block and the largest alignment served (a power of two, at most
 ///   `MIN << 31`);
-/// - `ARENAS`: how many regions it can hold.
+/// - `ARENAS`: how many regions it can hold;
+/// - `EXACT`: exact fit. A request of `s` bytes takes the `2^k` block as usual, keeps its first
+///   `ceil(s / MIN)` fragments and gives the tail back as free buddy blocks (as Linux's
+///   `alloc_pages_exact`), so at most `MIN - 1` bytes are wasted; the free with the same layout
+///   returns every piece and merges. Costs one more bit per fragment.
 ///
 /// A request is rounded up to the next power of two at or above `max(size, align, MIN)`; the
 /// whole block is returned. Each block of size `s` is aligned to `s` in absolute address, so
@@ -36,7 +40,12 @@ use crate::slot::{bits_for, poison, Slot, FRESH, HEADER_SIZE};
 /// ```compile_fail
 /// let heap = budalloc_buddy::Buddy::<8, 1024>::new(); // MIN below 16 bytes
 /// ```
-pub struct Buddy<const MIN: usize = 16, const MAX: usize = { 1 << 30 }, const ARENAS: usize = 8> {
+pub struct Buddy<
+    const MIN: usize = 16,
+    const MAX: usize = { 1 << 30 },
+    const ARENAS: usize = 8,
+    const EXACT: bool = false,
+> {
     /// The arenas. Invariant: `slots[..len]` are `Some`, sorted by start address, with disjoint
     /// regions; `slots[len..]` are `None`.
     slots: [Option<Slot>; ARENAS],
@@ -46,15 +55,22 @@ pub struct Buddy<const MIN: usize = 16, const MAX: usize = { 1 << 30 }, const AR
 
 // SAFETY: a `Buddy` owns its arenas' regions exclusively (the contract of `claim_raw`) and has no
 // shared state; `Slot` is `Send` through `Arena`, and this impl does not depend on `ARENAS`.
-unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Send for Buddy<MIN, MAX, ARENAS> {}
+unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool> Send
+    for Buddy<MIN, MAX, ARENAS, EXACT>
+{
+}
 
-impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Default for Buddy<MIN, MAX, ARENAS> {
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool> Default
+    for Buddy<MIN, MAX, ARENAS, EXACT>
+{
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, ARENAS> {
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
+    Buddy<MIN, MAX, ARENAS, EXACT>
+{
     /// The geometry; evaluating it fails the build for a bad `MIN`/`MAX`/`ARENAS`.
     const MATH: SizeMath = {
         assert!(MIN >= HEADER_SIZE, "MIN must be at least 16 bytes: a free block holds a 16-byte header");
@@ -122,10 +138,10 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
         let region = NonNull::slice_from_raw_parts(base, len);
         // SAFETY: the caller guarantees the region valid and ours; `bits_for` is monotone in the
         // fragment count.
-        let arena = unsafe { Arena::new(region, math.min_log2(), |n| bits_for(math, n)) }?;
+        let arena = unsafe { Arena::new(region, math.min_log2(), |n| bits_for(math, n, EXACT)) }?;
         // Insert at `at`, keeping the slots sorted.
         self.slots[at..=self.len].rotate_right(1);
-        self.slots[at] = Some(Slot::new(arena, math));
+        self.slots[at] = Some(Slot::new(arena, math, EXACT));
         self.len += 1;
         Ok(&self.slot(at).arena)
     }
@@ -154,7 +170,7 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
 
     /// A picture of every arena, one character per fragment (or group of fragments), at most
     /// `max_cells` characters per arena: see [`Map`].
-    pub fn map(&self, max_cells: usize) -> Map<'_, MIN, MAX, ARENAS> {
+    pub fn map(&self, max_cells: usize) -> Map<'_, MIN, MAX, ARENAS, EXACT> {
         Map { buddy: self, max_cells }
     }
 
@@ -197,10 +213,25 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
         self.slot(i).arena.contains(addr).then_some(i)
     }
 
-    /// Finds the live block `ptr` with a layout that fits it: `(arena, fragment, order)`.
-    /// Reads only the bitmap of the arena that contains `ptr`.
+    /// Fragments an allocation for a request of order `order` and `size` bytes occupies: the
+    /// whole `2^order` block, or with exact fit only the fragments the size needs.
     #[inline]
-    fn live_block(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(usize, usize, Order), FreeError> {
+    fn need(order: Order, size: usize) -> usize {
+        if EXACT {
+            size.div_ceil(MIN).clamp(1, order.fragments())
+        } else {
+            order.fragments()
+        }
+    }
+
+    /// Finds the live allocation `ptr` with a layout that fits it:
+    /// `(arena, fragment, order, fragments)`. Reads only the bitmap of the arena holding `ptr`.
+    #[inline]
+    fn live_block(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(usize, usize, Order, usize), FreeError> {
         let addr = ptr.addr().get();
         let Some(i) = self.arena_of(addr) else {
             return Err(FreeError::ForeignPointer { addr });
@@ -209,8 +240,9 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
         slot.arena.bitmap().check_keys()?;
         let order = Self::MATH.order_of(layout);
         if let (Some((frag, 0)), Ok(order)) = (slot.arena.locate(addr), order) {
-            if slot.is_block(frag, order) && slot.is_allocated(frag) {
-                return Ok((i, frag, order));
+            let need = Self::need(order, layout.size());
+            if slot.is_live(frag, order, need) {
+                return Ok((i, frag, order, need));
             }
         }
         Err(Self::diagnose(slot, addr, layout))
@@ -223,9 +255,17 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
         let Some((frag, offset)) = slot.arena.locate(addr) else {
             return FreeError::ForeignPointer { addr };
         };
-        let found = slot.find_block(frag);
+        let mut found = slot.find_block(frag);
+        if found.allocated && slot.is_continuation(found.frag) {
+            // A later piece of an exact-fit allocation: report the allocation's head.
+            found = slot.find_block(slot.head_of(found.frag));
+        }
         let block = slot.arena.addr_of(found.frag);
-        let block_size = Self::MATH.block_size(found.order);
+        let block_size = if found.allocated {
+            slot.allocation_len(found.frag) * MIN
+        } else {
+            Self::MATH.block_size(found.order)
+        };
         let layout_order = Self::MATH.order_of(layout);
         // A pointer into free memory names a block that was freed already, perhaps merged with
         // its buddies since: a double free, if it could have been a block of its layout.
@@ -238,7 +278,7 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
         } else if block != addr {
             FreeError::InteriorPointer { addr, block }
         } else {
-            let layout_block = layout_order.map_or(0, |o| Self::MATH.block_size(o));
+            let layout_block = layout_order.map_or(0, |o| Self::need(o, layout.size()) * MIN);
             FreeError::LayoutMismatch {
                 addr,
                 block_size,
@@ -267,14 +307,15 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Buddy<MIN, MAX, AR
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let to = Self::MATH.order_of(new)?;
-        let (i, frag, from) = self.live_block(ptr, old).map_err(invalid_block)?;
+        let (i, frag, _, old_need) = self.live_block(ptr, old).map_err(invalid_block)?;
+        let new_need = Self::need(to, new.size());
         let slot = self.slot_mut(i);
-        if to < from {
-            slot.shrink(frag, from, to);
-        } else if to > from && !slot.grow(frag, from, to)? {
-            return Err(AllocError::OutOfMemory { size: new.size(), block: Self::MATH.block_size(to) });
+        // The block must already be aligned as the new request's block is.
+        let aligned = slot.abs(frag) & (to.fragments() - 1) == 0;
+        if !aligned || !slot.reshape(frag, old_need, new_need)? {
+            return Err(AllocError::OutOfMemory { size: new.size(), block: new_need * MIN });
         }
-        Ok(NonNull::slice_from_raw_parts(ptr, Self::MATH.block_size(to)))
+        Ok(NonNull::slice_from_raw_parts(ptr, new_need * MIN))
     }
 }
 
@@ -298,7 +339,9 @@ fn unreachable_slot() -> ! {
 // from 0 to 1 and is taken back only when it goes from 1 to 0, so currently allocated blocks
 // never overlap. Headers are written only into free blocks. Failed calls return before the first
 // change (every check runs first).
-unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize> RawAlloc for Buddy<MIN, MAX, ARENAS> {
+unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool> RawAlloc
+    for Buddy<MIN, MAX, ARENAS, EXACT>
+{
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let order = Self::MATH.order_of(layout)?;
@@ -306,9 +349,13 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize> RawAlloc fo
             let slot = self.slot_mut(i);
             if let Some(from) = slot.smallest_free_order(order) {
                 let frag = slot.allocate(order, from)?;
-                poison(slot, frag, order, FRESH);
+                let need = Self::need(order, layout.size());
+                if need < order.fragments() {
+                    slot.trim(frag, order, need);
+                }
+                poison(slot, frag, order, need, FRESH);
                 let ptr = slot.arena.ptr_of(frag);
-                return Ok(NonNull::slice_from_raw_parts(ptr, Self::MATH.block_size(order)));
+                return Ok(NonNull::slice_from_raw_parts(ptr, need * MIN));
             }
         }
         Err(Self::out_of_memory(layout, order))
@@ -316,8 +363,13 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize> RawAlloc fo
 
     #[inline]
     unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        let (i, frag, order) = self.live_block(ptr, layout)?;
-        self.slot_mut(i).free(frag, order)?;
+        let (i, frag, order, need) = self.live_block(ptr, layout)?;
+        let slot = self.slot_mut(i);
+        if need == order.fragments() {
+            slot.free(frag, order)?;
+        } else {
+            slot.free_pieces(frag, need)?;
+        }
         Ok(())
     }
 
@@ -346,7 +398,8 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize> RawAlloc fo
     }
 
     fn usable_size(&self, layout: Layout) -> Result<usize, AllocError> {
-        Ok(Self::MATH.block_size(Self::MATH.order_of(layout)?))
+        let order = Self::MATH.order_of(layout)?;
+        Ok(Self::need(order, layout.size()) * MIN)
     }
 
     fn stats(&self) -> Stats {
@@ -374,7 +427,9 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize> RawAlloc fo
     }
 }
 
-impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Claim for Buddy<MIN, MAX, ARENAS> {
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool> Claim
+    for Buddy<MIN, MAX, ARENAS, EXACT>
+{
     fn claim(&mut self, region: &'static mut [MaybeUninit<u8>]) -> Result<(), RegionError> {
         Buddy::claim(self, region).map(|_| ())
     }
@@ -399,12 +454,14 @@ pub struct Block {
 /// The text picture of a [`Buddy`]'s arenas: one character per fragment (or per group of
 /// fragments in a big arena); lowercase letters are free blocks, uppercase allocated ones, the
 /// letter giving the order (`a` = `MIN`, `b` = `2 MIN`, …).
-pub struct Map<'a, const MIN: usize, const MAX: usize, const ARENAS: usize> {
-    buddy: &'a Buddy<MIN, MAX, ARENAS>,
+pub struct Map<'a, const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool> {
+    buddy: &'a Buddy<MIN, MAX, ARENAS, EXACT>,
     max_cells: usize,
 }
 
-impl<const MIN: usize, const MAX: usize, const ARENAS: usize> fmt::Display for Map<'_, MIN, MAX, ARENAS> {
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool> fmt::Display
+    for Map<'_, MIN, MAX, ARENAS, EXACT>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (n, slot) in self.buddy.slots().enumerate() {
             if n > 0 {
@@ -417,7 +474,9 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> fmt::Display for M
     }
 }
 
-impl<const MIN: usize, const MAX: usize, const ARENAS: usize> fmt::Debug for Buddy<MIN, MAX, ARENAS> {
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool> fmt::Debug
+    for Buddy<MIN, MAX, ARENAS, EXACT>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Buddy").field("min", &MIN).field("max", &MAX).field("stats", &self.stats()).finish()
     }

@@ -9,7 +9,9 @@ fn broken(what: &'static str, addr: usize) -> Result<(), InvariantError> {
     Err(InvariantError { what, addr })
 }
 
-impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Inspect for Buddy<MIN, MAX, ARENAS> {
+impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool> Inspect
+    for Buddy<MIN, MAX, ARENAS, EXACT>
+{
     fn check_invariants(&self) -> Result<(), InvariantError> {
         let mut previous_end = 0;
         for slot in self.slots() {
@@ -40,7 +42,10 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize> Inspect for Buddy<
                 let mut at = head;
                 for _ in 0..slot.free_counts()[k] {
                     let order = Order::new(k as u32).unwrap_or(Order::ZERO);
-                    if at == NIL || at as usize >= slot.arena.fragments() || !slot.is_free_block(at as usize, order) {
+                    if at == NIL
+                        || at as usize >= slot.arena.fragments()
+                        || !slot.is_free_block(at as usize, order)
+                    {
                         break;
                     }
                     let h = slot.header(at as usize);
@@ -69,6 +74,7 @@ fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
     // Walk the tiling of blocks: covered bits are zero, free blocks are merged and sealed.
     let mut free_seen = [0u32; MAX_ORDERS];
     let mut allocated = 0usize;
+    let mut previous: Option<budalloc_core::BlockView> = None;
     let mut frag = 0;
     while frag < arena.fragments() {
         let block = slot.find_block(frag);
@@ -92,6 +98,13 @@ fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
                 return broken("every ancestor of a block is split", at);
             }
         }
+        if slot.is_continuation(frag) {
+            let follows_piece = previous.is_some_and(|p| p.allocated && p.order > k);
+            if !block.allocated || !follows_piece {
+                return broken("a continuation piece is allocated and follows a larger allocated piece", at);
+            }
+        }
+        previous = Some(budalloc_core::BlockView { frag, order: k, allocated: block.allocated });
         if block.allocated {
             allocated += math.block_size(k);
         } else {

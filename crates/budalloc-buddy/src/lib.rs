@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 mod buddy;
+mod exact;
 #[cfg(feature = "check-invariants")]
 mod inspect;
 mod slot;

@@ -5,6 +5,8 @@
 //!
 //! - bits `0 .. N`, **allocated bits** `A`: bit `f` is set iff an allocated block starts at
 //!   fragment `f`;
+//! - with exact fit only, bits `N .. 2N`, **continuation bits** `C`: bit `f` is set iff an
+//!   allocated block starts at `f` that is a later piece of a multi-piece (exact-fit) allocation;
 //! - then one **split level** `S_k` per order `k` in `1 ..= top`: one bit per node of order `k`
 //!   that lies wholly inside the arena, set iff that node is split into two halves.
 //!
@@ -53,6 +55,8 @@ pub(crate) struct Slot {
     pub arena: Arena,
     /// Block geometry (MIN, MAX) of the policy.
     math: SizeMath,
+    /// Whether the arena has continuation bits (exact fit).
+    exact: bool,
     /// Highest order with split bits: `min(max_order, log2(N))`. Invariant: no node above it lies
     /// wholly inside the arena below `max_order`.
     top: u32,
@@ -66,21 +70,24 @@ pub(crate) struct Slot {
     counts: [u32; MAX_ORDERS],
     /// Bytes in allocated blocks. Invariant: the sum of the sizes of the blocks whose `A` bit is
     /// set.
-    allocated: usize,
+    pub(crate) allocated: usize,
 }
 
 /// Where the bits of the split level of order `k` (`k >= 1`) start, for an arena of `n`
-/// fragments: level `k` gets `(n >> (k - 1)) - (n >> k) + 2 >= n >> k` bits, enough for every
-/// node of order `k` wholly inside the arena, without a per-level table.
+/// fragments whose per-fragment bit arrays take `base` bits: level `k` gets
+/// `(n >> (k - 1)) - (n >> k) + 2 >= n >> k` bits, enough for every node of order `k` wholly
+/// inside the arena, without a per-level table.
 #[inline]
-const fn level_offset(n: usize, k: u32) -> usize {
-    n + (n - (n >> (k - 1))) + 2 * (k as usize - 1)
+const fn level_offset(base: usize, n: usize, k: u32) -> usize {
+    base + (n - (n >> (k - 1))) + 2 * (k as usize - 1)
 }
 
-/// Bits of the bitmap for an arena of `n` fragments under geometry `math`.
-pub(crate) fn bits_for(math: SizeMath, n: usize) -> Option<usize> {
+/// Bits of the bitmap for an arena of `n` fragments under geometry `math`: `A` (and `C` with
+/// exact fit), then the split levels.
+pub(crate) fn bits_for(math: SizeMath, n: usize, exact: bool) -> Option<usize> {
     let top = top_order(math, n);
-    n.checked_mul(2)?.checked_add(2 * top as usize + 2)
+    let per_fragment = if exact { 3 } else { 2 };
+    n.checked_mul(per_fragment)?.checked_add(2 * top as usize + 2)
 }
 
 fn top_order(math: SizeMath, n: usize) -> u32 {
@@ -105,11 +112,12 @@ pub(crate) struct Found {
 impl Slot {
     /// Seeds a fresh arena: every bit zero makes the maximal aligned blocks free; put them on
     /// their lists.
-    pub fn new(arena: Arena, math: SizeMath) -> Slot {
+    pub fn new(arena: Arena, math: SizeMath, exact: bool) -> Slot {
         let top = top_order(math, arena.fragments());
         let mut slot = Slot {
             arena,
             math,
+            exact,
             top,
             heads: [NIL; MAX_ORDERS],
             nonempty: 0,
@@ -135,14 +143,14 @@ impl Slot {
     }
 
     #[inline]
-    fn abs(&self, frag: usize) -> usize {
+    pub(crate) fn abs(&self, frag: usize) -> usize {
         self.arena.first_absolute() + frag
     }
 
     /// Whether the node of order `k` containing absolute fragment `abs` lies wholly inside the
     /// arena (and `k` is at most `top`).
     #[inline]
-    fn inside(&self, k: u32, abs: usize) -> bool {
+    pub(crate) fn inside(&self, k: u32, abs: usize) -> bool {
         if k > self.top {
             return false;
         }
@@ -156,13 +164,14 @@ impl Slot {
     #[inline]
     fn split_bit(&self, k: u32, abs: usize) -> usize {
         let lo = self.arena.first_absolute().div_ceil(1 << k);
-        level_offset(self.arena.fragments(), k) + (abs >> k) - lo
+        let n = self.arena.fragments();
+        level_offset(if self.exact { 2 * n } else { n }, n, k) + (abs >> k) - lo
     }
 
     /// Whether the node of order `k` containing `abs` is split. Order-0 nodes never are; nodes
     /// sticking out of the arena or above `top` always are.
     #[inline]
-    fn is_split(&self, k: u32, abs: usize) -> bool {
+    pub(crate) fn is_split(&self, k: u32, abs: usize) -> bool {
         if k == 0 {
             return false;
         }
@@ -173,7 +182,7 @@ impl Slot {
     }
 
     #[inline]
-    fn set_split(&mut self, k: u32, abs: usize, split: bool) {
+    pub(crate) fn set_split(&mut self, k: u32, abs: usize, split: bool) {
         debug_assert!(k >= 1 && self.inside(k, abs), "split bit of a node outside the arena");
         let bit = self.split_bit(k, abs);
         self.arena.bitmap_mut().bits_mut().set(bit, split);
@@ -186,8 +195,26 @@ impl Slot {
     }
 
     #[inline]
-    fn set_allocated(&mut self, frag: usize, allocated: bool) {
+    pub(crate) fn set_allocated(&mut self, frag: usize, allocated: bool) {
         self.arena.bitmap_mut().bits_mut().set(frag, allocated);
+    }
+
+    /// Whether the block at `frag` is a later piece of an exact-fit allocation (never, without
+    /// exact fit; `frag` may be one past the end).
+    #[inline]
+    pub fn is_continuation(&self, frag: usize) -> bool {
+        self.exact
+            && frag < self.arena.fragments()
+            && self.arena.bitmap().bits()[self.arena.fragments() + frag]
+    }
+
+    #[inline]
+    pub(crate) fn set_continuation(&mut self, frag: usize, continuation: bool) {
+        debug_assert!(self.exact || !continuation, "continuation bit without exact fit");
+        if self.exact {
+            let bit = self.arena.fragments() + frag;
+            self.arena.bitmap_mut().bits_mut().set(bit, continuation);
+        }
     }
 
     /// Whether a block (free or allocated) of order `k` starts at `frag`.
@@ -291,7 +318,7 @@ impl Slot {
 
     /// Puts the free block `frag` of order `k` at the head of its list.
     #[inline]
-    fn push(&mut self, frag: usize, k: Order) {
+    pub(crate) fn push(&mut self, frag: usize, k: Order) {
         let i = k.index();
         let old = self.heads[i];
         let header =
@@ -309,7 +336,7 @@ impl Slot {
 
     /// Takes the free block `frag` of order `k`, whose header `header` was checked, off its list.
     #[inline]
-    fn unlink(&mut self, frag: usize, k: Order, header: FreeHeader) {
+    pub(crate) fn unlink(&mut self, frag: usize, k: Order, header: FreeHeader) {
         let i = k.index();
         debug_assert!(
             header.prev != NIL || self.heads[i] == frag as u32,
@@ -368,41 +395,24 @@ impl Slot {
         Ok(frag)
     }
 
-    /// The free buddies that freeing (or growing) the block `frag` of order `k` up to order
-    /// `limit` would merge with, checked without changing anything. Calls `each` with every
-    /// buddy and its checked header; returns the order reached. With `strict`, stops with `None`
-    /// as soon as a buddy is missing (in-place grow needs all of them; free takes what it finds).
-    fn merge_plan(
-        &self,
-        frag: usize,
-        k: Order,
-        limit: Order,
-        mut each: impl FnMut(usize, Order, FreeHeader),
-        strict: bool,
-    ) -> Result<Option<Order>, Corruption> {
+    /// The order that freeing the block `frag` of order `k` will merge up to, with the header of
+    /// every free buddy on the way checked, changing nothing.
+    fn merge_plan(&self, frag: usize, k: Order) -> Result<Order, Corruption> {
         let mut start = self.abs(frag);
         let mut j = k;
-        while j < limit {
-            let size = 1usize << j.get();
-            let parent = j.get() + 1;
-            let buddy_abs = start ^ size;
-            // In-place growth keeps the block where it is: it may only merge upward.
-            let needs_lower = strict && buddy_abs < start;
-            if needs_lower || !self.inside(parent, start) {
-                return Ok(if strict { None } else { Some(j) });
-            }
+        while j < self.math.max_order() && self.inside(j.get() + 1, start) {
+            let buddy_abs = start ^ j.fragments();
             let buddy = buddy_abs - self.arena.first_absolute();
             // Our node's parent is split, so the buddy is a block iff it is not split itself.
             if self.is_split(j.get(), buddy_abs) || self.is_allocated(buddy) {
-                return Ok(if strict { None } else { Some(j) });
+                break;
             }
-            let header = self.check_header(buddy, j)?;
-            each(buddy, j, header);
-            start &= !size;
+            self.check_header(buddy, j)?;
+            start &= !j.fragments();
             let Some(up) = j.above() else { break };
             j = up;
         }
-        Ok(Some(j))
+        Ok(j)
     }
 
     /// Frees the allocated block of order `k` at `frag` (already validated) and merges it with
@@ -410,8 +420,8 @@ impl Slot {
     #[inline]
     pub fn free(&mut self, frag: usize, k: Order) -> Result<(), Corruption> {
         // Check pass, read-only: a damaged buddy header is reported before anything changes.
-        let target = self.merge_plan(frag, k, self.math.max_order(), |_, _, _| {}, false)?.unwrap_or(k);
-        poison(self, frag, k, FREED);
+        let target = self.merge_plan(frag, k)?;
+        poison(self, frag, k, k.fragments(), FREED);
         self.set_allocated(frag, false);
         self.allocated -= self.math.block_size(k);
         let mut start = frag;
@@ -429,37 +439,15 @@ impl Slot {
         Ok(())
     }
 
-    /// Grows the allocated block `frag` from order `k` to order `to > k` by absorbing the free
-    /// buddies above it. On `Err` (or `Ok(false)`: the buddies are not free) nothing changed.
-    pub fn grow(&mut self, frag: usize, k: Order, to: Order) -> Result<bool, Corruption> {
-        if self.merge_plan(frag, k, to, |_, _, _| {}, true)? != Some(to) {
-            return Ok(false);
-        }
-        let mut j = k;
-        while j < to {
-            let buddy = frag + j.fragments();
-            let header = self.header(buddy);
-            self.unlink(buddy, j, header);
-            let Some(up) = j.above() else { break };
-            j = up;
-            self.set_split(j.get(), self.abs(frag), false);
-        }
-        self.allocated += self.math.block_size(to) - self.math.block_size(k);
-        Ok(true)
-    }
-
-    /// Shrinks the allocated block `frag` from order `k` to order `to < k`, freeing the upper
-    /// halves.
-    pub fn shrink(&mut self, frag: usize, k: Order, to: Order) {
+    /// Clears the split bits of the node `frag` of order `k` and of every node below it: the
+    /// node becomes one block (its `A`/`C` bits are the caller's business).
+    pub(crate) fn clear_below(&mut self, frag: usize, k: Order) {
         let abs = self.abs(frag);
-        let mut j = k;
-        while j > to {
-            self.set_split(j.get(), abs, true);
-            let Some(half) = j.below() else { break };
-            j = half;
-            self.push(frag + half.fragments(), half);
+        for level in 1..=k.get() {
+            let first = self.split_bit(level, abs);
+            let count = 1usize << (k.get() - level);
+            self.arena.bitmap_mut().bits_mut()[first..first + count].fill(false);
         }
-        self.allocated -= self.math.block_size(k) - self.math.block_size(to);
     }
 
     // ---- figures ----------------------------------------------------------------------------
@@ -491,7 +479,6 @@ impl Slot {
         self.nonempty
     }
 
-    #[cfg(feature = "check-invariants")]
     pub fn math(&self) -> SizeMath {
         self.math
     }
@@ -528,6 +515,10 @@ impl Slot {
         if bits[frag + 1..frag + k.fragments()].any() {
             return false;
         }
+        let n = self.arena.fragments();
+        if self.exact && bits[n + frag + 1..n + frag + k.fragments()].any() {
+            return false;
+        }
         let abs = self.abs(frag);
         (1..k.get()).all(|level| {
             let first = self.split_bit(level, abs);
@@ -553,15 +544,16 @@ pub(crate) const FREED: u8 = 0xDF;
 /// At most this many bytes of a block are poisoned, so debug builds stay usable with big blocks.
 const POISON_LIMIT: usize = 4096;
 
-/// Fills the start of block `frag` of order `k` with `byte` in debug builds, so reads of fresh
-/// or freed memory show a recognisable pattern (mimalloc's `0xD0` / `0xDF`).
+/// Fills the start of the `fragments` fragments at `frag` (inside a block of order `k`) with
+/// `byte` in debug builds, so reads of fresh or freed memory show a recognisable pattern
+/// (mimalloc's `0xD0` / `0xDF`).
 #[inline]
-pub(crate) fn poison(slot: &Slot, frag: usize, k: Order, byte: u8) {
+pub(crate) fn poison(slot: &Slot, frag: usize, k: Order, fragments: usize, byte: u8) {
     if cfg!(debug_assertions) {
-        let len = slot.math.block_size(k).min(POISON_LIMIT);
+        let len = (fragments << slot.math.min_log2()).min(slot.math.block_size(k)).min(POISON_LIMIT);
         let ptr = slot.arena.ptr_of(frag);
-        // SAFETY: block `frag` of order `k` lies in the block area and belongs to the policy at
-        // this moment (being handed out or being freed); `len` does not exceed it.
+        // SAFETY: the fragments lie in the block area and belong to the policy at this moment
+        // (being handed out or being freed); `len` does not exceed them.
         unsafe { ptr.write_bytes(byte, len) };
     }
 }

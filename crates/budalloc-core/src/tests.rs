@@ -154,8 +154,10 @@ fn guard_keys_differ_per_arena_and_catch_stray_writes() {
     let back_addr = b.bitmap().addr() + b.bitmap().footprint() - size_of::<usize>();
     let _ = b.bitmap_mut().bits_mut();
     let back = buffer.0.with_addr(core::num::NonZeroUsize::new(back_addr).unwrap()).cast::<usize>();
-    // SAFETY: the key word lies in the buffer; simulate a stray write.
-    unsafe { back.write(back.read() ^ 1) };
+    // SAFETY: the key word lies in the buffer and is initialised.
+    let key = unsafe { back.read() };
+    // SAFETY: as above; simulate a stray write.
+    unsafe { back.write(key ^ 1) };
     let e = b.bitmap().check_keys().unwrap_err();
     assert_eq!(e, Corruption::GuardKey { which: GuardKey::Back, addr: back.addr().get() });
     assert!(e.to_string().contains("guard key 2"));

@@ -161,6 +161,17 @@ pub fn actions(max: usize, len: usize) -> impl Strategy<Value = Vec<Action>> {
     proptest::collection::vec(action_strategy(max), 1..=len)
 }
 
+/// How a policy sizes the blocks it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// The whole power-of-two block: `next_power_of_two(max(size, align, min))` bytes.
+    PowerOfTwo,
+    /// Exact fit: `max(1, ceil(size / min)) * min` bytes.
+    Exact,
+    /// At least the size asked for (size classes).
+    AtLeast,
+}
+
 /// What the policy under test is made of, for the model's oracle.
 #[derive(Clone, Copy, Debug)]
 pub struct Geometry {
@@ -168,14 +179,13 @@ pub struct Geometry {
     pub min: usize,
     /// Largest block (and largest alignment).
     pub max: usize,
-    /// Whether blocks are powers of two (the buddy) so that the returned length is exactly
-    /// `next_power_of_two(max(size, align, min))`.
-    pub power_of_two: bool,
+    /// How returned lengths relate to requests.
+    pub fit: Fit,
 }
 
 impl Geometry {
-    /// The block a request maps to, computed in `u128` so the oracle itself cannot overflow:
-    /// `Ok(len)`, or the error class the policy must report.
+    /// The power-of-two block a request maps to, computed in `u128` so the oracle itself cannot
+    /// overflow: `Ok(block)`, or the error class the policy must report.
     pub fn expect(&self, size: usize, align: usize) -> Result<u128, ErrorClass> {
         if align > self.max {
             return Err(ErrorClass::AlignTooLarge);
@@ -186,6 +196,15 @@ impl Geometry {
             return Err(ErrorClass::TooLarge);
         }
         Ok(block)
+    }
+
+    /// The length a successful request must return, if the fit says exactly.
+    pub fn returned(&self, size: usize, block: u128) -> Option<u128> {
+        match self.fit {
+            Fit::PowerOfTwo => Some(block),
+            Fit::Exact => Some((size as u128).div_ceil(self.min as u128).max(1) * self.min as u128),
+            Fit::AtLeast => None,
+        }
     }
 }
 
@@ -333,8 +352,8 @@ impl<A: RawAlloc + Inspect> Harness<A> {
                 let addr = ptr.addr().get();
                 assert_eq!(addr % align, 0, "block {addr:#x} not aligned to {align}");
                 assert!(block.len() >= size, "block shorter than requested");
-                if self.geometry.power_of_two {
-                    assert_eq!(block.len() as u128, len, "block length is the rounded request");
+                if let Some(expected) = self.geometry.returned(size, len) {
+                    assert_eq!(block.len() as u128, expected, "returned length for {size} bytes");
                 }
                 assert!(
                     self.region_of(addr).is_some_and(|(p, l)| addr + block.len() <= p.addr().get() + l),
@@ -478,31 +497,24 @@ impl<A: RawAlloc + Inspect> Harness<A> {
             BadFree::SameOrder => {
                 let Some(addr) = self.model.pick(pick) else { return };
                 let live = self.model.get(addr).clone();
-                if !self.geometry.power_of_two {
-                    return;
-                }
-                // Any size that maps to the same block fits.
-                let align = live.layout.align();
-                let low = (live.len / 2 + 1).max(1);
-                let size = if live.len <= self.geometry.min {
-                    1 + offset % live.len
-                } else {
-                    low + offset % (live.len - low + 1)
-                };
-                let Ok(layout) = Layout::from_size_align(size.max(1), align) else { return };
-                if self.geometry.expect(layout.size(), align) != Ok(live.len as u128) {
-                    return;
-                }
+                let Some(layout) = self.same_fit_layout(&live, offset) else { return };
                 live.verify();
                 let live = self.model.remove(addr);
-                // SAFETY: the block is live in the model, and `layout` maps to its block size.
+                // SAFETY: the block is live in the model, and `layout` fits it.
                 let result = unsafe { self.alloc.try_deallocate(live.ptr, layout) };
-                result
-                    .unwrap_or_else(|e| panic!("same-order free of {addr:#x} with {layout:?} rejected: {e}"));
+                result.unwrap_or_else(|e| panic!("fitting free of {addr:#x} with {layout:?} rejected: {e}"));
                 self.freed.push((addr, layout));
                 self.tally.fits_accepted += 1;
             }
         }
+    }
+
+    /// Another layout that fits `live`: a size between the requested one and the returned
+    /// length (allocator-api2's rule), chosen by `choice`.
+    fn same_fit_layout(&self, live: &Live, choice: usize) -> Option<Layout> {
+        let low = live.layout.size().max(1);
+        let size = low + choice % (live.len - low + 1);
+        Layout::from_size_align(size, live.layout.align()).ok()
     }
 
     /// A layout mapping to another block size than `live`'s.
@@ -510,8 +522,15 @@ impl<A: RawAlloc + Inspect> Harness<A> {
         let align = live.layout.align();
         let bigger = live.len.checked_mul(2).filter(|&s| s <= self.geometry.max);
         let smaller = (live.len > self.geometry.min && align <= live.len / 2).then_some(live.len / 2);
-        let size = match (choice % 2, bigger, smaller) {
-            (0, Some(b), _) | (1, Some(b), None) => b,
+        let size = match (choice % 3, bigger, smaller) {
+            // One fragment more: another allocation size under exact fit, another block
+            // otherwise.
+            (2, _, _)
+                if self.geometry.fit == Fit::Exact && live.len + self.geometry.min <= self.geometry.max =>
+            {
+                live.len + self.geometry.min
+            }
+            (0 | 2, Some(b), _) | (1, Some(b), None) => b,
             (_, _, Some(s)) => s,
             _ => return None,
         };

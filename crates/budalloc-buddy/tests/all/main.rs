@@ -2,6 +2,7 @@
 
 mod boundaries;
 mod errors;
+mod exact;
 mod props;
 mod regions;
 mod resize;
@@ -10,13 +11,19 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use budalloc_buddy::Buddy;
-use budalloc_testkit::{Geometry, Region};
+use budalloc_testkit::{Fit, Geometry, Region};
 
 /// The policy most tests use: 16-byte fragments, 4 KiB largest block, 4 arenas.
 pub type Small = Buddy<16, 4096, 4>;
 
 /// The oracle's view of [`Small`].
-pub const SMALL: Geometry = Geometry { min: 16, max: 4096, power_of_two: true };
+pub const SMALL: Geometry = Geometry { min: 16, max: 4096, fit: Fit::PowerOfTwo };
+
+/// The exact-fit variant of [`Small`].
+pub type Exact = Buddy<16, 4096, 4, true>;
+
+/// The oracle's view of [`Exact`].
+pub const EXACT: Geometry = Geometry { min: 16, max: 4096, fit: Fit::Exact };
 
 /// A `Small` heap over a fresh region of `len` bytes aligned to 4 KiB. Keep the region alive
 /// as long as the heap.

@@ -1,0 +1,153 @@
+//! Exact fit: the tail of a power-of-two block is given back, pieces are checked on free, and
+//! allocations grow and shrink in place through their neighbours.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use budalloc_core::{FreeError, Inspect, RawAlloc};
+use budalloc_testkit::{actions, proptest_config, Harness, Region};
+use proptest::prelude::*;
+
+use crate::{layout, Exact, EXACT};
+
+const ARENA: usize = if cfg!(miri) { 4 * 1024 } else { 48 * 1024 };
+const STEPS: usize = if cfg!(miri) { 24 } else { 256 };
+
+fn exact(len: usize) -> (Exact, Region) {
+    let region = Region::new(len, 4096);
+    let mut heap = Exact::new();
+    let (ptr, len) = region.skewed(0);
+    // SAFETY: the region is ours and outlives the heap.
+    unsafe { heap.claim_raw(ptr, len) }.expect("claim");
+    (heap, region)
+}
+
+fn alloc(heap: &mut Exact, size: usize, align: usize) -> NonNull<u8> {
+    heap.allocate(layout(size, align)).expect("allocation").cast()
+}
+
+fn free(heap: &mut Exact, ptr: NonNull<u8>, size: usize, align: usize) {
+    // SAFETY: callers pass blocks they own with this layout.
+    unsafe { heap.try_deallocate(ptr, layout(size, align)) }.expect("valid free");
+    heap.check_invariants().unwrap();
+}
+
+fn rejected(heap: &mut Exact, ptr: NonNull<u8>, l: Layout) -> FreeError {
+    let before = budalloc_testkit::metadata_digest(heap);
+    // SAFETY: callers pass pointers that are not a block someone owns with this layout.
+    let e = unsafe { heap.try_deallocate(ptr, l) }.expect_err("must be rejected");
+    assert_eq!(budalloc_testkit::metadata_digest(heap), before, "rejected free changed metadata");
+    e
+}
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    #[test]
+    fn random_actions_match_the_model(actions in actions(4096, STEPS), skew in 0usize..96) {
+        let region = Region::new(ARENA + 96, 4096);
+        let (ptr, len) = region.skewed(skew);
+        let mut heap = Exact::new();
+        // SAFETY: the region is ours and outlives the heap (the harness is dropped first).
+        unsafe { heap.claim_raw(ptr, len) }.unwrap();
+        let mut harness = Harness::new(heap, EXACT, vec![(ptr, len)]);
+        harness.run(&actions);
+        harness.finish();
+    }
+}
+
+#[test]
+fn waste_is_below_one_fragment() {
+    let (mut heap, _region) = exact(16 * 1024);
+    let block = heap.allocate(layout(81, 8)).unwrap();
+    assert_eq!(block.len(), 96, "six fragments, not a 128-byte block");
+    assert_eq!(heap.stats().allocated, 96);
+    heap.check_invariants().unwrap();
+    free(&mut heap, block.cast(), 81, 8);
+    assert!(heap.is_pristine());
+    // Filling with 100-byte objects uses 112 bytes each.
+    let capacity = heap.stats().capacity;
+    let mut live = Vec::new();
+    while let Ok(b) = heap.allocate(layout(100, 1)) {
+        live.push(b.cast::<u8>());
+    }
+    // Exact fit wastes 12 bytes per object; what is left is free blocks too small for the
+    // 128-byte block a 100-byte request needs.
+    assert_eq!(heap.stats().allocated, live.len() * 112);
+    assert!(heap.stats().largest_free < 128, "capacity {capacity}");
+    heap.check_invariants().unwrap();
+    for p in live {
+        free(&mut heap, p, 100, 1);
+    }
+    assert!(heap.is_pristine());
+}
+
+#[test]
+fn later_pieces_and_other_sizes_are_rejected() {
+    let (mut heap, _region) = exact(16 * 1024);
+    let p = alloc(&mut heap, 80, 16); // pieces: 64 B at p, 16 B at p + 64
+    let piece = p.map_addr(|a| a.checked_add(64).unwrap());
+    let e = rejected(&mut heap, piece, layout(16, 16));
+    assert!(matches!(e, FreeError::InteriorPointer { block, .. } if block == p.addr().get()), "{e}");
+    for wrong in [layout(64, 16), layout(96, 16), layout(128, 16)] {
+        let e = rejected(&mut heap, p, wrong);
+        assert!(matches!(e, FreeError::LayoutMismatch { block_size: 80, .. }), "{wrong:?}: {e}");
+    }
+    for fits in [65, 70, 80] {
+        let q = alloc(&mut heap, 66, 16);
+        free(&mut heap, q, fits, 16);
+    }
+    free(&mut heap, p, 80, 16);
+    let e = rejected(&mut heap, p, layout(80, 16));
+    assert!(matches!(e, FreeError::DoubleFree { .. }), "{e}");
+    assert!(heap.is_pristine());
+}
+
+#[test]
+fn grow_and_shrink_in_place_through_the_tail() {
+    let (mut heap, _region) = exact(16 * 1024);
+    let p = alloc(&mut heap, 1024, 1024);
+    // SAFETY: `p` is live with (1024, 1024).
+    unsafe { heap.shrink(p, layout(1024, 1024), layout(80, 16)) }.unwrap();
+    heap.check_invariants().unwrap();
+    // SAFETY: the bytes are ours.
+    unsafe { p.as_ptr().write_bytes(0x3C, 80) };
+    for (old, new) in [(80, 128), (128, 300), (300, 1000), (1000, 1024), (1024, 33), (33, 700)] {
+        let (o, n) = (layout(old, 16), layout(new, 16));
+        let block = if new > old {
+            // SAFETY: `p` is live with `o`, and `n` is larger.
+            unsafe { heap.grow_in_place(p, o, n) }
+        } else {
+            // SAFETY: `p` is live with `o`, and `n` is smaller.
+            unsafe { heap.shrink_in_place(p, o, n) }
+        };
+        let block = block.unwrap_or_else(|e| panic!("{old} -> {new}: {e}"));
+        assert_eq!(block.cast::<u8>(), p, "{old} -> {new} in place");
+        assert_eq!(block.len(), new.div_ceil(16) * 16);
+        heap.check_invariants().unwrap_or_else(|e| panic!("{old} -> {new}: {e}"));
+        assert_eq!(heap.stats().allocated, new.div_ceil(16) * 16);
+        // SAFETY: the first 33 bytes were kept through every step.
+        assert!(unsafe { core::slice::from_raw_parts(p.as_ptr(), 33) }.iter().all(|&b| b == 0x3C));
+    }
+    free(&mut heap, p, 700, 16);
+    assert!(heap.is_pristine());
+}
+
+#[test]
+fn grow_in_place_stops_at_a_live_neighbour() {
+    let (mut heap, _region) = exact(16 * 1024);
+    let p = alloc(&mut heap, 1024, 1024);
+    // SAFETY: `p` is live with (1024, 1024).
+    unsafe { heap.shrink(p, layout(1024, 1024), layout(100, 16)) }.unwrap(); // 112 B
+    let q = alloc(&mut heap, 16, 16); // takes a fragment of the freed tail
+    assert!(q.addr().get() > p.addr().get() && q.addr().get() < p.addr().get() + 1024);
+    let before = budalloc_testkit::metadata_digest(&heap);
+    let past = q.addr().get() - p.addr().get() + 16;
+    // SAFETY: `p` is live with (100, 16).
+    let e = unsafe { heap.grow_in_place(p, layout(100, 16), layout(past, 16)) };
+    assert!(e.is_err(), "grew over a live block");
+    assert_eq!(budalloc_testkit::metadata_digest(&heap), before);
+    free(&mut heap, q, 16, 16);
+    free(&mut heap, p, 100, 16);
+    assert!(heap.is_pristine());
+}
