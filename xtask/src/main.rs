@@ -103,7 +103,7 @@ USAGE:
     cargo xtask <COMMAND> [ARGS]
 
 COMMANDS:
-    ci       everything CI runs, in order: fmt, clippy, test, tidy, nostd, miri
+    ci       everything CI runs, in order: fmt, clippy, test, loom, tidy, doc, nostd, miri
              (installs the rustup components and targets it needs first)
     test     cargo test --workspace --all-features (unit, integration and doc tests),
              then the core and buddy tests again in release mode
@@ -111,6 +111,8 @@ COMMANDS:
     clippy   cargo clippy --workspace --all-targets --all-features -- -D warnings
     miri     cargo +nightly miri test on the unsafe crates, with tree borrows,
              strict provenance and symbolic alignment checks
+    loom     the loom models of the thread-safe frontends (--cfg budalloc_loom,
+             LOOM_MAX_PREEMPTIONS=2, release, own target dir; never capped)
     nostd    build the no_std crates for thumbv7em-none-eabihf without default features
     doc      cargo doc --workspace --no-deps --all-features with RUSTDOCFLAGS=\"-D warnings\"
     tidy     architecture rule (which crate may depend on which), lib.rs headers,
@@ -161,6 +163,7 @@ fn single_stage(name: &str) -> Option<Stage> {
         "fmt" => fmt_check,
         "clippy" => clippy,
         "miri" => miri,
+        "loom" => loom,
         "nostd" => nostd,
         "doc" => doc,
         "tidy" => tidy,
@@ -189,6 +192,7 @@ const CI_STAGES: &[(&str, Stage)] = &[
     ("fmt", ci_fmt),
     ("clippy", ci_clippy),
     ("test", test),
+    ("loom", loom),
     ("tidy", tidy),
     ("doc", doc),
     ("nostd", nostd),
@@ -245,6 +249,32 @@ fn test(runner: &mut Runner) -> Result {
         release = release.args(["-p", package]);
     }
     runner.run_step("test --release", release.arg("--all-features"))
+}
+
+/// Packages with loom models (an integration test named `loom`).
+const LOOM_PACKAGES: &[&str] = &["budalloc-sync"];
+
+fn loom(runner: &mut Runner) -> Result {
+    for package in LOOM_PACKAGES {
+        let test = cargo([
+            "test",
+            "--release",
+            "-p",
+            package,
+            "--test",
+            "loom",
+            "--",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("RUSTFLAGS", "--cfg budalloc_loom")
+        .env("LOOM_MAX_PREEMPTIONS", "2")
+        .env("LOOM_LOG", "info")
+        // A target directory of its own: the cfg changes every crate's build.
+        .env("CARGO_TARGET_DIR", "target/loom");
+        runner.run_step(&format!("loom {package}"), test)?;
+    }
+    Ok(())
 }
 
 fn nostd(runner: &mut Runner) -> Result {

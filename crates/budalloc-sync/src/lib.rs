@@ -3,18 +3,33 @@
 //! This crate owns the frontends: types that wrap any single-threaded policy
 //! ([`budalloc_core::RawAlloc`]) and implement `allocator_api2::alloc::Allocator` for shared
 //! references, so that `Vec::new_in(&heap)`, `Box::new_in(x, &heap)` and
-//! `hashbrown::HashMap::new_in(&heap)` work on a budalloc arena. For now: [`Local`], for one
-//! thread.
+//! `hashbrown::HashMap::new_in(&heap)` work on a budalloc arena, and `GlobalAlloc` for the
+//! thread-safe ones:
+//! - [`Local`]: one thread, a re-entrance flag, no atomics;
+//! - [`Locked`]: any policy behind a [`RawLock`] chosen by type parameter ([`Spin`], `no_std`;
+//!   [`StdLock`] with the `std` feature), with a non-blocking [`Locked::try_with`].
+//!
+//! On the `GlobalAlloc` path nothing panics: failures return null, and detected misuse (double
+//! free, foreign pointer, ...) prints one line ([`fatal::FATAL_PREFIX`]) and aborts.
 //!
 //! Architecture invariant: this crate depends on `budalloc-core` only (and `allocator-api2`),
 //! never on a concrete policy. Interior mutability (and, later, locks and atomics) live here and
 //! nowhere else: policies are plain `&mut self` structs. It is `#![no_std]`.
-#![no_std]
+#![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 
+pub mod fatal;
+mod frontend;
 mod local;
+mod locked;
+#[cfg(feature = "std")]
+mod std_lock;
+mod sync_prim;
 
 pub use local::Local;
+pub use locked::{Locked, RawLock, Spin, WouldBlock};
+#[cfg(feature = "std")]
+pub use std_lock::StdLock;
 
 #[cfg(test)]
 mod tests;

@@ -1,15 +1,14 @@
 //! [`Local`]: a single-threaded cell around a policy.
 
-use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
 use core::mem::MaybeUninit;
-use core::ptr::{self, NonNull};
 
-use allocator_api2::alloc::{AllocError as ApiAllocError, Allocator};
 use budalloc_core::{Claim, RawAlloc, RegionError, Stats};
 
+use crate::frontend::{allocator_via_frontend, Frontend};
+
 /// A policy made usable through `&self` on one thread: `&Local<A>` is an `allocator_api2`
-/// [`Allocator`].
+/// `Allocator`.
 ///
 /// `Local` is `!Sync`: it cannot be shared between threads. It guards against re-entrance (an
 /// allocation made from inside [`Local::with`]) with a flag, so the `&mut` it hands to the
@@ -118,99 +117,13 @@ impl<A: Claim> Local<A> {
     }
 }
 
-/// A dangling pointer aligned to `align`, for zero-size blocks (strict provenance: no
-/// provenance at all).
-#[inline]
-fn dangling(align: usize) -> NonNull<u8> {
-    let ptr = ptr::without_provenance_mut::<u8>(align);
-    NonNull::new(ptr).unwrap_or(NonNull::dangling())
-}
-
-#[inline]
-fn empty(layout: Layout) -> NonNull<[u8]> {
-    NonNull::slice_from_raw_parts(dangling(layout.align()), 0)
-}
-
-/// Zeroes `block[from..]`.
-///
-/// # Safety
-/// `block` must be valid for writes of its length, and `from <= block.len()`.
-#[inline]
-unsafe fn zero_from(block: NonNull<[u8]>, from: usize) {
-    let start = block.cast::<u8>().as_ptr().wrapping_add(from);
-    // SAFETY: `from <= block.len()`, and the block is valid for writes of its length.
-    unsafe { start.write_bytes(0, block.len() - from) };
-}
-
-// SAFETY: blocks come from the policy, whose `RawAlloc` contract makes them valid, disjoint and
-// kept until freed; zero-size blocks are dangling and never dereferenced or freed. `&Local` is
-// not `Send`, so the allocator is used from one thread; `Local` may be moved, but no block
-// depends on its address (blocks live in the arenas).
-unsafe impl<A: RawAlloc> Allocator for &Local<A> {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        if layout.size() == 0 {
-            return Ok(empty(layout));
-        }
-        self.enter(|a| a.allocate(layout)).map_err(|_| ApiAllocError)
-    }
+impl<A: RawAlloc> Frontend for Local<A> {
+    type Policy = A;
 
     #[inline]
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        let block = self.allocate(layout)?;
-        // SAFETY: a fresh block is valid for writes of its length.
-        unsafe { zero_from(block, 0) };
-        Ok(block)
-    }
-
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if layout.size() != 0 {
-            // SAFETY: the caller promises `ptr` is currently allocated and `layout` fits it.
-            self.enter(|a| unsafe { a.deallocate(ptr, layout) });
-        }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, ApiAllocError> {
-        if old.size() == 0 {
-            return self.allocate(new);
-        }
-        // SAFETY: the caller's promises (`ptr` live, `old` fits, `new.size() >= old.size()`)
-        // are the policy's `grow` contract.
-        self.enter(|a| unsafe { a.grow(ptr, old, new) }).map_err(|_| ApiAllocError)
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, ApiAllocError> {
-        // SAFETY: forwarded from our caller.
-        let block = unsafe { self.grow(ptr, old, new) }?;
-        // SAFETY: the grown block is valid for writes of its length; `old.size() <= new.size()
-        // <= block.len()`.
-        unsafe { zero_from(block, old.size()) };
-        Ok(block)
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, ApiAllocError> {
-        if new.size() == 0 {
-            // SAFETY: the caller promises `ptr` is live with `old`.
-            unsafe { self.deallocate(ptr, old) };
-            return Ok(empty(new));
-        }
-        // SAFETY: the caller's promises are the policy's `shrink` contract.
-        self.enter(|a| unsafe { a.shrink(ptr, old, new) }).map_err(|_| ApiAllocError)
+    fn enter<R>(&self, f: impl FnOnce(&mut A) -> R) -> R {
+        Local::enter(self, f)
     }
 }
+
+allocator_via_frontend!([A: RawAlloc] Local<A>);

@@ -1,6 +1,8 @@
 //! Integration tests of the frontends: the allocator-api2 conformance suite on `Local` over the
 //! buddy policy, and what `Local` adds (stats, claim, misuse on free).
 
+mod locked;
+
 use budalloc_buddy::Buddy;
 use budalloc_core::{Inspect, RawAlloc};
 use budalloc_sync::Local;

@@ -1,0 +1,39 @@
+//! [`StdLock`]: a blocking lock from `std::sync::{Mutex, Condvar}` (feature `std`).
+
+use std::sync::{Condvar, Mutex, PoisonError};
+
+use crate::RawLock;
+
+/// A lock that sleeps instead of spinning while it waits: a `std::sync::Mutex<bool>` ("held")
+/// and a `Condvar`. Neither allocates on Linux (both are futexes).
+#[derive(Debug, Default)]
+pub struct StdLock {
+    held: Mutex<bool>,
+    freed: Condvar,
+}
+
+// SAFETY: `held` flips from false to true only under the mutex, so one holder at a time; the
+// mutex orders every write of the previous holder before the next one's reads.
+unsafe impl RawLock for StdLock {
+    fn new() -> StdLock {
+        StdLock::default()
+    }
+
+    fn lock(&self) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        while *held {
+            held = self.freed.wait(held).unwrap_or_else(PoisonError::into_inner);
+        }
+        *held = true;
+    }
+
+    fn try_lock(&self) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        !std::mem::replace(&mut *held, true)
+    }
+
+    unsafe fn unlock(&self) {
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.freed.notify_one();
+    }
+}

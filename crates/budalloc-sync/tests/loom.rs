@@ -1,0 +1,171 @@
+//! Loom models of the `Locked` frontend over the buddy policy, on a tiny arena (four to eight
+//! smallest blocks) so the search is exhaustive under `LOOM_MAX_PREEMPTIONS=2`.
+//!
+//! Run with `cargo xtask loom` (`RUSTFLAGS="--cfg budalloc_loom" LOOM_MAX_PREEMPTIONS=2
+//! cargo test --release -p budalloc-sync --test loom`). No model caps permutations or time.
+#![cfg(budalloc_loom)]
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use budalloc_buddy::Buddy;
+use budalloc_core::{FreeError, Inspect, RawAlloc};
+use budalloc_sync::{Locked, Spin};
+use loom::sync::Arc;
+use loom::thread;
+
+/// 16-byte blocks, 128-byte largest block: a 128-byte arena holds eight smallest blocks.
+type Tiny = Buddy<16, 128, 1>;
+
+/// A heap over a fresh 128-byte-aligned region; the region is freed by [`finish`].
+fn tiny_heap() -> (Arc<Locked<Tiny, Spin>>, *mut u8, Layout) {
+    // 128 bytes of blocks and the bitmap behind them.
+    let layout = Layout::from_size_align(256, 128).unwrap();
+    // SAFETY: non-zero size.
+    let region = unsafe { std::alloc::alloc(layout) };
+    let heap = Locked::new(Tiny::new());
+    // SAFETY: the region is ours until `finish` frees it, after the heap is gone.
+    unsafe { heap.claim_raw(region, 128 + 3 * size_of::<usize>()) }.unwrap();
+    assert_eq!(heap.stats().capacity, 128);
+    (Arc::new(heap), region, layout)
+}
+
+/// Checks the heap is back to its seeding, then frees the region.
+fn finish(heap: Arc<Locked<Tiny, Spin>>, region: *mut u8, layout: Layout) {
+    let mut heap = Arc::try_unwrap(heap).ok().expect("threads joined");
+    let policy = heap.get_mut();
+    policy.check_invariants().unwrap();
+    assert!(policy.is_pristine(), "everything merged back");
+    drop(heap);
+    // SAFETY: allocated in `tiny_heap` with `layout`; the heap is gone.
+    unsafe { std::alloc::dealloc(region, layout) };
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 1).unwrap()
+}
+
+/// Sends a block address between threads (the heap owns the memory; the pointer is just a name).
+#[derive(Clone, Copy)]
+struct Block(NonNull<u8>);
+// SAFETY: the block is handed over whole; only its receiver uses it afterwards.
+unsafe impl Send for Block {}
+
+#[test]
+fn concurrent_allocations_are_disjoint_and_accounted() {
+    loom::model(|| {
+        let (heap, region, l) = tiny_heap();
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let heap = heap.clone();
+                thread::spawn(move || Block(heap.with(|a| a.allocate(layout(32))).unwrap().cast()))
+            })
+            .collect();
+        let blocks: Vec<Block> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_ne!(blocks[0].0, blocks[1].0);
+        let a = blocks[0].0.addr().get();
+        let b = blocks[1].0.addr().get();
+        assert!(a + 32 <= b || b + 32 <= a, "blocks overlap");
+        assert_eq!(heap.stats().allocated, 64);
+        for block in blocks {
+            // SAFETY: allocated above with this layout.
+            heap.with(|h| unsafe { h.try_deallocate(block.0, layout(32)) }).unwrap();
+        }
+        finish(heap, region, l);
+    });
+}
+
+#[test]
+fn racing_double_free_exactly_one_wins() {
+    loom::model(|| {
+        let (heap, region, l) = tiny_heap();
+        let block = Block(heap.with(|a| a.allocate(layout(16))).unwrap().cast());
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let heap = heap.clone();
+                // SAFETY: both threads claim the block; the policy lets exactly one free it and
+                // reports the other as a double free.
+                thread::spawn(move || heap.with(|a| unsafe { a.try_deallocate(block.0, layout(16)) }))
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(results.iter().any(|r| matches!(r, Err(FreeError::DoubleFree { .. }))), "{results:?}");
+        finish(heap, region, l);
+    });
+}
+
+#[test]
+fn cross_thread_free_makes_the_block_reusable() {
+    loom::model(|| {
+        let (heap, region, l) = tiny_heap();
+        // Main owns the left half; another thread frees it while main asks for a 64-byte block
+        // that only the freed half (or the right half) can serve.
+        let left = Block(heap.with(|a| a.allocate(layout(64))).unwrap().cast());
+        let freer = {
+            let heap = heap.clone();
+            // SAFETY: the block is handed to this thread whole.
+            thread::spawn(move || heap.with(|a| unsafe { a.try_deallocate(left.0, layout(64)) }).unwrap())
+        };
+        let other = heap.with(|a| a.allocate(layout(64))).expect("one 64-byte block is always free");
+        freer.join().unwrap();
+        // Whatever the interleaving, the rest of the arena is one reusable 64-byte block.
+        let again = heap.with(|a| a.allocate(layout(64))).expect("the freed block is reusable");
+        for block in [other, again] {
+            // SAFETY: allocated above with this layout.
+            heap.with(|a| unsafe { a.try_deallocate(block.cast(), layout(64)) }).unwrap();
+        }
+        finish(heap, region, l);
+    });
+}
+
+#[test]
+fn two_buddies_freed_concurrently_merge_exactly_once() {
+    loom::model(|| {
+        let (heap, region, l) = tiny_heap();
+        let left = heap.with(|a| a.allocate(layout(64))).unwrap().cast::<u8>();
+        let right = heap.with(|a| a.allocate(layout(64))).unwrap().cast::<u8>();
+        assert_eq!(left.addr().get() ^ right.addr().get(), 64, "buddies");
+        let handles: Vec<_> = [Block(left), Block(right)]
+            .into_iter()
+            .map(|block| {
+                let heap = heap.clone();
+                // SAFETY: each thread frees the block it was given.
+                thread::spawn(move || {
+                    heap.with(|a| unsafe { a.try_deallocate(block.0, layout(64)) }).unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(heap.stats().free_blocks[3], 1, "one 128-byte block");
+        finish(heap, region, l);
+    });
+}
+
+#[test]
+fn exhaustion_under_contention_then_free_all() {
+    loom::model(|| {
+        let (heap, region, l) = tiny_heap();
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let heap = heap.clone();
+                thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    while let Ok(b) = heap.with(|a| a.allocate(layout(32))) {
+                        mine.push(Block(b.cast()));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let all: Vec<Block> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        assert_eq!(all.len(), 4, "the arena holds four 32-byte blocks, all handed out once");
+        for b in all {
+            // SAFETY: allocated above with this layout.
+            heap.with(|a| unsafe { a.try_deallocate(b.0, layout(32)) }).unwrap();
+        }
+        finish(heap, region, l);
+    });
+}
