@@ -9,7 +9,9 @@
 //! - [`Order`] and the checked size arithmetic that maps a [`Layout`](core::alloc::Layout) to a
 //!   block order;
 //! - the errors ([`AllocError`], [`FreeError`], [`RegionError`]), [`Stats`], and [`RawAlloc`],
-//!   the single-threaded policy trait between layers.
+//!   the single-threaded policy trait between layers;
+//! - [`Source`] (where new regions come from) and [`Grow`], which claims one when a policy runs
+//!   out of memory.
 //!
 //! Architecture invariant: this crate depends on no other budalloc crate, and knows nothing of
 //! any policy (buddy splitting, size classes) or of threads: every type here is used through
@@ -22,6 +24,7 @@
 mod arena;
 mod bitmap;
 mod error;
+mod grow;
 #[cfg(any(test, feature = "check-invariants"))]
 mod inspect;
 mod map;
@@ -32,6 +35,7 @@ mod stats;
 pub use arena::Arena;
 pub use bitmap::{Bitmap, Bits};
 pub use error::{AllocError, Corruption, FreeError, GuardKey, RegionError};
+pub use grow::{Grow, Source};
 #[cfg(any(test, feature = "check-invariants"))]
 pub use inspect::{feed_words, Inspect, InvariantError};
 pub use map::{symbol, write_map, BlockView};

@@ -7,7 +7,10 @@
 //! thread-safe ones:
 //! - [`Local`]: one thread, a re-entrance flag, no atomics;
 //! - [`Locked`]: any policy behind a [`RawLock`] chosen by type parameter ([`Spin`], `no_std`;
-//!   [`StdLock`] with the `std` feature), with a non-blocking [`Locked::try_with`].
+//!   [`StdLock`] with the `std` feature), with a non-blocking [`Locked::try_with`];
+//! - [`StaticHeap`]: a spin-locked policy over an array inside the static, for
+//!   `#[global_allocator]` on `no_std`; [`SystemSource`] (feature `std`) feeds
+//!   `budalloc_core::Grow` regions from the OS.
 //!
 //! On the `GlobalAlloc` path nothing panics: failures return null, and detected misuse (double
 //! free, foreign pointer, ...) prints one line ([`fatal::FATAL_PREFIX`]) and aborts.
@@ -23,11 +26,19 @@ mod frontend;
 mod local;
 mod locked;
 #[cfg(feature = "std")]
+mod os;
+#[cfg(not(budalloc_loom))]
+mod static_heap;
+#[cfg(feature = "std")]
 mod std_lock;
 mod sync_prim;
 
 pub use local::Local;
 pub use locked::{Locked, RawLock, Spin, WouldBlock};
+#[cfg(feature = "std")]
+pub use os::SystemSource;
+#[cfg(not(budalloc_loom))]
+pub use static_heap::StaticHeap;
 #[cfg(feature = "std")]
 pub use std_lock::StdLock;
 

@@ -2,15 +2,26 @@
 //! its own: it pins the default compositions with type aliases and re-exports what a user
 //! needs. The crate documentation below is the workspace README, so its examples are doctests.
 #![doc = include_str!("../../../README.md")]
-#![no_std]
+#![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 
 pub use allocator_api2;
 pub use budalloc_buddy::{Block, Buddy, Map};
 pub use budalloc_core::{
-    AllocError, Arena, Claim, Corruption, FreeError, GuardKey, Order, RawAlloc, RegionError, SizeMath, Stats,
+    AllocError, Arena, Claim, Corruption, FreeError, Grow, GuardKey, Order, RawAlloc, RegionError, SizeMath,
+    Source, Stats,
 };
-pub use budalloc_sync::Local;
+pub use budalloc_sync::{fatal, Local, Locked, RawLock, Spin, StaticHeap, WouldBlock};
+#[cfg(feature = "std")]
+pub use budalloc_sync::{StdLock, SystemSource};
+
+#[cfg(feature = "check-invariants")]
+pub use budalloc_core::{Inspect, InvariantError};
+
+#[cfg(feature = "std")]
+mod global;
+#[cfg(feature = "std")]
+pub use global::Global;
 
 /// The default buddy policy: 16-byte smallest blocks, 1 GiB largest block (and alignment), up to
 /// 8 arenas.
@@ -19,3 +30,11 @@ pub type DefaultBuddy = Buddy<16, { 1 << 30 }, 8>;
 /// The default single-threaded heap: the buddy policy behind the [`Local`] frontend. `&Heap` is
 /// an `allocator_api2` allocator.
 pub type Heap = Local<DefaultBuddy>;
+
+/// The buddy policy behind [`Global`]: like [`DefaultBuddy`], with room for 32 arenas (regions
+/// double in size as the heap grows, so 32 arenas reach far beyond any real heap).
+pub type GlobalBuddy = Buddy<16, { 1 << 30 }, 32>;
+
+/// A `no_std` global allocator over a static array of `N` bytes, spin-locked:
+/// `#[global_allocator] static HEAP: budalloc::StaticGlobal<{ 1 << 20 }> = budalloc::StaticGlobal::new(budalloc::Buddy::new());`
+pub type StaticGlobal<const N: usize> = StaticHeap<DefaultBuddy, N>;

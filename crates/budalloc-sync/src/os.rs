@@ -1,0 +1,47 @@
+//! [`SystemSource`]: regions from the operating system (feature `std`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ptr::NonNull;
+
+use budalloc_core::Source;
+
+/// Regions from the system allocator, which maps chunks this large straight from the OS
+/// (`mmap` on Unix). Each region is a power of two aligned to its own size, so a buddy policy
+/// gets its largest blocks at the start; sizes start at [`SystemSource::FIRST`] and double with
+/// every region (up to 1 GiB), so a heap of `n` bytes needs `O(log n)` arenas. Regions are never
+/// given back: an arena never moves or disappears.
+#[derive(Debug)]
+pub struct SystemSource {
+    next: usize,
+}
+
+impl SystemSource {
+    /// Size of the first region: 4 MiB.
+    pub const FIRST: usize = 4 << 20;
+    /// Largest region asked for by growth alone (a larger request gets a region its size).
+    pub const LARGEST: usize = 1 << 30;
+
+    /// A source that has handed out nothing yet.
+    pub const fn new() -> Self {
+        SystemSource { next: Self::FIRST }
+    }
+}
+
+impl Default for SystemSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: each region is a fresh allocation of the system allocator, never freed, so it is valid,
+// disjoint from every other and ours alone.
+unsafe impl Source for SystemSource {
+    fn acquire(&mut self, min_len: usize) -> Option<NonNull<[u8]>> {
+        let len = min_len.checked_next_power_of_two()?.max(self.next);
+        let layout = Layout::from_size_align(len, len).ok()?;
+        // SAFETY: `len > 0`.
+        let ptr = NonNull::new(unsafe { System.alloc(layout) })?;
+        self.next = len.saturating_mul(2).min(Self::LARGEST).max(self.next);
+        Some(NonNull::slice_from_raw_parts(ptr, len))
+    }
+}

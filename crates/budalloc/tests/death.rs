@@ -1,0 +1,108 @@
+//! Death tests: the `GlobalAlloc` path aborts on detected misuse with one clear line. The test
+//! runs its own binary again as a child per case (hardened_malloc's pattern) and checks the
+//! child died of SIGABRT with exactly the expected line on stderr.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::process::Command;
+
+#[global_allocator]
+static ALLOC: budalloc::Global = budalloc::Global::new();
+
+const CASE_VAR: &str = "BUDALLOC_DEATH_CASE";
+
+/// Each case: name, and a fragment the single stderr line must contain after the prefix.
+const CASES: &[(&str, &str)] = &[
+    ("double_free", "double free of the 64-byte block at 0x"),
+    ("invalid_free", "is outside every arena of this allocator"),
+    ("interior_free", "is not the start of a block"),
+    ("size_mismatch", "layout mismatch at 0x"),
+    ("corrupted_guard_key", "arena metadata corrupted: guard key 2 (back)"),
+];
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).unwrap()
+}
+
+fn alloc(size: usize) -> *mut u8 {
+    // SAFETY: a valid non-zero layout.
+    let p = unsafe { ALLOC.alloc(layout(size)) };
+    assert!(!p.is_null());
+    p
+}
+
+/// Frees `p` with a layout of `size` bytes: each case below makes this call a misuse that the
+/// allocator must detect before touching memory.
+fn free(p: *mut u8, size: usize) {
+    // SAFETY: deliberately not always valid: the allocator checks and aborts on misuse.
+    unsafe { ALLOC.dealloc(p, layout(size)) }
+}
+
+/// Commits the misuse `case`; returns only if the allocator failed to stop it.
+fn run_case(case: &str) {
+    match case {
+        "double_free" => {
+            let p = alloc(64);
+            free(p, 64);
+            free(p, 64);
+        }
+        "invalid_free" => {
+            let mut on_stack = [0u8; 64];
+            free(on_stack.as_mut_ptr(), 64);
+        }
+        "interior_free" => {
+            let p = alloc(256);
+            free(p.wrapping_add(16), 64);
+        }
+        "size_mismatch" => {
+            let p = alloc(64);
+            free(p, 4096);
+        }
+        "corrupted_guard_key" => {
+            let p = alloc(64);
+            let key = ALLOC.inspect(|b| {
+                let bitmap = b.arenas().next().unwrap().bitmap();
+                bitmap.addr() + bitmap.footprint() - size_of::<usize>()
+            });
+            // A stray write over the key behind the bitset, through a pointer into the arena.
+            let key = p.with_addr(key).cast::<usize>();
+            // SAFETY: the key word lies in the arena `p` belongs to; nothing else runs.
+            let value = unsafe { key.read() };
+            // SAFETY: as above.
+            unsafe { key.write(value ^ 0x10) };
+            free(p, 64);
+        }
+        other => panic!("unknown case {other}"),
+    }
+}
+
+fn main() {
+    if let Ok(case) = std::env::var(CASE_VAR) {
+        run_case(&case);
+        // Still alive: the allocator did not stop the misuse.
+        std::process::exit(3);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut failures = Vec::new();
+    for &(case, expected) in CASES {
+        let out = Command::new(&exe).env(CASE_VAR, case).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        #[cfg(unix)]
+        let aborted = {
+            use std::os::unix::process::ExitStatusExt;
+            out.status.signal() == Some(6)
+        };
+        #[cfg(not(unix))]
+        let aborted = !out.status.success();
+        let line_ok = lines.len() == 1
+            && lines[0].starts_with(budalloc::fatal::FATAL_PREFIX)
+            && lines[0].contains(expected);
+        if aborted && line_ok {
+            println!("death {case}: SIGABRT with `{}`", lines[0]);
+        } else {
+            failures.push(format!("{case}: status {:?}, stderr {stderr:?}", out.status));
+        }
+    }
+    assert!(failures.is_empty(), "death tests failed:\n{}", failures.join("\n"));
+    println!("death tests: {}/{} died with SIGABRT and the expected line", CASES.len(), CASES.len());
+}

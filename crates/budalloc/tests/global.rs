@@ -1,0 +1,102 @@
+//! `budalloc::Global` as the process's global allocator, running real std code on several
+//! threads and a crate nobody here wrote (serde_json), with a final accounting check.
+//! A `harness = false` test: the test harness itself would allocate through us too, which is
+//! fine, but its threads would blur the accounting.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::mpsc;
+use std::thread;
+
+#[global_allocator]
+static ALLOC: budalloc::Global = budalloc::Global::new();
+
+fn collections_and_strings(seed: usize) -> usize {
+    let mut map: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut tree = BTreeMap::new();
+    for i in 0..5_000 {
+        let key = format!("key-{}-{}", seed, i % 700);
+        map.entry(key.clone()).or_default().push(i);
+        tree.insert(i * 7 % 1_001, key);
+    }
+    let mut text = String::new();
+    for (k, v) in map.iter().take(200) {
+        let _ = write!(text, "{k}={};", v.len());
+    }
+    let boxed: Vec<Box<[u8]>> = (0..500).map(|i| vec![i as u8; i % 300 + 1].into_boxed_slice()).collect();
+    map.len() + tree.len() + text.len() + boxed.iter().map(|b| b.len()).sum::<usize>()
+}
+
+fn channel_pipeline() -> u64 {
+    let (tx, rx) = mpsc::channel::<Vec<u64>>();
+    let (tx2, rx2) = mpsc::channel::<String>();
+    let producer = thread::spawn(move || {
+        for i in 0..2_000u64 {
+            tx.send((0..(i % 64)).collect()).unwrap();
+        }
+    });
+    let transformer = thread::spawn(move || {
+        for v in rx {
+            tx2.send(format!("{:?}", v.iter().sum::<u64>())).unwrap();
+        }
+    });
+    let total: u64 = rx2.iter().map(|s| s.parse::<u64>().unwrap()).sum();
+    producer.join().unwrap();
+    transformer.join().unwrap();
+    total
+}
+
+/// A deterministic JSON document of about `n` records, in serde_json's compact form.
+fn document(n: usize) -> String {
+    let records: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "id": i,
+                "name": format!("item-{i:05}"),
+                "tags": (0..i % 7).map(|t| format!("t{t}")).collect::<Vec<_>>(),
+                "price": (i as f64) * 0.25,
+                "nested": { "ok": i % 3 == 0, "list": (0..i % 5).collect::<Vec<_>>() },
+            })
+        })
+        .collect();
+    serde_json::to_string(&records).unwrap()
+}
+
+/// Everything the test runs, once.
+fn workload() -> usize {
+    let handles: Vec<_> = (0..4).map(|t| thread::spawn(move || collections_and_strings(t))).collect();
+    let sizes: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(sizes.iter().all(|&s| s > 0));
+    assert_eq!(channel_pipeline(), (0..2_000u64).map(|i| (0..(i % 64)).sum::<u64>()).sum::<u64>());
+
+    // serde_json: parse and print a large document; the round trip must give the same text the
+    // system allocator would (serde_json's output does not depend on the allocator).
+    let text = document(20_000);
+    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let printed = serde_json::to_string(&parsed).unwrap();
+    assert_eq!(printed, text, "serde_json round trip differs");
+    let pretty = serde_json::to_string_pretty(&parsed).unwrap();
+    let reparsed: serde_json::Value = serde_json::from_str(&pretty).unwrap();
+    assert_eq!(reparsed, parsed);
+    text.len()
+}
+
+fn main() {
+    println!("global allocator test: first run (also warms std's lazily allocated state)");
+    workload();
+    let baseline = ALLOC.stats().allocated;
+    let json_bytes = workload();
+    let stats = ALLOC.stats();
+    assert_eq!(stats.allocated, baseline, "bytes still allocated after the second run: a leak");
+    #[cfg(feature = "check-invariants")]
+    {
+        use budalloc::Inspect;
+        ALLOC.inspect(|b| b.check_invariants()).expect("heap invariants after the workload");
+    }
+    let arenas = ALLOC.inspect(|b| b.arenas().count());
+    println!(
+        "global allocator test: ok (6 threads, {json_bytes} bytes of JSON, {arenas} arena(s), capacity {} B, \
+         {} B allocated after the second run as after the first)",
+        stats.capacity, stats.allocated
+    );
+}
