@@ -312,7 +312,10 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         let slot = self.slot_mut(i);
         // The block must already be aligned as the new request's block is.
         let aligned = slot.abs(frag) & (to.fragments() - 1) == 0;
-        if !aligned || !slot.reshape(frag, old_need, new_need)? {
+        slot.set_origin(Some((ptr, frag, old_need)));
+        let reshaped = if aligned { slot.reshape(frag, old_need, new_need) } else { Ok(false) };
+        slot.set_origin(None);
+        if !reshaped? {
             return Err(AllocError::OutOfMemory { size: new.size(), block: new_need * MIN });
         }
         Ok(NonNull::slice_from_raw_parts(ptr, new_need * MIN))
@@ -365,12 +368,11 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
     unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         let (i, frag, order, need) = self.live_block(ptr, layout)?;
         let slot = self.slot_mut(i);
-        if need == order.fragments() {
-            slot.free(frag, order)?;
-        } else {
-            slot.free_pieces(frag, need)?;
-        }
-        Ok(())
+        slot.set_origin(Some((ptr, frag, need)));
+        let result =
+            if need == order.fragments() { slot.free(frag, order) } else { slot.free_pieces(frag, need) };
+        slot.set_origin(None);
+        Ok(result?)
     }
 
     unsafe fn grow_in_place(

@@ -71,6 +71,12 @@ pub(crate) struct Slot {
     /// Bytes in allocated blocks. Invariant: the sum of the sizes of the blocks whose `A` bit is
     /// set.
     pub(crate) allocated: usize,
+    /// While a free or a resize runs: the caller's pointer to the allocation, its first fragment
+    /// and its length in fragments. Writes into that range go through the caller's pointer, not
+    /// the region base: the caller may still hold a protected reference to it (a `Box` dropped
+    /// inside the function it was passed to), and a write through the base would be a foreign
+    /// write under the aliasing model (the miri#2104 family of problems). `None` otherwise.
+    origin: Option<(NonNull<u8>, usize, usize)>,
 }
 
 /// Where the bits of the split level of order `k` (`k >= 1`) start, for an arena of `n`
@@ -123,6 +129,7 @@ impl Slot {
             nonempty: 0,
             counts: [0; MAX_ORDERS],
             allocated: 0,
+            origin: None,
         };
         let mut frag = 0;
         while frag < slot.arena.fragments() {
@@ -274,7 +281,26 @@ impl Slot {
 
     #[inline]
     fn header_ptr(&self, frag: usize) -> NonNull<FreeHeader> {
-        self.arena.ptr_of(frag).cast()
+        self.ptr_to(frag).cast()
+    }
+
+    /// Pointer to fragment `frag`: through the caller's pointer if `frag` lies in the allocation
+    /// being freed or resized (see `origin`), else re-derived from the region base.
+    #[inline]
+    pub(crate) fn ptr_to(&self, frag: usize) -> NonNull<u8> {
+        match self.origin {
+            Some((ptr, first, len)) if frag.wrapping_sub(first) < len => {
+                ptr.with_addr(self.arena.ptr_of(frag).addr())
+            }
+            _ => self.arena.ptr_of(frag),
+        }
+    }
+
+    /// Sets (or, with `None`, clears) the caller's pointer for the free or resize about to run:
+    /// `ptr` points at fragment `frag`, an allocation of `len` fragments.
+    #[inline]
+    pub(crate) fn set_origin(&mut self, origin: Option<(NonNull<u8>, usize, usize)>) {
+        self.origin = origin;
     }
 
     /// Reads the header of the free block at `frag`.
@@ -551,7 +577,7 @@ const POISON_LIMIT: usize = 4096;
 pub(crate) fn poison(slot: &Slot, frag: usize, k: Order, fragments: usize, byte: u8) {
     if cfg!(debug_assertions) {
         let len = (fragments << slot.math.min_log2()).min(slot.math.block_size(k)).min(POISON_LIMIT);
-        let ptr = slot.arena.ptr_of(frag);
+        let ptr = slot.ptr_to(frag);
         // SAFETY: the fragments lie in the block area and belong to the policy at this moment
         // (being handed out or being freed); `len` does not exceed them.
         unsafe { ptr.write_bytes(byte, len) };

@@ -78,6 +78,7 @@ impl Drop for Region {
 
 /// Which misuse a [`Action::BadFree`] injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum BadFree {
     /// Free a block that was freed before (if its address is not live again).
     Double,
@@ -94,6 +95,7 @@ pub enum BadFree {
 
 /// One step of a test: the operation language shared by proptest, fuzzing and loom scenarios.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Action {
     /// Allocate `size` bytes aligned to `1 << align_log2`.
     Alloc {

@@ -11,10 +11,13 @@ use std::thread;
 #[global_allocator]
 static ALLOC: budalloc::Global = budalloc::Global::new();
 
+/// Messages through the channel pipeline (fewer under Miri, where every step is slow).
+const PIPELINE: u64 = if cfg!(miri) { 10 } else { 2_000 };
+
 fn collections_and_strings(seed: usize) -> usize {
     let mut map: HashMap<String, Vec<usize>> = HashMap::new();
     let mut tree = BTreeMap::new();
-    for i in 0..5_000 {
+    for i in 0..if cfg!(miri) { 30 } else { 5_000 } {
         let key = format!("key-{}-{}", seed, i % 700);
         map.entry(key.clone()).or_default().push(i);
         tree.insert(i * 7 % 1_001, key);
@@ -23,7 +26,9 @@ fn collections_and_strings(seed: usize) -> usize {
     for (k, v) in map.iter().take(200) {
         let _ = write!(text, "{k}={};", v.len());
     }
-    let boxed: Vec<Box<[u8]>> = (0..500).map(|i| vec![i as u8; i % 300 + 1].into_boxed_slice()).collect();
+    let boxed: Vec<Box<[u8]>> = (0..if cfg!(miri) { 20 } else { 500 })
+        .map(|i| vec![i as u8; i % 300 + 1].into_boxed_slice())
+        .collect();
     map.len() + tree.len() + text.len() + boxed.iter().map(|b| b.len()).sum::<usize>()
 }
 
@@ -31,7 +36,7 @@ fn channel_pipeline() -> u64 {
     let (tx, rx) = mpsc::channel::<Vec<u64>>();
     let (tx2, rx2) = mpsc::channel::<String>();
     let producer = thread::spawn(move || {
-        for i in 0..2_000u64 {
+        for i in 0..PIPELINE {
             tx.send((0..(i % 64)).collect()).unwrap();
         }
     });
@@ -64,14 +69,15 @@ fn document(n: usize) -> String {
 
 /// Everything the test runs, once.
 fn workload() -> usize {
-    let handles: Vec<_> = (0..4).map(|t| thread::spawn(move || collections_and_strings(t))).collect();
+    let threads = if cfg!(miri) { 2 } else { 4 };
+    let handles: Vec<_> = (0..threads).map(|t| thread::spawn(move || collections_and_strings(t))).collect();
     let sizes: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(sizes.iter().all(|&s| s > 0));
-    assert_eq!(channel_pipeline(), (0..2_000u64).map(|i| (0..(i % 64)).sum::<u64>()).sum::<u64>());
+    assert_eq!(channel_pipeline(), (0..PIPELINE).map(|i| (0..(i % 64)).sum::<u64>()).sum::<u64>());
 
     // serde_json: parse and print a large document; the round trip must give the same text the
     // system allocator would (serde_json's output does not depend on the allocator).
-    let text = document(20_000);
+    let text = document(if cfg!(miri) { 10 } else { 20_000 });
     let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
     let printed = serde_json::to_string(&parsed).unwrap();
     assert_eq!(printed, text, "serde_json round trip differs");
