@@ -1,0 +1,211 @@
+//! A plain driver of the workloads, for profilers (`perf`, `valgrind --tool=callgrind`):
+//!
+//! ```text
+//! cargo build --profile bench -p budalloc-benches --example drive
+//! target/release/examples/drive <subject> <a|b|c-free|c-cycle> <iterations> [live]
+//! ```
+//!
+//! An iteration is a pair for `a`, a round of 1000 allocations and 1000 frees for `b`, one free
+//! for `c-free` (allocations back and rebuilds untimed) and one free plus allocation back for
+//! `c-cycle` (rebuilds untimed). It builds the workload (untimed), runs it `iterations` times and
+//! prints the time per unit (per operation for `b`).
+//!
+//! On a noisy machine, `drive compare <a|b|c-free|c-cycle> <rounds> [live]` gives steadier
+//! ratios: it builds the workload for every subject, then runs them in turn, in chunks of about
+//! 20 ms, for `rounds` rounds (starting each round with another subject), and prints each
+//! subject's median and minimum time per unit and the median per-round ratio to budalloc.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use budalloc_benches::{
+    Batch, BudallocLocal, BudallocRaw, BuddyAllocSubject, BuddySystem, Fragmented, LinkedList, Pair,
+    RlsfSubject, Subject, TalcSubject,
+};
+
+fn drive<S: Subject>(workload: &str, iterations: u64, live: usize) -> Result<(), String> {
+    let (elapsed, per) = match workload {
+        "a" => {
+            let mut w = Pair::<S>::new(64)?;
+            let start = Instant::now();
+            for _ in 0..iterations {
+                w.run()?;
+            }
+            (start.elapsed(), iterations)
+        }
+        "b" => {
+            let mut w = Batch::<S>::new(1000, 16, 4096)?;
+            let start = Instant::now();
+            for _ in 0..iterations {
+                w.run()?;
+            }
+            (start.elapsed(), iterations * w.ops() as u64)
+        }
+        "c-free" => {
+            let mut w = Fragmented::<S>::new(live)?;
+            let mut timed = Duration::ZERO;
+            w.time_frees(iterations, 100, &mut timed)?;
+            (timed, iterations)
+        }
+        "c-cycle" => {
+            let mut w = Fragmented::<S>::new(live)?;
+            let mut timed = Duration::ZERO;
+            w.time_cycles(iterations, &mut timed)?;
+            (timed, iterations)
+        }
+        other => return Err(format!("unknown workload {other}")),
+    };
+    println!(
+        "{} {workload}: {:.2} ns per unit ({per} units)",
+        S::name(),
+        elapsed.as_nanos() as f64 / per as f64
+    );
+    Ok(())
+}
+
+/// Runs `n` iterations of a workload; returns the timed part and the units done.
+type Runner = Box<dyn FnMut(u64) -> Result<(Duration, u64), String>>;
+
+fn runner<S: Subject + 'static>(workload: &str, live: usize) -> Result<Runner, String> {
+    Ok(match workload {
+        "a" => {
+            let mut w = Pair::<S>::new(64)?;
+            Box::new(move |n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    w.run()?;
+                }
+                Ok((start.elapsed(), n))
+            })
+        }
+        "b" => {
+            let mut w = Batch::<S>::new(1000, 16, 4096)?;
+            Box::new(move |n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    w.run()?;
+                }
+                Ok((start.elapsed(), n * w.ops() as u64))
+            })
+        }
+        "c-free" => {
+            let mut w = Fragmented::<S>::new(live)?;
+            Box::new(move |n| {
+                let mut timed = Duration::ZERO;
+                w.time_frees(n, 100, &mut timed)?;
+                Ok((timed, n))
+            })
+        }
+        "c-cycle" => {
+            let mut w = Fragmented::<S>::new(live)?;
+            Box::new(move |n| {
+                let mut timed = Duration::ZERO;
+                w.time_cycles(n, &mut timed)?;
+                Ok((timed, n))
+            })
+        }
+        other => return Err(format!("unknown workload {other}")),
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn compare(workload: &str, rounds: usize, live: usize) -> Result<(), String> {
+    let mut subjects: Vec<(&str, Runner)> = vec![
+        (BudallocRaw::name(), runner::<BudallocRaw>(workload, live)?),
+        (BudallocLocal::name(), runner::<BudallocLocal>(workload, live)?),
+        (TalcSubject::name(), runner::<TalcSubject>(workload, live)?),
+        (RlsfSubject::name(), runner::<RlsfSubject>(workload, live)?),
+        (BuddySystem::name(), runner::<BuddySystem>(workload, live)?),
+        (BuddyAllocSubject::name(), runner::<BuddyAllocSubject>(workload, live)?),
+        (LinkedList::name(), runner::<LinkedList>(workload, live)?),
+    ];
+    // Calibrate: iterations per chunk of about 20 ms (after a warm-up chunk).
+    let mut chunk = Vec::new();
+    for (_, run) in &mut subjects {
+        let mut n = 1;
+        loop {
+            let (t, _) = run(n)?;
+            if t >= Duration::from_millis(20) || n >= 1 << 30 {
+                break;
+            }
+            n *= 2;
+        }
+        chunk.push(n);
+    }
+    let mut times = vec![Vec::new(); subjects.len()];
+    for round in 0..rounds {
+        for j in 0..subjects.len() {
+            let i = (round + j) % subjects.len();
+            let (t, units) = (subjects[i].1)(chunk[i])?;
+            times[i].push(t.as_nanos() as f64 / units as f64);
+        }
+    }
+    let base = times[0].clone();
+    println!("{workload} (live {live}), {rounds} rounds of ~20 ms per subject");
+    for (i, (name, _)) in subjects.iter().enumerate() {
+        let mut ratios: Vec<f64> = times[i].iter().zip(&base).map(|(t, b)| t / b).collect();
+        let min = times[i].iter().copied().fold(f64::INFINITY, f64::min);
+        let med = median(&mut times[i]);
+        println!(
+            "{name:24} median {med:9.2} ns  min {min:9.2} ns  peer/budalloc per round: median {:.2}",
+            median(&mut ratios)
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("compare") {
+        let (Some(workload), Some(rounds)) = (args.get(2), args.get(3).and_then(|r| r.parse().ok())) else {
+            eprintln!("usage: drive compare <a|b|c-free|c-cycle> <rounds> [live]");
+            return ExitCode::FAILURE;
+        };
+        let live = args.get(4).and_then(|l| l.parse().ok()).unwrap_or(5000);
+        return match compare(workload, rounds, live) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                println!("FAILED: compare {workload}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let usage = "usage: drive <subject> <a|b|c-free|c-cycle> <iterations> [live]";
+    let (Some(subject), Some(workload), Some(iterations)) = (args.get(1), args.get(2), args.get(3)) else {
+        eprintln!("{usage}");
+        return ExitCode::FAILURE;
+    };
+    let Ok(iterations) = iterations.parse::<u64>() else {
+        eprintln!("{usage}");
+        return ExitCode::FAILURE;
+    };
+    let live = args.get(4).and_then(|l| l.parse().ok()).unwrap_or(5000);
+    let result = match subject.as_str() {
+        "budalloc" => drive::<BudallocRaw>(workload, iterations, live),
+        "budalloc-local" => drive::<BudallocLocal>(workload, iterations, live),
+        "talc" => drive::<TalcSubject>(workload, iterations, live),
+        "rlsf" => drive::<RlsfSubject>(workload, iterations, live),
+        "buddy_system_allocator" => drive::<BuddySystem>(workload, iterations, live),
+        "buddy-alloc" => drive::<BuddyAllocSubject>(workload, iterations, live),
+        "linked_list_allocator" => drive::<LinkedList>(workload, iterations, live),
+        other => Err(format!("unknown subject {other}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!("FAILED: {subject} {workload}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
