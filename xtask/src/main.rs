@@ -27,6 +27,21 @@ const MIRI_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy", "budalloc-sy
 /// Flags for the Miri run: tree borrows, strict provenance, symbolic alignment.
 const MIRIFLAGS: &str = "-Zmiri-tree-borrows -Zmiri-strict-provenance -Zmiri-symbolic-alignment-check";
 
+/// Flags for the Stacked Borrows pass (Miri's default model).
+const MIRIFLAGS_STACKED: &str = "-Zmiri-strict-provenance -Zmiri-symbolic-alignment-check";
+
+/// Schedules (seeds) the threaded tests run under in Miri.
+const MIRI_SEEDS: u32 = 4;
+
+/// Tests that run under Stacked Borrows too: package, test target, name filters. Everything
+/// else reads or writes a bitmap through bitvec, which Stacked Borrows rejects inside bitvec
+/// itself (ferrilab/bitvec#193); those run under Tree Borrows only.
+const MIRI_STACKED_BORROWS: &[(&str, &[&str], &[&str])] = &[
+    ("budalloc-core", &["--lib"], &["size_math", "order_for", "orders_stay", "stats_and", "bad_regions"]),
+    ("budalloc-sync", &["--lib"], &["with_refuses_reentrance"]),
+    ("budalloc-sync", &["--test", "all"], &["zero_size"]),
+];
+
 /// Proptest cases per property under Miri (it runs each case roughly 100x slower than native).
 const MIRI_PROPTEST_CASES: &str = "8";
 
@@ -45,6 +60,20 @@ const BENCH_PACKAGE: &str = "budalloc-benches";
 
 /// criterion settings for `cargo xtask bench --quick`: 1 s warm-up, 2 s measurement, 10 samples.
 const QUICK_BENCH_ARGS: &[&str] = &["--warm-up-time", "1", "--measurement-time", "2", "--sample-size", "10"];
+
+/// cargo-fuzz targets (the `[[bin]]`s of `fuzz/Cargo.toml`), in the order `cargo xtask fuzz` runs
+/// them.
+const FUZZ_TARGETS: &[&str] = &["buddy_ops", "buddy_exact_ops", "local_ops", "abuse", "global_ops"];
+
+/// Seconds per target of `cargo xtask fuzz` without `--time`.
+const FUZZ_DEFAULT_SECS: u64 = 30;
+
+/// Committed seed corpora, one directory per target: read by every run, never written.
+const FUZZ_SEEDS_DIR: &str = "fuzz/corpus";
+
+/// Working corpora, one directory per target (git-ignored): where libFuzzer keeps what it finds,
+/// so runs build on each other without touching the committed seeds.
+const FUZZ_WORK_DIR: &str = "fuzz/corpus-run";
 
 /// Package and example run by `cargo xtask demo`.
 const DEMO_PACKAGE: &str = "budalloc";
@@ -120,6 +149,9 @@ COMMANDS:
     demo     cargo run --release -p budalloc --example tour
     bench    cargo bench -p budalloc-benches [ARGS]; `--quick` for short criterion runs
              (extra arguments pass through; put criterion's after `--`)
+    fuzz     [<target>...] [--time S]: cargo +nightly fuzz run on the named targets (default:
+             every target), S seconds each (default 30), from the seeds in fuzz/corpus;
+             installs cargo-fuzz with --locked first if `cargo fuzz` is missing
     help     this text
 
 Every command prints what it runs (`$ cargo ...`) and stops at the first failing step.";
@@ -138,6 +170,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         "bench" => bench(&mut runner, rest),
+        "fuzz" => fuzz(&mut runner, rest),
         "ci" => no_args("ci", rest).and_then(|()| ci(&mut runner)),
         other => match single_stage(other) {
             Some(stage) => no_args(other, rest).and_then(|()| stage(&mut runner)),
@@ -289,17 +322,39 @@ fn nostd(runner: &mut Runner) -> Result {
 fn miri(runner: &mut Runner) -> Result {
     ensure_nightly_miri(runner)?;
     runner.run_step("miri setup", cargo(["+nightly", "miri", "setup"]))?;
+    // 1. Tree Borrows: every test of the unsafe crates, and the global-allocator binary.
     let mut test = cargo(["+nightly", "miri", "test"]);
     for package in MIRI_PACKAGES {
         test = test.args(["-p", package]);
     }
-    let test = test
-        .arg("--all-features")
-        .env("MIRIFLAGS", MIRIFLAGS)
+    runner.run_step("miri tree borrows", miri_env(test.arg("--all-features"), MIRIFLAGS))?;
+    let global = cargo(["+nightly", "miri", "test", "-p", "budalloc", "--all-features", "--test", "global"]);
+    runner.run_step("miri tree borrows: global allocator", miri_env(global, MIRIFLAGS))?;
+    // 2. The threaded tests under several schedules.
+    let seeds = format!("{MIRIFLAGS} -Zmiri-many-seeds=0..{MIRI_SEEDS}");
+    let threaded =
+        cargo(["+nightly", "miri", "test", "-p", "budalloc-sync", "--all-features", "--test", "all"])
+            .args(["--", "threads_share_one_heap"]);
+    runner.run_step("miri tree borrows: threads, many seeds", miri_env(threaded, &seeds))?;
+    // 3. Stacked Borrows where bitvec is not involved (bitvec 1.1 itself breaks Stacked Borrows,
+    //    ferrilab/bitvec#193, on every bitmap access).
+    for (package, target, filters) in MIRI_STACKED_BORROWS {
+        let sb = cargo(["+nightly", "miri", "test", "-p", package, "--all-features"])
+            .args(target.iter().copied())
+            .arg("--")
+            .args(filters.iter().copied());
+        runner.run_step(&format!("miri stacked borrows: {package}"), miri_env(sb, MIRIFLAGS_STACKED))?;
+    }
+    Ok(())
+}
+
+/// The environment of every Miri run: flags, few proptest cases, no optimisation.
+fn miri_env(command: Cmd, flags: &str) -> Cmd {
+    command
+        .env("MIRIFLAGS", flags)
         .env("PROPTEST_CASES", MIRI_PROPTEST_CASES)
         // Miri ignores optimisation; the test profile's opt-level would only add a warning.
-        .env("CARGO_PROFILE_TEST_OPT_LEVEL", "0");
-    runner.run_step("miri test", test)
+        .env("CARGO_PROFILE_TEST_OPT_LEVEL", "0")
 }
 
 fn doc(runner: &mut Runner) -> Result {
@@ -336,6 +391,79 @@ fn bench_command(args: &[String]) -> Cmd {
         command = command.args(harness_args.iter().map(String::as_str));
     }
     command
+}
+
+/// `cargo xtask fuzz [<target>...] [--time S]`: each target for `S` seconds, starting from its
+/// committed seeds ([`FUZZ_SEEDS_DIR`]) and its working corpus ([`FUZZ_WORK_DIR`]), where new
+/// inputs go. Stops at the first target that fails (libFuzzer saved the input in
+/// `fuzz/artifacts/<target>/`).
+fn fuzz(runner: &mut Runner, args: &[String]) -> Result {
+    let (targets, secs) = parse_fuzz_args(args)?;
+    ensure_cargo_fuzz(runner)?;
+    let start = Instant::now();
+    let mut result = Ok(());
+    let mut failed_at = None;
+    for (index, target) in targets.iter().enumerate() {
+        let work = runner.root.join(FUZZ_WORK_DIR).join(target);
+        let seeds_exist = runner.root.join(FUZZ_SEEDS_DIR).join(target).is_dir();
+        let step = fs::create_dir_all(&work)
+            .map_err(|e| Failure(format!("cannot create {}: {e}", work.display())))
+            .and_then(|()| {
+                runner.run_step(&format!("fuzz {target}"), fuzz_command(target, secs, seeds_exist))
+            });
+        if let Err(failure) = step {
+            result = Err(failure);
+            failed_at = Some(index);
+            break;
+        }
+    }
+    if targets.len() > 1 {
+        let skipped: Vec<&str> = failed_at.map_or(Vec::new(), |index| targets[index + 1..].to_vec());
+        runner.print_summary("fuzz summary", &skipped, start.elapsed());
+    }
+    result
+}
+
+/// The targets and seconds per target of `cargo xtask fuzz ARGS`: targets in the order given (all
+/// of [`FUZZ_TARGETS`] if none), `--time S` or `--time=S` (default [`FUZZ_DEFAULT_SECS`]).
+fn parse_fuzz_args(args: &[String]) -> Result<(Vec<&'static str>, u64)> {
+    let mut targets = Vec::new();
+    let mut secs = FUZZ_DEFAULT_SECS;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = if arg == "--time" {
+            Some(args.next().ok_or_else(|| Failure("`--time` needs a number of seconds".into()))?.as_str())
+        } else {
+            arg.strip_prefix("--time=")
+        };
+        if let Some(value) = value {
+            secs = value.parse().ok().filter(|&s| s > 0).ok_or_else(|| {
+                Failure(format!("`--time` takes a positive number of seconds (got `{value}`)"))
+            })?;
+        } else if let Some(target) = FUZZ_TARGETS.iter().find(|t| **t == arg) {
+            targets.push(*target);
+        } else {
+            return Err(Failure(format!(
+                "unknown fuzz target or option `{arg}` (targets: {}; option: --time S)",
+                FUZZ_TARGETS.join(", ")
+            )));
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.to_vec();
+    }
+    Ok((targets, secs))
+}
+
+/// `cargo +nightly fuzz run <target> <working corpus> [<seeds>] -- -max_total_time=<secs>`.
+fn fuzz_command(target: &str, secs: u64, with_seeds: bool) -> Cmd {
+    let work = format!("{FUZZ_WORK_DIR}/{target}");
+    let seeds = format!("{FUZZ_SEEDS_DIR}/{target}");
+    let mut command = cargo(["+nightly", "fuzz", "run", target, &work]);
+    if with_seeds {
+        command = command.arg(&seeds);
+    }
+    command.args(["--", &format!("-max_total_time={secs}")])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,6 +505,38 @@ fn ensure_nightly_miri(runner: &mut Runner) -> Result {
     }
     runner.run_step("setup: miri, rust-src", rustup(["+nightly", "component", "add", "miri", "rust-src"]))?;
     runner.ensured.nightly_miri = true;
+    Ok(())
+}
+
+/// A nightly toolchain (cargo-fuzz needs it for the sanitizers and `-Z` flags).
+fn ensure_nightly(runner: &mut Runner) -> Result {
+    if runner.ensured.nightly || !rustup_available(runner) {
+        return Ok(());
+    }
+    let probe = rustup(["run", "nightly", "rustc", "--version"]);
+    if !runner.probe(&probe) {
+        println!("nightly toolchain not found (`{probe}` failed); installing it");
+        runner.run_step(
+            "setup: nightly",
+            rustup(["toolchain", "install", "nightly", "--profile", "minimal"]),
+        )?;
+    }
+    runner.ensured.nightly = true;
+    Ok(())
+}
+
+/// cargo-fuzz, installed with `cargo install --locked cargo-fuzz` if `cargo fuzz --version` fails.
+fn ensure_cargo_fuzz(runner: &mut Runner) -> Result {
+    ensure_nightly(runner)?;
+    if runner.ensured.cargo_fuzz {
+        return Ok(());
+    }
+    let probe = cargo(["fuzz", "--version"]);
+    if !runner.probe(&probe) {
+        println!("cargo-fuzz not found (`{probe}` failed); installing it");
+        runner.run_step("setup: cargo-fuzz", cargo(["install", "--locked", "cargo-fuzz"]))?;
+    }
+    runner.ensured.cargo_fuzz = true;
     Ok(())
 }
 
@@ -663,6 +823,8 @@ struct Ensured {
     stable: bool,
     nostd_target: bool,
     nightly_miri: bool,
+    nightly: bool,
+    cargo_fuzz: bool,
 }
 
 /// Runs commands from the workspace root and records how long each step took.
@@ -1032,6 +1194,40 @@ mod tests {
              --sample-size 10 alloc"
         );
         assert_eq!(line(&["--", "--quick"]), "cargo bench -p budalloc-benches -- --quick");
+    }
+
+    #[test]
+    fn fuzz_arguments() {
+        let parse = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            parse_fuzz_args(&args)
+        };
+        let (targets, secs) = parse(&[]).unwrap();
+        assert_eq!((targets.as_slice(), secs), (FUZZ_TARGETS, FUZZ_DEFAULT_SECS));
+        let (targets, secs) = parse(&["--time", "20"]).unwrap();
+        assert_eq!((targets.as_slice(), secs), (FUZZ_TARGETS, 20));
+        let (targets, secs) = parse(&["abuse", "--time=5"]).unwrap();
+        assert_eq!((targets, secs), (vec!["abuse"], 5));
+        assert!(parse(&["--time"]).is_err());
+        assert!(parse(&["--time", "0"]).is_err());
+        assert!(parse(&["nope"]).is_err());
+        assert_eq!(
+            fuzz_command("abuse", 20, true).to_string(),
+            "cargo +nightly fuzz run abuse fuzz/corpus-run/abuse fuzz/corpus/abuse -- -max_total_time=20"
+        );
+    }
+
+    #[test]
+    fn fuzz_targets_match_the_fuzz_manifest() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/Cargo.toml");
+        let manifest = fs::read_to_string(&path).unwrap();
+        let bins: Vec<&str> = manifest
+            .split("[[bin]]")
+            .skip(1)
+            .filter_map(|bin| bin.lines().find_map(|line| line.trim().strip_prefix("name = ")))
+            .map(|name| name.trim_matches('"'))
+            .collect();
+        assert_eq!(bins, FUZZ_TARGETS, "FUZZ_TARGETS and the [[bin]]s of {}", path.display());
     }
 
     #[test]

@@ -6,10 +6,11 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use budalloc_core::{
-    write_map, AllocError, Arena, Claim, FreeError, Order, RawAlloc, RegionError, SizeMath, Stats, MAX_ORDERS,
+    write_map, AllocError, Arena, Claim, Corruption, FreeError, Order, RawAlloc, RegionError, SizeMath,
+    Stats, MAX_ORDERS,
 };
 
-use crate::slot::{bits_for, poison, Slot, FRESH, HEADER_SIZE};
+use crate::slot::{bits_for, poison, Slot, FREED, FRESH, HEADER_SIZE};
 
 /// A binary buddy allocator over up to `ARENAS` caller-given regions.
 ///
@@ -51,6 +52,13 @@ pub struct Buddy<
     slots: [Option<Slot>; ARENAS],
     /// Number of arenas in use.
     len: usize,
+    /// The block freed last, parked unmerged: `(arena, fragment, order)`. A free followed by an
+    /// allocation of the same order (the commonest pattern there is) then costs no split and no
+    /// merge; the next free, an allocation that runs short, a resize or [`RawAlloc::flush`]
+    /// merges it for real. Invariant: if set, the block is a single-piece block whose `A` bit is
+    /// still set (the bitmap counts it as allocated, so no other free or merge can touch it),
+    /// and it is in no free list; `stats()` reports it as free.
+    hot: Option<(usize, usize, Order)>,
 }
 
 // SAFETY: a `Buddy` owns its arenas' regions exclusively (the contract of `claim_raw`) and has no
@@ -84,7 +92,7 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
     /// An allocator with no arena yet; give it memory with [`claim`](Self::claim).
     pub const fn new() -> Self {
         let _ = Self::MATH;
-        Buddy { slots: [const { None }; ARENAS], len: 0 }
+        Buddy { slots: [const { None }; ARENAS], len: 0, hot: None }
     }
 
     /// The block geometry (`MIN`, `MAX`).
@@ -143,6 +151,12 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         self.slots[at..=self.len].rotate_right(1);
         self.slots[at] = Some(Slot::new(arena, math, EXACT));
         self.len += 1;
+        if let Some((i, _, _)) = &mut self.hot {
+            // The parked block's arena moved up one place.
+            if *i >= at {
+                *i += 1;
+            }
+        }
         Ok(&self.slot(at).arena)
     }
 
@@ -152,9 +166,43 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
     }
 
     /// Whether every arena is back to its initial seeding (nothing allocated, every free block
-    /// coalesced back into the original allocation units).
-    pub fn is_pristine(&self) -> bool {
-        self.slots().all(Slot::is_pristine)
+    /// coalesced back into the original allocation units). Merges the parked block first.
+    pub fn is_pristine(&mut self) -> bool {
+        self.flush_hot().is_ok() && self.slots().all(Slot::is_pristine)
+    }
+
+    /// Merges the parked block (see `hot`) for real. On `Err` nothing changed.
+    #[cold]
+    fn flush_hot(&mut self) -> Result<(), Corruption> {
+        if let Some((i, frag, order)) = self.hot {
+            self.slot_mut(i).free(frag, order)?;
+            self.hot = None;
+        }
+        Ok(())
+    }
+
+    /// The error for a pointer to the parked block: it was freed already.
+    #[inline]
+    fn parked_at(&self, addr: usize) -> Option<FreeError> {
+        let (i, frag, order) = self.hot?;
+        (self.slot(i).arena.addr_of(frag) == addr)
+            .then(|| FreeError::DoubleFree { addr, size: Self::MATH.block_size(order) })
+    }
+
+    /// Whether merging the parked block would make a free block of at least `order` (checked
+    /// without changing anything, so that a refused allocation changes no metadata).
+    #[cold]
+    fn parked_merges_to(&self, order: Order) -> Result<bool, Corruption> {
+        match self.hot {
+            Some((i, frag, parked)) => Ok(self.slot(i).merge_plan(frag, parked)? >= order),
+            None => Ok(false),
+        }
+    }
+
+    /// The parked block, for the invariant check and metadata snapshots.
+    #[cfg(feature = "check-invariants")]
+    pub(crate) fn hot(&self) -> Option<(usize, usize, Order)> {
+        self.hot
     }
 
     /// Every block of every arena, free or allocated, in address order.
@@ -245,17 +293,22 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
                 return Ok((i, frag, order, need));
             }
         }
-        Err(Self::diagnose(slot, addr, layout))
+        let parked = self.hot.and_then(|(h, frag, _)| (h == i).then_some(frag));
+        Err(Self::diagnose(slot, addr, layout, parked))
     }
 
     /// Says why `addr` with `layout` is not a live block that fits (the cold path of free).
     #[cold]
     #[inline(never)]
-    fn diagnose(slot: &Slot, addr: usize, layout: Layout) -> FreeError {
+    fn diagnose(slot: &Slot, addr: usize, layout: Layout, parked: Option<usize>) -> FreeError {
         let Some((frag, offset)) = slot.arena.locate(addr) else {
             return FreeError::ForeignPointer { addr };
         };
         let mut found = slot.find_block(frag);
+        if parked == Some(found.frag) {
+            // The parked block was freed: to the caller it is free memory.
+            found.allocated = false;
+        }
         if found.allocated && slot.is_continuation(found.frag) {
             // A later piece of an exact-fit allocation: report the allocation's head.
             found = slot.find_block(slot.head_of(found.frag));
@@ -289,6 +342,25 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         }
     }
 
+    /// Allocation from the free lists (the parked block aside).
+    #[inline]
+    fn allocate_from_lists(&mut self, layout: Layout, order: Order) -> Result<NonNull<[u8]>, AllocError> {
+        for i in 0..self.len {
+            let slot = self.slot_mut(i);
+            if let Some(from) = slot.smallest_free_order(order) {
+                let frag = slot.allocate(order, from)?;
+                let need = Self::need(order, layout.size());
+                if need < order.fragments() {
+                    slot.trim(frag, order, need);
+                }
+                poison(slot, frag, order, need, FRESH);
+                let ptr = slot.arena.ptr_of(frag);
+                return Ok(NonNull::slice_from_raw_parts(ptr, need * MIN));
+            }
+        }
+        Err(Self::out_of_memory(layout, order))
+    }
+
     /// Allocation's slow half: no arena has a free block of `order`.
     #[cold]
     #[inline(never)]
@@ -307,6 +379,11 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let to = Self::MATH.order_of(new)?;
+        // The parked block counts as allocated here (merging it first would change metadata
+        // even when the resize then fails); a grow next to it moves instead.
+        if let Some(error) = self.parked_at(ptr.addr().get()) {
+            return Err(AllocError::InvalidBlock(error));
+        }
         let (i, frag, _, old_need) = self.live_block(ptr, old).map_err(invalid_block)?;
         let new_need = Self::need(to, new.size());
         let slot = self.slot_mut(i);
@@ -348,31 +425,54 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let order = Self::MATH.order_of(layout)?;
-        for i in 0..self.len {
-            let slot = self.slot_mut(i);
-            if let Some(from) = slot.smallest_free_order(order) {
-                let frag = slot.allocate(order, from)?;
-                let need = Self::need(order, layout.size());
-                if need < order.fragments() {
-                    slot.trim(frag, order, need);
-                }
+        if let Some((i, frag, parked)) = self.hot {
+            let need = Self::need(order, layout.size());
+            if parked == order && need == order.fragments() {
+                // The block freed last fits exactly: hand it out again, no split, no merge.
+                self.hot = None;
+                let slot = self.slot(i);
                 poison(slot, frag, order, need, FRESH);
-                let ptr = slot.arena.ptr_of(frag);
-                return Ok(NonNull::slice_from_raw_parts(ptr, need * MIN));
+                return Ok(NonNull::slice_from_raw_parts(slot.arena.ptr_of(frag), need * MIN));
             }
         }
-        Err(Self::out_of_memory(layout, order))
+        match self.allocate_from_lists(layout, order) {
+            Err(AllocError::OutOfMemory { .. }) if self.parked_merges_to(order)? => {
+                // Merged for real, the parked block serves the request.
+                self.flush_hot()?;
+                self.allocate_from_lists(layout, order)
+            }
+            other => other,
+        }
     }
 
     #[inline]
     unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        if let Some(error) = self.parked_at(ptr.addr().get()) {
+            return Err(error);
+        }
         let (i, frag, order, need) = self.live_block(ptr, layout)?;
+        if need == order.fragments() {
+            // Park it; the block parked before is merged now.
+            if self.hot.is_some() {
+                self.flush_hot()?;
+            }
+            let slot = self.slot_mut(i);
+            slot.set_origin(Some((ptr, frag, need)));
+            poison(slot, frag, order, need, FREED);
+            slot.set_origin(None);
+            self.hot = Some((i, frag, order));
+            return Ok(());
+        }
         let slot = self.slot_mut(i);
         slot.set_origin(Some((ptr, frag, need)));
-        let result =
-            if need == order.fragments() { slot.free(frag, order) } else { slot.free_pieces(frag, need) };
+        let result = slot.free_pieces(frag, need);
         slot.set_origin(None);
         Ok(result?)
+    }
+
+    fn flush(&mut self) {
+        // A damaged buddy header leaves the block parked; the next operation reports it.
+        let _ = self.flush_hot();
     }
 
     unsafe fn grow_in_place(
@@ -423,6 +523,10 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
             for (total, &count) in stats.free_blocks.iter_mut().zip(slot.free_counts()) {
                 *total += count as usize;
             }
+        }
+        if let Some((_, _, order)) = self.hot {
+            // The parked block is free to the user; it is merged at the next operation.
+            stats.allocated -= Self::MATH.block_size(order);
         }
         stats.free = stats.capacity - stats.allocated;
         stats

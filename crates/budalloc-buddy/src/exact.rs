@@ -70,6 +70,13 @@ impl Slot {
         if self.abs(frag) & (k.fragments() - 1) != 0 {
             return false;
         }
+        if need == k.fragments() {
+            // One piece: the common case, and the only one without exact fit.
+            return self.is_block(frag, k)
+                && self.is_allocated(frag)
+                && !self.is_continuation(frag)
+                && !self.is_continuation(frag + need);
+        }
         let pieces_ok = pieces(frag, need).all(|(p, j)| {
             p < self.arena.fragments()
                 && self.is_block(p, j)

@@ -13,6 +13,18 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
     for Buddy<MIN, MAX, ARENAS, EXACT>
 {
     fn check_invariants(&self) -> Result<(), InvariantError> {
+        if let Some((i, frag, order)) = self.hot() {
+            let slot = self.slots().nth(i);
+            let parked_ok = slot.is_some_and(|s| {
+                frag < s.arena.fragments()
+                    && s.is_block(frag, order)
+                    && s.is_allocated(frag)
+                    && !s.is_continuation(frag)
+            });
+            if !parked_ok {
+                return broken("the parked block is a single-piece block still marked allocated", 0);
+            }
+        }
         let mut previous_end = 0;
         for slot in self.slots() {
             let (addr, len) = slot.arena.region();
@@ -26,6 +38,8 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
     }
 
     fn visit_metadata(&self, sink: &mut dyn FnMut(&[u8])) {
+        let parked = self.hot().map_or([usize::MAX; 3], |(i, frag, order)| [i, frag, order.index()]);
+        feed_words(&parked, sink);
         for slot in self.slots() {
             feed_words(slot.arena.bitmap().raw_words(), sink);
             for &head in slot.heads() {

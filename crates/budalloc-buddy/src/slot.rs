@@ -36,8 +36,10 @@ pub(crate) struct FreeHeader {
     pub next: u32,
     /// Previous free block of the same order (fragment index), or `NIL` for the list head.
     pub prev: u32,
-    /// The arena's tag mixed with this fragment's index and order ([`Slot::seal`]): a header
-    /// copied from elsewhere or flipped by a stray write does not match.
+    /// The arena's tag mixed with this fragment's index, its order and `next`
+    /// ([`Slot::seal`]): a header copied from elsewhere, or with any bit of those flipped, does
+    /// not match. `prev` is checked through the reciprocal link instead (the previous block's
+    /// sealed `next` must name this one), so a push never reseals a neighbour.
     pub seal: u32,
     /// The block's order.
     pub order: u8,
@@ -60,6 +62,9 @@ pub(crate) struct Slot {
     /// Highest order with split bits: `min(max_order, log2(N))`. Invariant: no node above it lies
     /// wholly inside the arena below `max_order`.
     top: u32,
+    /// Per order: which nodes lie wholly inside the arena and where their split bits are.
+    /// Invariant: `levels[k].count == 0` for `k > top`; `levels[0]` covers every fragment.
+    levels: [Level; MAX_ORDERS],
     /// Head of the free list of each order (fragment index), or `NIL`. Invariant: list `k` holds
     /// exactly the free blocks of order `k` (those whose node is a block and whose `A` bit is
     /// clear), doubly linked through their headers.
@@ -104,6 +109,16 @@ fn top_order(math: SizeMath, n: usize) -> u32 {
     }
 }
 
+/// Where one order's nodes live: the nodes of order `k` wholly inside the arena are those with
+/// `abs >> k` in `lo .. lo + count`; their split bits start at bit `base`. Computed once per
+/// arena, so every bit probe is a shift, a subtraction, a compare and a word read.
+#[derive(Clone, Copy, Debug, Default)]
+struct Level {
+    lo: usize,
+    count: usize,
+    base: usize,
+}
+
 /// What `find_block` learned about a fragment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Found {
@@ -120,11 +135,22 @@ impl Slot {
     /// their lists.
     pub fn new(arena: Arena, math: SizeMath, exact: bool) -> Slot {
         let top = top_order(math, arena.fragments());
+        let n = arena.fragments();
+        let first = arena.first_absolute();
+        let mut levels = [Level::default(); MAX_ORDERS];
+        levels[0] = Level { lo: first, count: n, base: 0 };
+        for k in 1..=top {
+            let lo = first.div_ceil(1 << k);
+            let hi = (first + n) >> k;
+            let base = level_offset(if exact { 2 * n } else { n }, n, k);
+            levels[k as usize] = Level { lo, count: hi.saturating_sub(lo), base };
+        }
         let mut slot = Slot {
             arena,
             math,
             exact,
             top,
+            levels,
             heads: [NIL; MAX_ORDERS],
             nonempty: 0,
             counts: [0; MAX_ORDERS],
@@ -158,21 +184,18 @@ impl Slot {
     /// arena (and `k` is at most `top`).
     #[inline]
     pub(crate) fn inside(&self, k: u32, abs: usize) -> bool {
-        if k > self.top {
-            return false;
+        match self.levels.get(k as usize) {
+            Some(level) => (abs >> k).wrapping_sub(level.lo) < level.count,
+            None => false,
         }
-        let first = (abs >> k) << k;
-        let lo = self.arena.first_absolute();
-        first >= lo && first + (1 << k) <= lo + self.arena.fragments()
     }
 
     /// Bit index of the split bit of the node of order `k` (`1 ..= top`) containing `abs`, which
     /// must lie wholly inside the arena.
     #[inline]
     fn split_bit(&self, k: u32, abs: usize) -> usize {
-        let lo = self.arena.first_absolute().div_ceil(1 << k);
-        let n = self.arena.fragments();
-        level_offset(if self.exact { 2 * n } else { n }, n, k) + (abs >> k) - lo
+        let level = self.levels[k as usize];
+        level.base + ((abs >> k) - level.lo)
     }
 
     /// Whether the node of order `k` containing `abs` is split. Order-0 nodes never are; nodes
@@ -182,37 +205,34 @@ impl Slot {
         if k == 0 {
             return false;
         }
-        if !self.inside(k, abs) {
-            return true;
-        }
-        self.arena.bitmap().bits()[self.split_bit(k, abs)]
+        let Some(level) = self.levels.get(k as usize) else { return true };
+        let index = (abs >> k).wrapping_sub(level.lo);
+        index >= level.count || self.arena.bitmap().get(level.base + index)
     }
 
     #[inline]
     pub(crate) fn set_split(&mut self, k: u32, abs: usize, split: bool) {
         debug_assert!(k >= 1 && self.inside(k, abs), "split bit of a node outside the arena");
         let bit = self.split_bit(k, abs);
-        self.arena.bitmap_mut().bits_mut().set(bit, split);
+        self.arena.bitmap_mut().set(bit, split);
     }
 
     /// Whether an allocated block starts at `frag`.
     #[inline]
     pub fn is_allocated(&self, frag: usize) -> bool {
-        self.arena.bitmap().bits()[frag]
+        self.arena.bitmap().get(frag)
     }
 
     #[inline]
     pub(crate) fn set_allocated(&mut self, frag: usize, allocated: bool) {
-        self.arena.bitmap_mut().bits_mut().set(frag, allocated);
+        self.arena.bitmap_mut().set(frag, allocated);
     }
 
     /// Whether the block at `frag` is a later piece of an exact-fit allocation (never, without
     /// exact fit; `frag` may be one past the end).
     #[inline]
     pub fn is_continuation(&self, frag: usize) -> bool {
-        self.exact
-            && frag < self.arena.fragments()
-            && self.arena.bitmap().bits()[self.arena.fragments() + frag]
+        self.exact && frag < self.arena.fragments() && self.arena.bitmap().get(self.arena.fragments() + frag)
     }
 
     #[inline]
@@ -220,7 +240,7 @@ impl Slot {
         debug_assert!(self.exact || !continuation, "continuation bit without exact fit");
         if self.exact {
             let bit = self.arena.fragments() + frag;
-            self.arena.bitmap_mut().bits_mut().set(bit, continuation);
+            self.arena.bitmap_mut().set(bit, continuation);
         }
     }
 
@@ -275,8 +295,11 @@ impl Slot {
 
     /// The seal a free header at `frag` of order `k` must carry.
     #[inline]
-    fn seal(&self, frag: usize, k: Order) -> u32 {
-        self.arena.bitmap().tag() ^ ((frag as u32) ^ (k.get() << 27)).wrapping_mul(0x9e37_79b1)
+    fn seal(&self, frag: usize, k: Order, next: u32) -> u32 {
+        // Multiplying by an odd constant is a bijection: any one-bit change of the mixed word
+        // changes the seal.
+        let mixed = (frag as u32) ^ (k.get() << 27) ^ next.rotate_left(13);
+        self.arena.bitmap().tag() ^ mixed.wrapping_mul(0x9e37_79b1)
     }
 
     #[inline]
@@ -325,19 +348,30 @@ impl Slot {
     pub fn check_header(&self, frag: usize, k: Order) -> Result<FreeHeader, Corruption> {
         let header = self.header(frag);
         let bad = Corruption::Header { addr: self.arena.addr_of(frag) };
-        if header.seal != self.seal(frag, k) || u32::from(header.order) != k.get() || header._pad != [0; 3] {
+        let n = self.arena.fragments();
+        let sealed = header.seal == self.seal(frag, k, header.next)
+            && u32::from(header.order) == k.get()
+            && header._pad == [0; 3]
+            && (header.next == NIL || (header.next as usize) < n);
+        if !sealed {
             return Err(bad);
         }
-        let link_ok = |link: u32| {
-            link == NIL || ((link as usize) < self.arena.fragments() && self.is_free_block(link as usize, k))
+        let prev_ok = if header.prev == NIL {
+            self.heads[k.index()] == frag as u32
+        } else {
+            // The previous block must be a free block of this order whose sealed `next` names
+            // us (its memory is read only once the bitmap says it is free).
+            let prev = header.prev as usize;
+            prev < n && self.is_free_block(prev, k) && {
+                let before = self.header(prev);
+                before.next == frag as u32 && before.seal == self.seal(prev, k, before.next)
+            }
         };
-        if !link_ok(header.next) || !link_ok(header.prev) {
-            return Err(bad);
+        if prev_ok {
+            Ok(header)
+        } else {
+            Err(bad)
         }
-        if header.prev == NIL && self.heads[k.index()] != frag as u32 {
-            return Err(bad);
-        }
-        Ok(header)
     }
 
     // ---- free lists -------------------------------------------------------------------------
@@ -347,8 +381,13 @@ impl Slot {
     pub(crate) fn push(&mut self, frag: usize, k: Order) {
         let i = k.index();
         let old = self.heads[i];
-        let header =
-            FreeHeader { next: old, prev: NIL, seal: self.seal(frag, k), order: k.get() as u8, _pad: [0; 3] };
+        let header = FreeHeader {
+            next: old,
+            prev: NIL,
+            seal: self.seal(frag, k, old),
+            order: k.get() as u8,
+            _pad: [0; 3],
+        };
         self.write_header(frag, header);
         if old != NIL {
             let mut next = self.header(old as usize);
@@ -376,6 +415,7 @@ impl Slot {
         } else {
             let mut prev = self.header(header.prev as usize);
             prev.next = header.next;
+            prev.seal = self.seal(header.prev as usize, k, header.next);
             self.write_header(header.prev as usize, prev);
         }
         if header.next != NIL {
@@ -423,7 +463,7 @@ impl Slot {
 
     /// The order that freeing the block `frag` of order `k` will merge up to, with the header of
     /// every free buddy on the way checked, changing nothing.
-    fn merge_plan(&self, frag: usize, k: Order) -> Result<Order, Corruption> {
+    pub(crate) fn merge_plan(&self, frag: usize, k: Order) -> Result<Order, Corruption> {
         let mut start = self.abs(frag);
         let mut j = k;
         while j < self.math.max_order() && self.inside(j.get() + 1, start) {

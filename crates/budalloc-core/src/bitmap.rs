@@ -127,6 +127,33 @@ impl Bitmap {
         (self.keys[0] >> 1) as u32
     }
 
+    /// Bit `i` (as `bits()[i]`, read straight from its word: the hot paths use this). Bits past
+    /// the end read as clear.
+    #[inline]
+    pub fn get(&self, i: usize) -> bool {
+        const BITS: usize = usize::BITS as usize;
+        self.words().get(i / BITS).is_some_and(|word| word >> (i % BITS) & 1 != 0)
+    }
+
+    /// Sets bit `i` to `value` (as `bits_mut().set(i, value)`). Bits past the end are ignored
+    /// (never reached: callers index inside the bitmap by construction).
+    #[inline]
+    pub fn set(&mut self, i: usize, value: bool) {
+        const BITS: usize = usize::BITS as usize;
+        debug_assert!(i < self.words * BITS, "bit {i} past the bitmap");
+        // SAFETY: words 1..=words are valid and exclusively ours (invariant of `front`), and
+        // `&mut self` makes this the only access to them.
+        let words = unsafe { core::slice::from_raw_parts_mut(self.word(1), self.words) };
+        if let Some(word) = words.get_mut(i / BITS) {
+            let mask = 1 << (i % BITS);
+            if value {
+                *word |= mask;
+            } else {
+                *word &= !mask;
+            }
+        }
+    }
+
     /// The bits, to read.
     #[inline]
     pub fn bits(&self) -> &Bits {

@@ -95,6 +95,10 @@ unsafe impl<P: RawAlloc + Claim, S: Source> RawAlloc for Grow<P, S> {
         unsafe { self.policy.shrink_in_place(ptr, old, new) }
     }
 
+    fn flush(&mut self) {
+        self.policy.flush();
+    }
+
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         self.policy.owns(ptr)
     }

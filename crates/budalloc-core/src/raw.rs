@@ -163,6 +163,11 @@ pub unsafe trait RawAlloc {
         Ok(block)
     }
 
+    /// Returns to the policy's free lists whatever it keeps aside to go faster (the buddy's
+    /// parked last-freed block, caches), so that figures and maps show every free byte merged.
+    /// Changes no currently allocated block.
+    fn flush(&mut self) {}
+
     /// Whether `ptr` lies in memory this policy manages (its arenas' block areas). Reads no
     /// metadata; it says nothing about whether a block starts there.
     fn owns(&self, ptr: NonNull<u8>) -> bool;

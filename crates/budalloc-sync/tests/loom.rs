@@ -10,6 +10,7 @@ use core::ptr::NonNull;
 
 use budalloc_buddy::Buddy;
 use budalloc_core::{FreeError, Inspect, RawAlloc};
+// `flush` is a `RawAlloc` method: merges the parked block.
 use budalloc_sync::{Locked, Spin};
 use loom::sync::Arc;
 use loom::thread;
@@ -139,6 +140,8 @@ fn two_buddies_freed_concurrently_merge_exactly_once() {
         for h in handles {
             h.join().unwrap();
         }
+        // The block freed last is parked unmerged; merging it must give one 128-byte block.
+        heap.with(|a| a.flush());
         assert_eq!(heap.stats().free_blocks[3], 1, "one 128-byte block");
         finish(heap, region, l);
     });

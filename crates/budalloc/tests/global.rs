@@ -11,6 +11,9 @@ use std::thread;
 #[global_allocator]
 static ALLOC: budalloc::Global = budalloc::Global::new();
 
+/// Threads running `collections_and_strings` at once.
+const THREADS: usize = if cfg!(miri) { 2 } else { 4 };
+
 /// Messages through the channel pipeline (fewer under Miri, where every step is slow).
 const PIPELINE: u64 = if cfg!(miri) { 10 } else { 2_000 };
 
@@ -69,8 +72,7 @@ fn document(n: usize) -> String {
 
 /// Everything the test runs, once.
 fn workload() -> usize {
-    let threads = if cfg!(miri) { 2 } else { 4 };
-    let handles: Vec<_> = (0..threads).map(|t| thread::spawn(move || collections_and_strings(t))).collect();
+    let handles: Vec<_> = (0..THREADS).map(|t| thread::spawn(move || collections_and_strings(t))).collect();
     let sizes: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(sizes.iter().all(|&s| s > 0));
     assert_eq!(channel_pipeline(), (0..PIPELINE).map(|i| (0..(i % 64)).sum::<u64>()).sum::<u64>());
@@ -101,8 +103,10 @@ fn main() {
     }
     let arenas = ALLOC.inspect(|b| b.arenas().count());
     println!(
-        "global allocator test: ok (6 threads, {json_bytes} bytes of JSON, {arenas} arena(s), capacity {} B, \
+        "global allocator test: ok ({} threads, {json_bytes} bytes of JSON, {arenas} arena(s), capacity {} B, \
          {} B allocated after the second run as after the first)",
-        stats.capacity, stats.allocated
+        THREADS + 2,
+        stats.capacity,
+        stats.allocated
     );
 }

@@ -51,13 +51,15 @@ fn double_free_of_a_right_buddy_after_coalescing() {
     let (mut heap, _region) = small(8192);
     let (left, right) = buddy_pair(&mut heap, 16);
     free(&mut heap, right, 16, 1);
-    free(&mut heap, left, 16, 1); // merges into the parent and beyond
+    free(&mut heap, left, 16, 1);
+    heap.flush(); // merge the parked block: the parent and beyond are free
     assert!(matches!(rejected(&mut heap, right, layout(16, 1)), FreeError::DoubleFree { .. }));
     // Parent partially free: re-allocate the left half only.
     let left2 = alloc(&mut heap, 16, 1);
     assert_eq!(left2, left);
     assert!(matches!(rejected(&mut heap, right, layout(16, 1)), FreeError::DoubleFree { .. }));
     free(&mut heap, left2, 16, 1);
+    heap.flush();
     // Parent re-allocated as one bigger block: the old right buddy is now inside it.
     let parent = alloc(&mut heap, 32, 1);
     assert_eq!(parent, left);
@@ -173,7 +175,10 @@ fn guard_keys_detect_corruption_and_change_nothing() {
 fn every_bit_of_a_free_header_is_checked() {
     let (mut heap, region) = small(8192);
     let (left, right) = buddy_pair(&mut heap, 64);
-    free(&mut heap, right, 64, 64); // `right` is free, its buddy `left` is live
+    let other = alloc(&mut heap, 16, 1);
+    free(&mut heap, right, 64, 64);
+    heap.flush(); // `right` is on its free list; its buddy `left` is live
+    free(&mut heap, left, 64, 64); // `left` is parked: the next free merges it with `right`
     let (base, _) = region.skewed(0);
     let header = base.with_addr(right.addr().get());
     let mut undetected = Vec::new();
@@ -182,9 +187,9 @@ fn every_bit_of_a_free_header_is_checked() {
         // SAFETY: the header lies in the region this test owns; flip one bit, as a stray write.
         unsafe { *byte ^= 1 << (bit % 8) };
         let before = digest(&heap);
-        // SAFETY: `left` is live and ours; the free must be refused because merging with
-        // `right` would trust its damaged header.
-        match unsafe { heap.try_deallocate(left, layout(64, 64)) } {
+        // SAFETY: `other` is live and ours. Its free first merges the parked `left` with
+        // `right`, which must be refused because `right`'s header is damaged.
+        match unsafe { heap.try_deallocate(other, layout(16, 1)) } {
             Err(FreeError::Corrupted(Corruption::Header { addr })) => assert_eq!(addr, right.addr().get()),
             Err(e) => panic!("bit {bit}: unexpected {e}"),
             Ok(()) => {
@@ -205,7 +210,8 @@ fn damaged_list_head_fails_allocation_cleanly() {
     let (mut heap, region) = small(8192);
     let a = alloc(&mut heap, 16, 1);
     let b = alloc(&mut heap, 16, 1);
-    free(&mut heap, b, 16, 1); // head of the order-0 list
+    free(&mut heap, b, 16, 1);
+    heap.flush(); // head of the order-0 list
     let (base, _) = region.skewed(0);
     let seal = base.with_addr(b.addr().get() + 8);
     // SAFETY: the header of the free block `b` lies in our region.
