@@ -1,0 +1,253 @@
+//! # budalloc-fuzz: what the cargo-fuzz targets share
+//!
+//! - [`Arenas`]: the fuzzed memory: one test region of up to 32 KiB, its start skewed by up to
+//!   255 bytes, optionally cut into two adjacent arenas;
+//! - [`shape`]: maps raw [`Action`]s onto sizes and alignments worth trying (mostly small, some
+//!   around powers of two, some at the overflow boundaries, some anything);
+//! - [`run_actions`]: the body of `buddy_ops` and `buddy_exact_ops`;
+//! - [`count`]: per-kind injected / detected counters, printed when the process exits;
+//!   [`skipped`]: fault kinds left out on request (`BUDALLOC_FUZZ_SKIP`).
+//!
+//! Architecture invariant: this crate sits on top of everything (policies, frontends, testkit)
+//! and nothing depends on it. It is outside the main workspace and builds only through
+//! `cargo +nightly fuzz`.
+
+use std::alloc::Layout;
+use std::io::Write;
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+use std::sync::{Mutex, Once, OnceLock};
+
+use arbitrary::Arbitrary;
+use budalloc_buddy::Buddy;
+use budalloc_core::{Claim, RegionError};
+use budalloc_testkit::{Action, Fit, Geometry, Harness, Region};
+
+/// Smallest block of the fuzzed heaps.
+pub const MIN: usize = 16;
+/// Largest block (and largest alignment) of the fuzzed heaps.
+pub const MAX: usize = 4096;
+
+/// The fuzzed policy: 16-byte fragments, 4 KiB largest block, room for two arenas.
+pub type Heap<const EXACT: bool> = Buddy<MIN, MAX, 2, EXACT>;
+
+/// The oracle's view of [`Heap`].
+pub fn geometry(exact: bool) -> Geometry {
+    Geometry { min: MIN, max: MAX, fit: if exact { Fit::Exact } else { Fit::PowerOfTwo } }
+}
+
+/// Largest test region, before the skew.
+pub const MAX_REGION: usize = 32 * 1024;
+
+/// A region length from which a claim must succeed whatever the skew: padding to `MIN` (< 16),
+/// one fragment (16) and the smallest bitmap (two keys and one word: 24).
+pub const SURELY_ENOUGH: usize = 64;
+
+/// The memory a heap gets, as the input describes it.
+#[derive(Arbitrary, Clone, Debug)]
+pub struct Arenas {
+    /// Region length, modulo `MAX_REGION + 1`.
+    pub len: u16,
+    /// Bytes skipped at the start of the 4 KiB-aligned region (odd starts).
+    pub skew: u8,
+    /// If set, the region is cut at `cut % (len + 1)` into two adjacent arenas.
+    pub cut: Option<u16>,
+}
+
+/// A test region and the pieces of it handed to a heap. Declare it before the heap, so that it is
+/// dropped after it.
+pub struct Memory {
+    region: Region,
+    /// The pieces to claim: pointer (with the region's provenance) and length.
+    pub regions: Vec<(*mut u8, usize)>,
+}
+
+impl Arenas {
+    /// Allocates the region and cuts it as described.
+    pub fn make(&self) -> Memory {
+        let len = usize::from(self.len) % (MAX_REGION + 1);
+        let skew = usize::from(self.skew);
+        let region = Region::new(len + skew, 4096);
+        let (ptr, len) = region.skewed(skew);
+        let regions = match self.cut {
+            None => vec![(ptr, len)],
+            Some(cut) => {
+                let cut = usize::from(cut) % (len + 1);
+                vec![(ptr, cut), (ptr.wrapping_add(cut), len - cut)]
+            }
+        };
+        Memory { region, regions }
+    }
+}
+
+impl Memory {
+    /// A pointer to `addr`, which must lie in the region, with the region's provenance: for
+    /// fault injection into the heap's metadata.
+    pub fn pointer_to(&self, addr: usize) -> NonNull<u8> {
+        let (base, len) = self.region.whole();
+        let base = NonNull::new(base).expect("regions are not null");
+        assert!(addr.wrapping_sub(base.addr().get()) < len, "{addr:#x} is outside the test region");
+        base.with_addr(NonZeroUsize::new(addr).expect("inside the region, so not null"))
+    }
+
+    /// Flips bit `bit` (0..8) of the byte at `addr` in the region: a simulated stray write.
+    pub fn flip_bit(&self, addr: usize, bit: u32) {
+        let ptr = self.pointer_to(addr);
+        // SAFETY: `ptr` points into the live test region (checked by `pointer_to`) and carries
+        // its provenance. The heap keeps no reference into its region between calls (it reaches
+        // metadata and headers through raw pointers re-derived on each access), so this write
+        // is seen by the next call exactly as a stray write would be.
+        unsafe { *ptr.as_ptr() ^= 1 << (bit % 8) };
+    }
+}
+
+/// Claims every piece of `memory` that is large enough into `heap`, and returns the claimed ones.
+/// A refusal is only allowed for a piece shorter than [`SURELY_ENOUGH`], and must be `TooSmall`.
+pub fn claim_into<A: Claim>(heap: &mut A, memory: &Memory) -> Vec<(*mut u8, usize)> {
+    let mut claimed = Vec::new();
+    for &(ptr, len) in &memory.regions {
+        // SAFETY: the pieces are disjoint parts of `memory`'s region, valid for reads and writes;
+        // every target declares `memory` before the heap, so the region outlives it, and touches
+        // it only through the heap (and, in `abuse`, through deliberate fault injection).
+        match unsafe { heap.claim_raw(ptr, len) } {
+            Ok(()) => claimed.push((ptr, len)),
+            Err(RegionError::TooSmall { .. }) if len < SURELY_ENOUGH => {}
+            Err(e) => panic!("claim of a {len}-byte region at {:#x} refused: {e}", ptr.addr()),
+        }
+    }
+    claimed
+}
+
+/// A fuzzed request size: mostly small, some around powers of two (`2^k - 2 ..= 2^k + 2`, up to
+/// `2^63`, wrapping at `2^0`), some just below `usize::MAX` and `isize::MAX`, some anything.
+pub fn size(raw: usize) -> usize {
+    let rest = raw >> 4;
+    match raw & 15 {
+        0 | 1 => rest % 65,
+        2 | 3 => {
+            let k = (rest % 64) as u32;
+            (1usize << k).wrapping_add((rest >> 6) % 5).wrapping_sub(2)
+        }
+        4 => usize::MAX - rest % 64,
+        5 => (usize::MAX >> 1) - rest % 64,
+        6 => rest,
+        _ => rest % (MAX + MAX / 4),
+    }
+}
+
+/// A fuzzed log2 alignment: mostly 1 to 8 bytes, some up to `2^13` (beyond `MAX`), some raw (the
+/// harness caps them at `2^40`).
+pub fn align_log2(raw: u8) -> u8 {
+    match raw {
+        0..=159 => raw % 4,
+        160..=239 => raw % 14,
+        _ => raw,
+    }
+}
+
+/// `action` with its sizes and alignment passed through [`size`] and [`align_log2`].
+pub fn shape(action: &Action) -> Action {
+    match *action {
+        Action::Alloc { size: s, align_log2: a } => {
+            Action::Alloc { size: size(s), align_log2: align_log2(a) }
+        }
+        Action::Resize { pick, size: s } => Action::Resize { pick, size: size(s) },
+        ref other => other.clone(),
+    }
+}
+
+/// The input of `buddy_ops` and `buddy_exact_ops`.
+#[derive(Arbitrary, Debug)]
+pub struct OpsInput {
+    /// The heap's memory.
+    pub arenas: Arenas,
+    /// What to do with it.
+    pub actions: Vec<Action>,
+}
+
+/// Replays `input` on a fresh heap with the testkit harness (every check after every step), then
+/// frees everything, checks the seeding is back, and allocates the largest block.
+pub fn run_actions<const EXACT: bool>(input: &OpsInput) {
+    let memory = input.arenas.make();
+    let mut heap = Heap::<EXACT>::new();
+    let claimed = claim_into(&mut heap, &memory);
+    let mut harness = Harness::new(heap, geometry(EXACT), claimed);
+    for action in &input.actions {
+        harness.step(&shape(action));
+    }
+    harness.finish();
+    assert!(harness.alloc.is_pristine(), "not pristine after freeing everything");
+}
+
+/// A layout, for sizes and alignments known to be valid.
+pub fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).expect("valid layout")
+}
+
+// ---- injected / detected counters -------------------------------------------------------------
+
+/// Per kind: `(kind, injected, detected, skipped)`, in first-seen order.
+static COUNTS: Mutex<Vec<(&'static str, u64, u64, u64)>> = Mutex::new(Vec::new());
+static AT_EXIT: Once = Once::new();
+
+extern "C" {
+    /// The C library's `atexit`: libFuzzer ends a run with `exit()`, so this is where the
+    /// totals get printed.
+    fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// Records one injected fault of `kind`, and whether it was detected.
+pub fn count(kind: &'static str, detected: bool) {
+    tally(kind, |entry| {
+        entry.1 += 1;
+        entry.2 += u64::from(detected);
+    });
+}
+
+/// Whether faults of `kind` are not to be injected: the environment variable
+/// `BUDALLOC_FUZZ_SKIP` lists such kinds, comma-separated (e.g. `header_next,header_prev`). For
+/// running past a detection gap that is known and reported, until it is fixed; every skip is
+/// counted and printed with the totals. Unset (the default and what `cargo xtask fuzz` does):
+/// nothing is skipped.
+pub fn skipped(kind: &'static str) -> bool {
+    static SKIP: OnceLock<Vec<String>> = OnceLock::new();
+    let skip = SKIP.get_or_init(|| {
+        let list = std::env::var("BUDALLOC_FUZZ_SKIP").unwrap_or_default();
+        list.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect()
+    });
+    let skip = skip.iter().any(|k| k == kind);
+    if skip {
+        tally(kind, |entry| entry.3 += 1);
+    }
+    skip
+}
+
+/// Updates the counters of `kind`.
+fn tally(kind: &'static str, update: impl FnOnce(&mut (&'static str, u64, u64, u64))) {
+    AT_EXIT.call_once(|| {
+        // SAFETY: `atexit` is the C library's, with this signature; the callback is a plain
+        // `extern "C"` function that cannot unwind (it only formats integers and writes to
+        // stderr, ignoring errors).
+        unsafe { atexit(print_counts) };
+    });
+    let mut counts = COUNTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let entry = match counts.iter().position(|(k, ..)| *k == kind) {
+        Some(i) => &mut counts[i],
+        None => {
+            counts.push((kind, 0, 0, 0));
+            counts.last_mut().expect("just pushed")
+        }
+    };
+    update(entry);
+}
+
+/// Prints the counters: one line per kind, `injected / detected`.
+extern "C" fn print_counts() {
+    let counts = COUNTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "fault injection in this process (kind: injected / detected):");
+    for (kind, injected, detected, skipped) in counts.iter() {
+        let _ = write!(err, "  {kind:<22} {injected:>12} / {detected}");
+        let _ = if *skipped > 0 { writeln!(err, " (skipped on request: {skipped})") } else { writeln!(err) };
+    }
+}
