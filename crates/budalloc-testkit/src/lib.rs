@@ -76,7 +76,7 @@ impl Drop for Region {
     }
 }
 
-/// Which misuse a [`Action::BadFree`] injects.
+/// Which misuse an [`Action::Bad`] injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum BadFree {
