@@ -130,10 +130,14 @@ fn requests_spill_into_later_arenas_and_frees_find_their_arena() {
 
 #[test]
 fn static_region_claim() {
-    let raw = Box::into_raw(vec![MaybeUninit::<u8>::uninit(); 4096].into_boxed_slice());
+    /// A region aligned like the bitmap words it will hold (Miri's symbolic alignment check
+    /// judges alignment by the allocation, not by the address).
+    #[repr(C, align(4096))]
+    struct Aligned([MaybeUninit<u8>; 4096]);
+    let raw = Box::into_raw(Box::new(Aligned([MaybeUninit::uninit(); 4096])));
     // SAFETY: `raw` comes from `Box::into_raw`; the reference is the only access until the box
     // is rebuilt below, after the heap is gone.
-    let region: &'static mut [MaybeUninit<u8>] = unsafe { &mut *raw };
+    let region: &'static mut [MaybeUninit<u8>] = unsafe { &mut (*raw).0 };
     let mut heap = Small::new();
     let arena = heap.claim(region).unwrap();
     assert!(arena.capacity() >= 3 * 1024);
