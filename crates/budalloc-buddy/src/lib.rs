@@ -16,9 +16,13 @@
 //! use budalloc_buddy::Buddy;
 //! use budalloc_core::RawAlloc;
 //!
-//! let region = Box::leak(Box::new([MaybeUninit::<u8>::uninit(); 64 * 1024]));
+//! // Any memory the heap may own; aligned so the bitmap words and the largest blocks are too.
+//! #[repr(C, align(4096))]
+//! struct Region([MaybeUninit<u8>; 64 * 1024]);
+//! let mut region = Box::new(Region([MaybeUninit::uninit(); 64 * 1024]));
 //! let mut heap: Buddy<16, 4096> = Buddy::new();
-//! heap.claim(region).unwrap();
+//! // SAFETY: the region outlives the heap and nothing else touches it meanwhile.
+//! unsafe { heap.claim_raw(region.0.as_mut_ptr().cast(), 64 * 1024) }.unwrap();
 //! let layout = Layout::from_size_align(100, 8).unwrap();
 //! let block = heap.allocate(layout).unwrap();
 //! assert_eq!(block.len(), 128); // rounded up to the next power of two
