@@ -496,14 +496,7 @@ fn ensure_nightly_miri(runner: &mut Runner) -> Result {
     if runner.ensured.nightly_miri || !rustup_available(runner) {
         return Ok(());
     }
-    let probe = rustup(["run", "nightly", "rustc", "--version"]);
-    if !runner.probe(&probe) {
-        println!("nightly toolchain not found (`{probe}` failed); installing it");
-        runner.run_step(
-            "setup: nightly",
-            rustup(["toolchain", "install", "nightly", "--profile", "minimal"]),
-        )?;
-    }
+    ensure_nightly(runner)?;
     runner.run_step("setup: miri, rust-src", rustup(["+nightly", "component", "add", "miri", "rust-src"]))?;
     runner.ensured.nightly_miri = true;
     Ok(())

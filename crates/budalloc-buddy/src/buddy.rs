@@ -456,10 +456,13 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
             if self.hot.is_some() {
                 self.flush_hot()?;
             }
-            let slot = self.slot_mut(i);
-            slot.set_origin(Some((ptr, frag, need)));
-            poison(slot, frag, order, need, FREED);
-            slot.set_origin(None);
+            if cfg!(debug_assertions) {
+                // Only debug builds write into the parked block (the poison).
+                let slot = self.slot_mut(i);
+                slot.set_origin(Some((ptr, frag, need)));
+                poison(slot, frag, order, need, FREED);
+                slot.set_origin(None);
+            }
             self.hot = Some((i, frag, order));
             return Ok(());
         }

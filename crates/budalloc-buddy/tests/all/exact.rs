@@ -5,7 +5,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use budalloc_core::{FreeError, Inspect, RawAlloc};
-use budalloc_testkit::{actions, proptest_config, Harness, Region};
+use budalloc_testkit::{actions, proptest_config, Region};
 use proptest::prelude::*;
 
 use crate::{layout, Exact, EXACT};
@@ -45,14 +45,7 @@ proptest! {
 
     #[test]
     fn random_actions_match_the_model(actions in actions(4096, STEPS), skew in 0usize..96) {
-        let region = Region::new(ARENA + 96, 4096);
-        let (ptr, len) = region.skewed(skew);
-        let mut heap = Exact::new();
-        // SAFETY: the region is ours and outlives the heap (the harness is dropped first).
-        unsafe { heap.claim_raw(ptr, len) }.unwrap();
-        let mut harness = Harness::new(heap, EXACT, vec![(ptr, len)]);
-        harness.run(&actions);
-        harness.finish();
+        crate::replay::<Exact>(EXACT, &actions, ARENA, skew);
     }
 }
 

@@ -65,3 +65,19 @@ pub fn buddy_pair(heap: &mut Small, size: usize) -> (NonNull<u8>, NonNull<u8>) {
     assert_eq!(right.addr().get(), left.addr().get() + size, "buddies are adjacent");
     (left, right)
 }
+
+/// Replays `actions` on a fresh `P` over one region of `arena` bytes starting `skew` bytes past
+/// a 4 KiB boundary, with every harness check, then frees everything and checks the seeding.
+pub fn replay<P>(geometry: Geometry, actions: &[budalloc_testkit::Action], arena: usize, skew: usize)
+where
+    P: Default + budalloc_core::RawAlloc + budalloc_core::Inspect + budalloc_core::Claim,
+{
+    let region = Region::new(arena + 96, 4096);
+    let (ptr, len) = region.skewed(skew);
+    let mut heap = P::default();
+    // SAFETY: the region is ours and outlives the heap (the harness is dropped first).
+    unsafe { heap.claim_raw(ptr, len) }.unwrap();
+    let mut harness = budalloc_testkit::Harness::new(heap, geometry, vec![(ptr, len)]);
+    harness.run(actions);
+    harness.finish();
+}

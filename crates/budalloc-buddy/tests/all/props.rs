@@ -18,14 +18,7 @@ proptest! {
     /// freeing everything restores the seeding.
     #[test]
     fn random_actions_match_the_model(actions in actions(4096, STEPS), skew in 0usize..96) {
-        let region = Region::new(ARENA + 96, 4096);
-        let (ptr, len) = region.skewed(skew);
-        let mut heap = Small::new();
-        // SAFETY: the region is ours and outlives the heap (the harness is dropped first).
-        unsafe { heap.claim_raw(ptr, len) }.unwrap();
-        let mut harness = Harness::new(heap, SMALL, vec![(ptr, len)]);
-        harness.run(&actions);
-        harness.finish();
+        crate::replay::<Small>(SMALL, &actions, ARENA, skew);
     }
 
     /// The same over two arenas that are not adjacent.
