@@ -473,6 +473,21 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
         Ok(result?)
     }
 
+    #[inline]
+    fn validate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        if let Some(error) = self.parked_at(ptr.addr().get()) {
+            return Err(error);
+        }
+        self.live_block(ptr, layout).map(|_| ())
+    }
+
+    #[inline]
+    fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>> {
+        let addr = ptr.addr();
+        let i = self.arena_of(addr.get())?;
+        Some(self.slot(i).arena.ptr_of(0).with_addr(addr))
+    }
+
     fn flush(&mut self) {
         // A damaged buddy header leaves the block parked; the next operation reports it.
         let _ = self.flush_hot();

@@ -75,6 +75,16 @@ unsafe impl<P: RawAlloc + Claim, S: Source> RawAlloc for Grow<P, S> {
         unsafe { self.policy.try_deallocate(ptr, layout) }
     }
 
+    #[inline]
+    fn validate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        self.policy.validate(ptr, layout)
+    }
+
+    #[inline]
+    fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>> {
+        self.policy.rebase(ptr)
+    }
+
     unsafe fn grow_in_place(
         &mut self,
         ptr: NonNull<u8>,

@@ -49,6 +49,22 @@ pub unsafe trait RawAlloc {
     /// else cannot be told from its new owner's and frees it.)
     unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError>;
 
+    /// Checks, reading only metadata and changing nothing, that
+    /// [`try_deallocate`](Self::try_deallocate)`(ptr, layout)` would be accepted now: `ptr` is
+    /// the start of a currently allocated block that `layout` fits. Layers above a policy (size
+    /// classes) use it to validate a block before they read memory inside it.
+    ///
+    /// # Errors
+    /// The error `try_deallocate` would give.
+    fn validate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError>;
+
+    /// The same address as `ptr`, as a pointer that carries the provenance of the arena holding
+    /// it (valid for the arena's whole block area), or `None` if `ptr` lies in no arena of the
+    /// policy. Layers above a policy rebuild pointers to their own metadata inside blocks (a
+    /// slab header) from this rather than from a caller's pointer, whose provenance may cover
+    /// only the caller's object. Reads no metadata.
+    fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>>;
+
     /// Frees a block.
     ///
     /// # Panics

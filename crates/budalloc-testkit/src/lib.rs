@@ -362,6 +362,9 @@ impl<A: RawAlloc + Inspect> Harness<A> {
                     "block {addr:#x}+{} outside every arena",
                     block.len()
                 );
+                let rebased = self.alloc.rebase(ptr).map(NonNull::addr);
+                assert_eq!(rebased, Some(ptr.addr()), "rebase of a fresh block {addr:#x}");
+                assert_eq!(self.alloc.validate(ptr, layout), Ok(()), "fresh block {addr:#x} not valid");
                 self.model.insert(ptr, layout, block.len());
                 self.tally.allocs += 1;
             }
@@ -389,6 +392,7 @@ impl<A: RawAlloc + Inspect> Harness<A> {
     pub fn free_one(&mut self, addr: usize) {
         let live = self.model.remove(addr);
         live.verify();
+        assert_eq!(self.alloc.validate(live.ptr, live.layout), Ok(()), "live block {addr:#x} not valid");
         // SAFETY: the block is live in the model, so it is currently allocated and ours.
         let result = unsafe { self.alloc.try_deallocate(live.ptr, live.layout) };
         result.unwrap_or_else(|e| panic!("valid free of {addr:#x} rejected: {e}"));
@@ -441,9 +445,11 @@ impl<A: RawAlloc + Inspect> Harness<A> {
 
     fn expect_rejected(&mut self, ptr: NonNull<u8>, layout: Layout, check: impl FnOnce(&FreeError) -> bool) {
         let before = metadata_digest(&self.alloc);
+        let predicted = self.alloc.validate(ptr, layout);
         // SAFETY: `ptr` is not the start of a block currently allocated to anyone (each caller
         // checks against the model), so the call cannot free someone else's block.
         let result = unsafe { self.alloc.try_deallocate(ptr, layout) };
+        assert_eq!(predicted, result, "validate disagrees with the free of {:#x} ({layout:?})", ptr.addr());
         match result {
             Err(ref e) if check(e) => {}
             other => panic!("bad free of {:#x} ({layout:?}) gave {other:?}", ptr.addr()),
@@ -488,6 +494,7 @@ impl<A: RawAlloc + Inspect> Harness<A> {
                     _ => NonNull::from(&*self.foreign).cast::<u8>(),
                 };
                 let layout = Layout::new::<u64>();
+                assert_eq!(self.alloc.rebase(ptr), None, "rebase of a foreign pointer");
                 self.expect_rejected(ptr, layout, |e| matches!(e, FreeError::ForeignPointer { .. }));
             }
             BadFree::OtherOrder => {
