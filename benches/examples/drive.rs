@@ -14,13 +14,18 @@
 //! ratios: it builds the workload for every subject, then runs them in turn, in chunks of about
 //! 20 ms, for `rounds` rounds (starting each round with another subject), and prints each
 //! subject's median and minimum time per unit and the median per-round ratio to budalloc.
+//!
+//! `drive eff <subject|all> [seeds] [a|b|c|talc|churn|fill]` runs the heap-efficiency workloads
+//! (see `budalloc_benches::Efficiency`; all three without the last argument) for seeds
+//! `0 .. seeds` (default 8) and prints, per subject and workload, the mean, worst and best share
+//! of the 16 MiB region that live requested bytes reached at the first failure, and what failed.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use budalloc_benches::{
-    Batch, BudallocLocal, BudallocRaw, BuddyAllocSubject, BuddySystem, Fragmented, LinkedList, Pair,
-    RlsfSubject, Subject, TalcSubject,
+    summarize, visit_subjects, Batch, BudallocLocal, BudallocRaw, BuddyAllocSubject, BuddySystem, Efficiency,
+    Fragmented, LinkedList, Pair, RlsfSubject, Subject, TalcSubject, VisitSubjects,
 };
 
 fn drive<S: Subject>(workload: &str, iterations: u64, live: usize) -> Result<(), String> {
@@ -165,8 +170,86 @@ fn compare(workload: &str, rounds: usize, live: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// `drive eff`: the efficiency workloads on the subjects whose name matches.
+struct EffRun {
+    subject: String,
+    workloads: Vec<Efficiency>,
+    seeds: u64,
+    matched: usize,
+    failed: usize,
+}
+
+impl VisitSubjects for EffRun {
+    fn visit<S: Subject + 'static>(&mut self) {
+        if self.subject != "all" && self.subject != S::name() {
+            return;
+        }
+        self.matched += 1;
+        for &workload in &self.workloads {
+            let start = Instant::now();
+            let line = match summarize::<S>(workload, self.seeds) {
+                Ok(Some(s)) => format!(
+                    "mean {:6.2}%  worst {:6.2}%  best {:6.2}%  ({} seeds, {:.1} s; worst stopped at: {})",
+                    100.0 * s.mean,
+                    100.0 * s.worst,
+                    100.0 * s.best,
+                    s.seeds,
+                    start.elapsed().as_secs_f64(),
+                    s.worst_stop
+                ),
+                Ok(None) => "n/a (not region-based)".to_string(),
+                Err(e) => {
+                    self.failed += 1;
+                    format!("FAILED: {e}")
+                }
+            };
+            println!("{:24} {:18} {line}", S::name(), workload.name());
+        }
+    }
+}
+
+fn eff(args: &[String]) -> ExitCode {
+    let usage = "usage: drive eff <subject|all> [seeds] [a|b|c|talc|churn|fill]";
+    let Some(subject) = args.first() else {
+        eprintln!("{usage}");
+        return ExitCode::FAILURE;
+    };
+    let seeds = match args.get(1).map(|s| s.parse::<u64>()) {
+        None => 8,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("{usage}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let workloads = match args.get(2) {
+        None => Efficiency::ALL.to_vec(),
+        Some(name) => match Efficiency::parse(name) {
+            Some(w) => vec![w],
+            None => {
+                eprintln!("{usage}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let mut run = EffRun { subject: subject.clone(), workloads, seeds, matched: 0, failed: 0 };
+    visit_subjects(&mut run);
+    if run.matched == 0 {
+        eprintln!("unknown subject {subject}; {usage}");
+        return ExitCode::FAILURE;
+    }
+    if run.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("eff") {
+        return eff(&args[2..]);
+    }
     if args.get(1).map(String::as_str) == Some("compare") {
         let (Some(workload), Some(rounds)) = (args.get(2), args.get(3).and_then(|r| r.parse().ok())) else {
             eprintln!("usage: drive compare <a|b|c-free|c-cycle> <rounds> [live]");

@@ -19,6 +19,35 @@ use std::time::{Duration, Instant};
 use budalloc::allocator_api2::alloc::Allocator;
 use budalloc::{DefaultBuddy, RawAlloc};
 
+mod efficiency;
+mod native;
+
+pub use efficiency::{summarize, Efficiency, Score, Summary, CHURN_STEPS, EFF_REGION_LEN};
+pub use native::{MimallocSubject, Native, NativeAlloc, SystemSubject};
+
+/// What runs a workload on every subject: [`visit_subjects`] calls
+/// [`visit`](Self::visit) once per subject type.
+pub trait VisitSubjects {
+    /// Called with each subject type in turn.
+    fn visit<S: Subject + 'static>(&mut self);
+}
+
+/// Calls `v.visit::<S>()` for every single-threaded subject, budalloc first. **A new subject
+/// is one line here** (and its `Subject` implementation).
+pub fn visit_subjects(v: &mut impl VisitSubjects) {
+    v.visit::<BudallocRaw>();
+    v.visit::<BudallocLocal>();
+    // The size-class heap (`budalloc::...`, in progress) goes here, as a `Subject` over the
+    // region like `BudallocRaw`.
+    v.visit::<TalcSubject>();
+    v.visit::<RlsfSubject>();
+    v.visit::<BuddySystem>();
+    v.visit::<BuddyAllocSubject>();
+    v.visit::<LinkedList>();
+    v.visit::<SystemSubject>();
+    v.visit::<MimallocSubject>();
+}
+
 /// Bytes of the region every subject gets.
 pub const REGION_LEN: usize = 64 << 20;
 
@@ -78,6 +107,13 @@ impl Region {
     }
 }
 
+// SAFETY: a `Region` owns its allocation alone and gives out only its address, never access to
+// its bytes (the subject built over it does that, under its own rules), so it may move to and be
+// shared with other threads.
+unsafe impl Send for Region {}
+// SAFETY: as for `Send`: `&Region` reads only the address and length.
+unsafe impl Sync for Region {}
+
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: `raw` was allocated by `std::alloc::alloc` with `layout` and not freed yet.
@@ -89,8 +125,17 @@ impl Drop for Region {
 // Subjects
 // ---------------------------------------------------------------------------------------------
 
-/// An allocator under test, single-threaded, allocating from one region it is given.
+/// An allocator under test, single-threaded, allocating from one region it is given (or, when
+/// [`REGION_BASED`](Self::REGION_BASED) is false, from wherever it gets memory itself).
+///
+/// Adding an allocator to every workload takes one implementation of this trait and one line in
+/// [`visit_subjects`].
 pub trait Subject: Sized {
+    /// Whether the subject allocates from the region it is given. The system allocator and
+    /// mimalloc do not: they get no region, and heap-efficiency workloads (which measure how much
+    /// of a region a subject can hand out) do not apply to them.
+    const REGION_BASED: bool = true;
+
     /// Name in reports.
     fn name() -> &'static str;
 
@@ -99,14 +144,17 @@ pub trait Subject: Sized {
         REGION_ALIGN
     }
 
-    /// Builds the allocator over `len` bytes at `region`.
+    /// Builds the allocator over `len` bytes at `region` (null and 0 when
+    /// [`REGION_BASED`](Self::REGION_BASED) is false).
     ///
     /// # Errors
     /// The allocator refuses the region.
     ///
     /// # Safety
-    /// `region .. region + len` must be valid for reads and writes, used by nothing but the
-    /// returned subject (and the blocks it hands out), and outlive the subject.
+    /// - `region .. region + len` must be valid for reads and writes, used by nothing but the
+    ///   returned subject (and the blocks it hands out), and outlive the subject.
+    /// - When [`REGION_BASED`](Self::REGION_BASED) is false, any blocks still live when the
+    ///   subject is dropped are leaked: workloads free theirs.
     unsafe fn new(region: *mut u8, len: usize) -> Result<Self, String>;
 
     /// Allocates a block for `layout`; `None` if the subject cannot.
@@ -406,11 +454,12 @@ impl Subject for LinkedList {
 // Fixtures, randomness, failures
 // ---------------------------------------------------------------------------------------------
 
-/// A subject over its own fresh region. The subject is dropped before the region is freed.
+/// A subject over its own fresh region (none for a subject that is not
+/// [`REGION_BASED`](Subject::REGION_BASED)). The subject is dropped before the region is freed.
 pub struct Fixture<S> {
     /// Declared first: dropped first.
     subject: S,
-    region: Region,
+    region: Option<Region>,
 }
 
 impl<S: Subject> Fixture<S> {
@@ -419,18 +468,36 @@ impl<S: Subject> Fixture<S> {
     /// # Errors
     /// No memory for the region, or the subject refuses it.
     pub fn new() -> Result<Self, String> {
-        let region = Region::new(REGION_LEN)?;
+        Self::with_len(REGION_LEN)
+    }
+
+    /// A fresh region of `len` bytes (aligned to exactly [`REGION_ALIGN`]) and a subject over it.
+    ///
+    /// # Errors
+    /// No memory for the region, or the subject refuses it.
+    pub fn with_len(len: usize) -> Result<Self, String> {
+        if !S::REGION_BASED {
+            // SAFETY: a subject that is not region-based is given no region.
+            let subject = unsafe { S::new(std::ptr::null_mut(), 0) }?;
+            return Ok(Fixture { subject, region: None });
+        }
+        let region = Region::new(len)?;
         // SAFETY: the region is valid for reads and writes of its size, nothing else uses it,
         // and it is dropped after the subject (field order; it is never handed out).
         let subject = unsafe { S::new(region.start(), region.size()) }?;
-        Ok(Fixture { subject, region })
+        Ok(Fixture { subject, region: Some(region) })
     }
 }
 
 impl<S> Fixture<S> {
-    /// The region the subject allocates from.
-    pub fn region(&self) -> &Region {
-        &self.region
+    /// The region the subject allocates from (`None` for a subject that is not region-based).
+    pub fn region(&self) -> Option<&Region> {
+        self.region.as_ref()
+    }
+
+    /// The subject.
+    pub fn subject(&mut self) -> &mut S {
+        &mut self.subject
     }
 }
 
@@ -463,6 +530,14 @@ impl XorShift {
     pub fn log_size(&mut self, max_log2: usize) -> usize {
         let k = self.range(0, max_log2);
         self.range(1, 1 << k)
+    }
+
+    /// A size in `lo ..= hi` whose logarithm is uniform (`0 < lo <= hi`).
+    pub fn log_uniform(&mut self, lo: usize, hi: usize) -> usize {
+        // 53 random bits: a uniform `u` in [0, 1).
+        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let size = lo as f64 * (hi as f64 / lo as f64).powf(u);
+        (size as usize).clamp(lo, hi)
     }
 
     /// Shuffles `items` (Fisher–Yates).
@@ -578,33 +653,57 @@ pub fn check<S: Subject>() -> Result<(), String> {
 /// Alignment, containment, overlap and contents of the live blocks of [`check`].
 fn verify<S>(fx: &Fixture<S>, blocks: &mut [(NonNull<u8>, Layout, u8)], when: &str) -> Result<(), String> {
     blocks.sort_by_key(|b| b.0.addr());
+    verify_geometry(fx.region(), blocks.iter().map(|&(ptr, layout, _)| (ptr, layout)), when)?;
     for &(ptr, layout, tag) in blocks.iter() {
+        // SAFETY: the block is live and holds `layout.size()` initialised bytes (we wrote them).
+        let bytes = unsafe { std::slice::from_raw_parts(ptr.as_ptr(), layout.size()) };
+        if let Some(at) = bytes.iter().position(|&b| b != tag) {
+            return Err(format!("{when}: block {:#x} byte {at} was overwritten", ptr.addr()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks live blocks, given **sorted by address**: each is aligned to its layout's alignment,
+/// lies inside `region` (when there is one), and no two overlap.
+///
+/// # Errors
+/// The first violation, prefixed with `when`.
+pub fn verify_geometry(
+    region: Option<&Region>,
+    sorted: impl Iterator<Item = (NonNull<u8>, Layout)>,
+    when: &str,
+) -> Result<(), String> {
+    let mut previous: Option<(usize, usize)> = None;
+    for (ptr, layout) in sorted {
         let addr = ptr.addr().get();
         if addr % layout.align() != 0 {
             return Err(format!("{when}: block {addr:#x} not aligned to {}", layout.align()));
         }
-        if !fx.region().contains(addr, layout.size()) {
+        if region.is_some_and(|r| !r.contains(addr, layout.size())) {
             return Err(format!("{when}: block {addr:#x} + {} B lies outside the region", layout.size()));
         }
-        // SAFETY: the block is live and holds `layout.size()` initialised bytes (we wrote them).
-        let bytes = unsafe { std::slice::from_raw_parts(ptr.as_ptr(), layout.size()) };
-        if let Some(at) = bytes.iter().position(|&b| b != tag) {
-            return Err(format!("{when}: block {addr:#x} byte {at} was overwritten"));
+        if let Some((a, len)) = previous {
+            if a + len > addr {
+                return Err(format!("{when}: blocks {a:#x} + {len} B and {addr:#x} overlap"));
+            }
         }
-    }
-    for pair in blocks.windows(2) {
-        let (a, la, _) = pair[0];
-        let (b, _, _) = pair[1];
-        if a.addr().get() + la.size() > b.addr().get() {
-            return Err(format!(
-                "{when}: blocks {:#x} + {} B and {:#x} overlap",
-                a.addr(),
-                la.size(),
-                b.addr()
-            ));
-        }
+        previous = Some((addr, layout.size()));
     }
     Ok(())
+}
+
+/// Sorts `live` by address and checks it with [`verify_geometry`].
+///
+/// # Errors
+/// As [`verify_geometry`].
+pub fn verify_live(
+    region: Option<&Region>,
+    live: &mut [(NonNull<u8>, Layout)],
+    when: &str,
+) -> Result<(), String> {
+    live.sort_by_key(|b| b.0.addr());
+    verify_geometry(region, live.iter().copied(), when)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -712,7 +811,7 @@ impl<S: Subject> Batch<S> {
 /// heap is rebuilt after each **sweep** (every live block freed and allocated back once): every
 /// live block is freed and the set-up is replayed. Callers run at most
 /// [`remaining`](Self::remaining) steps and call [`rebuild`](Self::rebuild) outside the timing.
-pub struct Fragmented<S> {
+pub struct Fragmented<S: Subject> {
     fx: Fixture<S>,
     /// Live blocks to keep.
     target: usize,
@@ -759,6 +858,16 @@ impl<S: Subject> Fragmented<S> {
     ///
     /// [`remaining`]: Self::remaining
     pub fn rebuild(&mut self) -> Result<(), String> {
+        self.free_live();
+        self.live.clear();
+        self.cursor = 0;
+        self.pending = 0;
+        self.live = fragment(&mut self.fx, self.target)?;
+        Ok(())
+    }
+
+    /// Frees every live block (not the pending ones, already freed); the list is left as is.
+    fn free_live(&mut self) {
         let (lo, hi) = (self.cursor, self.cursor + self.pending);
         for (i, &(ptr, layout)) in self.live.iter().enumerate() {
             if i < lo || i >= hi {
@@ -766,11 +875,6 @@ impl<S: Subject> Fragmented<S> {
                 unsafe { self.fx.subject.free(ptr, layout) };
             }
         }
-        self.live.clear();
-        self.cursor = 0;
-        self.pending = 0;
-        self.live = fragment(&mut self.fx, self.target)?;
-        Ok(())
     }
 
     /// Frees the next `k` live blocks of this sweep (at most [`remaining`](Self::remaining);
@@ -874,6 +978,13 @@ impl<S: Subject> Fragmented<S> {
             left -= n;
         }
         Ok(())
+    }
+}
+
+impl<S: Subject> Drop for Fragmented<S> {
+    /// Frees the live blocks (a subject that is not region-based would leak them).
+    fn drop(&mut self) {
+        self.free_live();
     }
 }
 
