@@ -322,7 +322,9 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         let layout_order = Self::MATH.order_of(layout);
         // A pointer into free memory names a block that was freed already, perhaps merged with
         // its buddies since: a double free, if it could have been a block of its layout.
+        // (With exact fit, a run may start at any fragment its alignment allows.)
         let could_be_block = match layout_order {
+            Ok(_) if EXACT => offset == 0 && addr % layout.align() == 0,
             Ok(order) => offset == 0 && addr % Self::MATH.block_size(order) == 0,
             Err(_) => block == addr,
         };
@@ -358,6 +360,36 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
                 return Ok(NonNull::slice_from_raw_parts(ptr, need * MIN));
             }
         }
+        if EXACT {
+            return self.allocate_from_runs(layout, order);
+        }
+        Err(Self::out_of_memory(layout, order))
+    }
+
+    /// Exact fit's fallback when no free block of the request's order is left: a run of
+    /// adjacent smaller free blocks that is long enough.
+    #[cold]
+    #[inline(never)]
+    fn allocate_from_runs(&mut self, layout: Layout, order: Order) -> Result<NonNull<[u8]>, AllocError> {
+        let need = Self::need(order, layout.size());
+        let align = layout.align().div_ceil(MIN);
+        for i in 0..self.len {
+            let parked = self.hot.and_then(|(h, frag, order)| (h == i).then_some((frag, order)));
+            let slot = self.slot(i);
+            slot.arena.bitmap().check_keys()?;
+            if let Some(start) = slot.find_run(need, align, parked)? {
+                if parked.is_some() {
+                    // The run may hold the parked block: merge it for real first (the run
+                    // stays free, whatever its blocks become).
+                    self.flush_hot()?;
+                }
+                let slot = self.slot_mut(i);
+                slot.take_run(start, need)?;
+                poison(slot, start, order, need, FRESH);
+                let ptr = slot.arena.ptr_of(start);
+                return Ok(NonNull::slice_from_raw_parts(ptr, need * MIN));
+            }
+        }
         Err(Self::out_of_memory(layout, order))
     }
 
@@ -387,8 +419,13 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         let (i, frag, _, old_need) = self.live_block(ptr, old).map_err(invalid_block)?;
         let new_need = Self::need(to, new.size());
         let slot = self.slot_mut(i);
-        // The block must already be aligned as the new request's block is.
-        let aligned = slot.abs(frag) & (to.fragments() - 1) == 0;
+        // The block must already be aligned as the new request's block is (with exact fit, as
+        // the new request is: its pieces need no more).
+        let aligned = if EXACT {
+            ptr.addr().get() % new.align() == 0
+        } else {
+            slot.abs(frag) & (to.fragments() - 1) == 0
+        };
         slot.set_origin(Some((ptr, frag, old_need)));
         let reshaped = if aligned { slot.reshape(frag, old_need, new_need) } else { Ok(false) };
         slot.set_origin(None);
@@ -451,8 +488,9 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
             return Err(error);
         }
         let (i, frag, order, need) = self.live_block(ptr, layout)?;
-        if need == order.fragments() {
-            // Park it; the block parked before is merged now.
+        if need == order.fragments() && self.slot(i).abs(frag) & (need - 1) == 0 {
+            // A single-piece block (not a run of `2^k` fragments at an unaligned start): park
+            // it; the block parked before is merged now.
             if self.hot.is_some() {
                 self.flush_hot()?;
             }

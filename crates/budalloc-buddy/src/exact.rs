@@ -1,25 +1,31 @@
-//! Multi-piece blocks: exact fit and in-place reshaping.
+//! Multi-piece blocks: exact fit, placement in free runs, and in-place reshaping.
 //!
-//! An allocation of `need` fragments at fragment `f` is made of **pieces**: the binary digits of
-//! `need`, highest first, each a naturally aligned buddy block (`need = 5` → a 4-fragment piece
-//! at `f`, a 1-fragment piece at `f + 4`). With plain power-of-two blocks `need = 2^k` and there
-//! is one piece. The first piece (the head) has its `C` bit clear, the later ones set, and the
-//! fragment right after the last piece never carries a `C` bit of this allocation; so a free
-//! with a layout of another size, or at a later piece, is told apart from a valid one.
+//! An allocation of `need` fragments at fragment `f` is made of **pieces**: the canonical
+//! decomposition of the range `f .. f + need` into naturally aligned buddy blocks, found
+//! greedily (at each position the largest block aligned there that still fits). From an aligned
+//! start these are the binary digits of `need`, highest first (`need = 5` → a 4-fragment piece
+//! at `f`, a 1-fragment piece at `f + 4`); from an unaligned start the sizes first rise to the
+//! alignment, then fall. With plain power-of-two blocks `need = 2^k` and there is one piece. The
+//! first piece (the head) has its `C` bit clear, the later ones set, and the fragment right after
+//! the last piece never carries a `C` bit of this allocation; so a free with a layout of another
+//! size, or at a later piece, is told apart from a valid one.
 //!
 //! Exact fit allocates a `2^k` block and gives back the unused tail as free buddy blocks
 //! ([`Slot::trim`]), like Linux's `alloc_pages_exact`, so at most `MIN - 1` bytes of an
-//! allocation are wasted.
+//! allocation are wasted. When no free block of order `k` is left, the request is placed in a
+//! **run** of adjacent free blocks that is long enough ([`Slot::find_run`]), so an arena runs out
+//! only when no free range is long enough, not when no aligned one is (talc-like efficiency).
+//! Growing in place absorbs the free blocks behind an allocation, wherever it starts.
 
 use budalloc_core::{Corruption, Order};
 
 use crate::slot::Slot;
 
 /// Most pieces an allocation can have (one per order), and most free blocks a reshape absorbs.
-const MAX_PIECES: usize = budalloc_core::MAX_ORDERS * 2;
+pub(crate) const MAX_PIECES: usize = budalloc_core::MAX_ORDERS * 2;
 
 /// A small stack-allocated list, so the policy never allocates.
-struct List<T: Copy, const N: usize> {
+pub(crate) struct List<T: Copy, const N: usize> {
     items: [Option<T>; N],
     len: usize,
 }
@@ -37,7 +43,7 @@ impl<T: Copy, const N: usize> List<T, N> {
         }
     }
 
-    fn iter(&self) -> impl DoubleEndedIterator<Item = T> + '_ {
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = T> + Clone + '_ {
         self.items[..self.len].iter().flatten().copied()
     }
 
@@ -52,36 +58,39 @@ impl<T: Copy, const N: usize> List<T, N> {
     }
 }
 
-/// The pieces of an allocation of `need` fragments starting at `frag`, highest order first.
-pub(crate) fn pieces(frag: usize, need: usize) -> impl DoubleEndedIterator<Item = (usize, Order)> + Clone {
-    let top = usize::BITS - need.leading_zeros();
-    (0..top).rev().filter(move |&j| need & (1 << j) != 0).map(move |j| {
-        let offset = (need >> (j + 1)) << (j + 1);
-        (frag + offset, Order::new(j).unwrap_or(Order::ZERO))
-    })
-}
-
 impl Slot {
+    /// The pieces of the range of `need` fragments at `frag`, in address order: the largest
+    /// naturally aligned block (at most `MAX`) at each position that still fits.
+    pub(crate) fn pieces(&self, frag: usize, need: usize) -> List<(usize, Order), MAX_PIECES> {
+        let mut list = List::new();
+        let (mut p, end) = (frag, frag + need);
+        let top = self.math().max_order().get();
+        while p < end {
+            let j = self.abs(p).trailing_zeros().min((end - p).ilog2()).min(top);
+            let order = Order::new(j).unwrap_or(Order::ZERO);
+            list.push((p, order));
+            p += order.fragments();
+        }
+        list
+    }
+
     /// Whether a live allocation of `need` fragments (a `2^k`-fragment request) starts at
     /// `frag`: every piece is an allocated block with the right continuation bit, and the
     /// allocation does not go on past `need`.
     #[inline]
     pub fn is_live(&self, frag: usize, k: Order, need: usize) -> bool {
-        if self.abs(frag) & (k.fragments() - 1) != 0 {
-            return false;
-        }
-        if need == k.fragments() {
+        if need == k.fragments() && self.abs(frag) & (k.fragments() - 1) == 0 {
             // One piece: the common case, and the only one without exact fit.
             return self.is_block(frag, k)
                 && self.is_allocated(frag)
                 && !self.is_continuation(frag)
                 && !self.is_continuation(frag + need);
         }
-        let pieces_ok = pieces(frag, need).all(|(p, j)| {
-            p < self.arena.fragments()
-                && self.is_block(p, j)
-                && self.is_allocated(p)
-                && self.is_continuation(p) == (p != frag)
+        if !self.exact || frag + need > self.arena.fragments() {
+            return false;
+        }
+        let pieces_ok = self.pieces(frag, need).iter().all(|(p, j)| {
+            self.is_block(p, j) && self.is_allocated(p) && self.is_continuation(p) == (p != frag)
         });
         pieces_ok && !self.is_continuation(frag + need)
     }
@@ -162,8 +171,9 @@ impl Slot {
     /// Frees the live allocation of `need` fragments at `frag`, merging every piece. On `Err`
     /// nothing changed.
     pub fn free_pieces(&mut self, frag: usize, need: usize) -> Result<(), Corruption> {
-        self.plan_release(pieces(frag, need).rev())?;
-        for (p, j) in pieces(frag, need).rev() {
+        let pieces = self.pieces(frag, need);
+        self.plan_release(pieces.iter().rev())?;
+        for (p, j) in pieces.iter().rev() {
             self.set_continuation(p, false);
             self.free(p, j)?;
         }
@@ -187,10 +197,12 @@ impl Slot {
 
     fn shrink_to(&mut self, frag: usize, old: usize, new: usize) -> Result<(), Corruption> {
         let end = frag + new;
-        // Pieces wholly past the new end are freed; the one that straddles it is trimmed.
-        let outside = pieces(frag, old).filter(|&(p, _)| p >= end);
+        // Pieces wholly past the new end are freed; the one that straddles it is trimmed (the
+        // canonical pieces of a shorter range are a prefix of the longer one's, the last cut).
+        let pieces = self.pieces(frag, old);
+        let outside = pieces.iter().filter(|&(p, _)| p >= end);
         self.plan_release(outside.clone().rev())?;
-        if let Some((p, j)) = pieces(frag, old).find(|&(p, j)| p < end && end < p + j.fragments()) {
+        if let Some((p, j)) = pieces.iter().find(|&(p, j)| p < end && end < p + j.fragments()) {
             self.trim(p, j, end - p);
         }
         for (p, j) in outside.rev() {
@@ -200,91 +212,157 @@ impl Slot {
         Ok(())
     }
 
+    /// Grows the allocation at `frag` from `old` to `new` fragments by absorbing the free blocks
+    /// right behind it. `Ok(false)` (and no change) if they are not free or not long enough.
     fn grow_to(&mut self, frag: usize, old: usize, new: usize) -> Result<bool, Corruption> {
-        // The highest bit where `new` has a piece and `old` has none: that node must become one
-        // piece, made of `old`'s lower pieces and the free blocks behind them.
-        let b = usize::BITS - 1 - ((new ^ old) & new).leading_zeros();
-        let Some(order) = Order::new(b) else { return Ok(false) };
-        let node = frag + ((new >> (b + 1)) << (b + 1));
-        let old_low = old & (order.fragments() - 1);
-        if old_low == 0 {
-            // `old` ends at the node: the extension is one run of free memory right behind it.
-            return self.extend_from_free(frag + old, new - old);
-        }
-        let fits = order <= self.math().max_order()
-            && self.abs(node) & (order.fragments() - 1) == 0
-            && self.inside(b, self.abs(node));
-        if !fits {
-            return Ok(false);
-        }
-        let new_low = new & (order.fragments() - 1);
-        // Check pass: behind our pieces, the node holds only free blocks (it is split, so they
-        // lie inside it); after it, a free block starts that can hold `new`'s lower pieces.
-        let mut absorbed: List<(usize, Order), MAX_PIECES> = List::new();
-        let mut at = node + old_low;
-        while at < node + order.fragments() {
+        let end = frag + new;
+        // Check pass: free blocks start right at our end and reach past `end`.
+        let mut at = frag + old;
+        while at < end {
+            if at >= self.arena.fragments() {
+                return Ok(false);
+            }
             let block = self.find_block(at);
-            if block.allocated {
+            if block.allocated || block.frag != at {
                 return Ok(false);
             }
             self.check_header(at, block.order)?;
-            absorbed.push((at, block.order));
             at += block.order.fragments();
         }
-        let rest = node + order.fragments();
-        if new_low > 0 && !self.free_run_at(rest, new_low)? {
-            return Ok(false);
-        }
-        // Commit: the node becomes one allocated piece. Headers are read again at unlink time:
-        // unlinking one block rewrites the links of its list neighbours.
-        for (p, j) in absorbed.iter() {
-            self.unlink(p, j, self.header(p));
-            self.allocated += self.math().block_size(j);
-        }
-        for (p, _) in pieces(node, old_low) {
+        for (p, _) in self.pieces(frag, old).iter() {
             self.set_allocated(p, false);
             self.set_continuation(p, false);
         }
-        self.clear_below(node, order);
-        self.set_allocated(node, true);
-        self.set_continuation(node, node != frag);
-        if new_low > 0 {
-            self.take_free_run(rest, new_low);
-        }
+        let taken = self.take_free_blocks(frag + old, end);
+        self.lay_out(frag, frag, end, taken);
         Ok(true)
     }
 
-    /// Whether a free block starts at `at` that can hold `len` fragments (its header checked).
-    fn free_run_at(&self, at: usize, len: usize) -> Result<bool, Corruption> {
-        if at >= self.arena.fragments() {
-            return Ok(false);
+    /// Takes off their lists the free blocks that tile `from ..` up to at least `to` (all
+    /// checked free by the caller), counting them as allocated; returns the end of the last.
+    fn take_free_blocks(&mut self, from: usize, to: usize) -> usize {
+        let mut at = from;
+        while at < to {
+            let block = self.find_block(at);
+            self.unlink(block.frag, block.order, self.header(block.frag));
+            self.allocated += self.math().block_size(block.order);
+            at = block.frag + block.order.fragments();
         }
-        let block = self.find_block(at);
-        if block.allocated || block.frag != at || block.order.fragments() < len {
-            return Ok(false);
-        }
-        self.check_header(at, block.order)?;
-        Ok(true)
+        at
     }
 
-    /// Takes the free block at `at` (checked by [`Self::free_run_at`]) as continuation pieces of
-    /// `len` fragments, freeing the rest of it.
-    fn take_free_run(&mut self, at: usize, len: usize) {
-        let order = self.find_block(at).order;
-        self.unlink(at, order, self.header(at));
-        self.allocated += self.math().block_size(order);
-        self.set_allocated(at, true);
-        self.set_continuation(at, true);
-        self.trim(at, order, len);
+    /// Lays out `lo .. hi`, memory taken off the free lists or out of an allocation (every `A`
+    /// and `C` bit in it clear, all of it counted as allocated), as: free blocks over
+    /// `lo .. start`, the allocation `start .. end` as its canonical pieces, free blocks over
+    /// `end .. hi`. Each piece becomes a block: its node and those below unsplit, its ancestors
+    /// split up to the first that already is.
+    fn lay_out(&mut self, lo: usize, start: usize, end: usize, hi: usize) {
+        for (p, j) in self.pieces(start, end - start).iter() {
+            self.make_block(p, j);
+            self.set_allocated(p, true);
+            self.set_continuation(p, p != start);
+        }
+        for (from, to) in [(lo, start), (end, hi)] {
+            if from < to {
+                for (p, j) in self.pieces(from, to - from).iter() {
+                    self.make_block(p, j);
+                    self.push(p, j);
+                    self.allocated -= self.math().block_size(j);
+                }
+            }
+        }
     }
 
-    /// Grows an allocation whose last piece ends at `at` by `len` fragments of the free block
-    /// that starts there.
-    fn extend_from_free(&mut self, at: usize, len: usize) -> Result<bool, Corruption> {
-        if !self.free_run_at(at, len)? {
-            return Ok(false);
+    fn make_block(&mut self, frag: usize, k: Order) {
+        self.clear_below(frag, k);
+        let abs = self.abs(frag);
+        let mut level = k.get() + 1;
+        while self.inside(level, abs) && !self.is_split(level, abs) {
+            self.set_split(level, abs, true);
+            level += 1;
         }
-        self.take_free_run(at, len);
-        Ok(true)
+    }
+
+    /// Where a run of adjacent free blocks can hold `need` fragments starting at a fragment
+    /// absolutely aligned to `align` fragments (a power of two), if any: the start. `parked` is
+    /// an allocated block to count as free (the policy's parked last-freed block; the caller
+    /// merges it before taking a run that holds it). Reads only bits and the headers of the free
+    /// blocks it walks (checked). Any such run holds a free block of order
+    /// `floor(log2(need + 1)) - 1` or above, so only those lists are walked; the caller asks
+    /// only when no free block of the request's order is left, so these are one or two lists of
+    /// smaller blocks. Cost: the blocks of those lists times the run lengths.
+    pub fn find_run(
+        &self,
+        need: usize,
+        align: usize,
+        parked: Option<(usize, Order)>,
+    ) -> Result<Option<usize>, Corruption> {
+        let lowest = (need + 1).ilog2().saturating_sub(1);
+        if let Some((frag, order)) = parked.filter(|&(_, order)| order.get() >= lowest) {
+            if let Some(start) = self.run_around(frag, order, need, align, parked) {
+                return Ok(Some(start));
+            }
+        }
+        for j in lowest..=self.math().max_order().get().min(self.top()) {
+            let Some(order) = Order::new(j) else { break };
+            let mut at = self.head(order);
+            while let Some(frag) = at {
+                let header = self.check_header(frag, order)?;
+                if let Some(start) = self.run_around(frag, order, need, align, parked) {
+                    return Ok(Some(start));
+                }
+                at = (header.next != crate::slot::NIL).then_some(header.next as usize);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where the run of free blocks holding the free block `frag` of order `order` can hold
+    /// `need` fragments aligned to `align`, if it can.
+    fn run_around(
+        &self,
+        frag: usize,
+        order: Order,
+        need: usize,
+        align: usize,
+        parked: Option<(usize, Order)>,
+    ) -> Option<usize> {
+        let free = |block: crate::slot::Found| !block.allocated || Some(block.frag) == parked.map(|p| p.0);
+        // The run holding this block: back to its first free block, then forward.
+        let mut lo = frag;
+        while lo > 0 {
+            let before = self.find_block(lo - 1);
+            if !free(before) {
+                break;
+            }
+            lo = before.frag;
+        }
+        let start = self.abs(lo).next_multiple_of(align) - self.arena.first_absolute();
+        let mut hi = frag + order.fragments();
+        while hi < start + need && hi < self.arena.fragments() {
+            let after = self.find_block(hi);
+            if !free(after) {
+                break;
+            }
+            hi += after.order.fragments();
+        }
+        (start + need <= hi).then_some(start)
+    }
+
+    /// Allocates `need` fragments at `start`, inside a run found by [`Self::find_run`]: the free
+    /// blocks over the range are taken and laid out again as the allocation's pieces, with the
+    /// memory before and after it in those blocks freed. On `Err` nothing changed.
+    pub fn take_run(&mut self, start: usize, need: usize) -> Result<(), Corruption> {
+        let first = self.find_block(start).frag;
+        let mut at = first;
+        while at < start + need {
+            let block = self.find_block(at);
+            debug_assert!(!block.allocated, "a run found free holds an allocated block");
+            self.check_header(at, block.order)?;
+            at += block.order.fragments();
+        }
+        let hi = self.take_free_blocks(first, start + need);
+        self.lay_out(first, start, start + need, hi);
+        Ok(())
     }
 }

@@ -113,9 +113,17 @@ fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
             }
         }
         if slot.is_continuation(frag) {
-            let follows_piece = previous.is_some_and(|p| p.allocated && p.order > k);
-            if !block.allocated || !follows_piece {
-                return broken("a continuation piece is allocated and follows a larger allocated piece", at);
+            if !block.allocated || !previous.is_some_and(|p| p.allocated) {
+                return broken("a continuation piece is allocated and follows an allocated piece", at);
+            }
+        } else if block.allocated {
+            let len = slot.allocation_len(frag);
+            let canonical = slot.pieces(frag, len).iter().all(|(p, j)| {
+                let piece = slot.find_block(p);
+                piece.frag == p && piece.order == j && piece.allocated
+            });
+            if !canonical {
+                return broken("an allocation's pieces are the canonical aligned pieces of its range", at);
             }
         }
         previous = Some(budalloc_core::BlockView { frag, order: k, allocated: block.allocated });

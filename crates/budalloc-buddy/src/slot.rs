@@ -58,7 +58,7 @@ pub(crate) struct Slot {
     /// Block geometry (MIN, MAX) of the policy.
     math: SizeMath,
     /// Whether the arena has continuation bits (exact fit).
-    exact: bool,
+    pub(crate) exact: bool,
     /// Highest order with split bits: `min(max_order, log2(N))`. Invariant: no node above it lies
     /// wholly inside the arena below `max_order`.
     top: u32,
@@ -173,6 +173,19 @@ impl Slot {
         let left = self.arena.fragments() - frag;
         let k = abs.trailing_zeros().min(left.ilog2()).min(self.math.max_order().get());
         Order::new(k).unwrap_or(Order::ZERO)
+    }
+
+    /// Highest order with split bits in this arena.
+    #[inline]
+    pub(crate) fn top(&self) -> u32 {
+        self.top
+    }
+
+    /// First block of the free list of order `k`, if any.
+    #[inline]
+    pub(crate) fn head(&self, k: Order) -> Option<usize> {
+        let head = self.heads[k.index()];
+        (head != NIL).then_some(head as usize)
     }
 
     #[inline]

@@ -144,3 +144,72 @@ fn grow_in_place_stops_at_a_live_neighbour() {
     free(&mut heap, p, 100, 16);
     assert!(heap.is_pristine());
 }
+
+/// Fills an exact heap with 1 KiB blocks and frees two adjacent ones that are not buddies: a
+/// 2 KiB free run that holds no 2 KiB block. Returns the run's start.
+fn unaligned_run(heap: &mut Exact) -> NonNull<u8> {
+    let mut blocks = Vec::new();
+    while let Ok(block) = heap.allocate(layout(1024, 8)) {
+        blocks.push(block.cast::<u8>());
+    }
+    blocks.sort_by_key(|p| p.addr());
+    let i = (0..blocks.len() - 1)
+        .find(|&i| {
+            let (a, b) = (blocks[i].addr().get(), blocks[i + 1].addr().get());
+            a % 2048 == 1024 && b == a + 1024
+        })
+        .expect("two adjacent 1 KiB blocks that are not buddies");
+    let start = blocks[i];
+    free(heap, blocks[i], 1024, 8);
+    free(heap, blocks[i + 1], 1024, 8);
+    assert!(heap.stats().largest_free < 2048, "the run holds no 2 KiB block");
+    start
+}
+
+#[test]
+fn a_request_with_no_aligned_block_left_is_placed_in_a_free_run() {
+    let (mut heap, _region) = exact(16 * 1024);
+    let start = unaligned_run(&mut heap);
+    // 1040 bytes want a 2 KiB block; there is none, but the run is long enough.
+    let ptr = alloc(&mut heap, 1040, 8);
+    assert_eq!(ptr, start);
+    heap.check_invariants().unwrap();
+    // A 2 KiB-aligned request cannot use the run.
+    let before = budalloc_testkit::metadata_digest(&heap);
+    assert!(heap.allocate(layout(64, 2048)).is_err());
+    assert_eq!(budalloc_testkit::metadata_digest(&heap), before, "refused allocation changed metadata");
+    // The run allocation is checked as any other: a later piece, another size, a double free.
+    let later = ptr.map_addr(|a| a.checked_add(1024).unwrap_or(a));
+    assert!(matches!(rejected(&mut heap, later, layout(16, 8)), FreeError::InteriorPointer { .. }));
+    assert!(matches!(rejected(&mut heap, ptr, layout(2048, 8)), FreeError::LayoutMismatch { .. }));
+    free(&mut heap, ptr, 1040, 8);
+    assert!(matches!(rejected(&mut heap, ptr, layout(1040, 8)), FreeError::DoubleFree { .. }));
+    // Freed, the run merged back: the whole run serves a 2 KiB request again.
+    assert_eq!(alloc(&mut heap, 2048, 8), start);
+    heap.check_invariants().unwrap();
+}
+
+#[test]
+fn a_run_allocation_grows_and_shrinks_in_place() {
+    let (mut heap, _region) = exact(16 * 1024);
+    let start = unaligned_run(&mut heap);
+    let ptr = alloc(&mut heap, 1040, 8);
+    assert_eq!(ptr, start);
+    // SAFETY: `ptr` is live with a layout of 1040 bytes; 2048 is larger.
+    let grown =
+        unsafe { heap.grow_in_place(ptr, layout(1040, 8), layout(2048, 8)) }.expect("grow into the run");
+    assert_eq!(grown.cast::<u8>(), ptr);
+    assert_eq!(grown.len(), 2048);
+    heap.check_invariants().unwrap();
+    // Nothing is free behind it: a further grow fails and changes nothing.
+    let before = budalloc_testkit::metadata_digest(&heap);
+    // SAFETY: `ptr` is live with a layout of 2048 bytes; 2064 is larger.
+    assert!(unsafe { heap.grow_in_place(ptr, layout(2048, 8), layout(2064, 8)) }.is_err());
+    assert_eq!(budalloc_testkit::metadata_digest(&heap), before, "failed grow changed metadata");
+    // SAFETY: `ptr` is live with a layout of 2048 bytes; 100 is smaller.
+    let shrunk = unsafe { heap.shrink_in_place(ptr, layout(2048, 8), layout(100, 8)) }.expect("shrink");
+    assert_eq!(shrunk.cast::<u8>(), ptr);
+    heap.check_invariants().unwrap();
+    free(&mut heap, ptr, 100, 8);
+    assert_eq!(alloc(&mut heap, 2048, 8), start);
+}
