@@ -23,6 +23,7 @@
 
 mod arena;
 mod bitmap;
+mod classes;
 mod error;
 mod grow;
 #[cfg(any(test, feature = "check-invariants"))]
@@ -34,6 +35,7 @@ mod stats;
 
 pub use arena::Arena;
 pub use bitmap::{Bitmap, Bits};
+pub use classes::SizeClasses;
 pub use error::{AllocError, Corruption, FreeError, GuardKey, RegionError};
 pub use grow::{Grow, Source};
 #[cfg(any(test, feature = "check-invariants"))]
