@@ -75,6 +75,14 @@ const FUZZ_SEEDS_DIR: &str = "fuzz/corpus";
 /// so runs build on each other without touching the committed seeds.
 const FUZZ_WORK_DIR: &str = "fuzz/corpus-run";
 
+/// Seconds per target of the `fuzz-smoke` stage of `cargo xtask ci`.
+const FUZZ_SMOKE_SECS: u64 = 15;
+
+/// Working corpora of `fuzz-smoke`, one directory per target, emptied before each run (inside
+/// the fuzz workspace's git-ignored target directory): every smoke run starts from the committed
+/// seeds alone and writes nothing into the source tree.
+const FUZZ_SMOKE_DIR: &str = "fuzz/target/smoke-corpus";
+
 /// Package and example run by `cargo xtask demo`.
 const DEMO_PACKAGE: &str = "budalloc";
 /// See [`DEMO_PACKAGE`].
@@ -133,8 +141,8 @@ USAGE:
     cargo xtask <COMMAND> [ARGS]
 
 COMMANDS:
-    ci       everything CI runs, in order: fmt, clippy, test, loom, tidy, doc, nostd, miri
-             (installs the rustup components and targets it needs first)
+    ci       everything CI runs, in order: fmt, clippy, test, loom, tidy, doc, nostd, miri,
+             fuzz-smoke (installs the rustup components, targets and cargo-fuzz it needs first)
     test     cargo test --workspace --all-features (unit, integration and doc tests),
              then the core and buddy tests again in release mode
     fmt      cargo fmt --all --check
@@ -153,6 +161,9 @@ COMMANDS:
     fuzz     [<target>...] [--time S]: cargo +nightly fuzz run on the named targets (default:
              every target), S seconds each (default 30), from the seeds in fuzz/corpus;
              installs cargo-fuzz with --locked first if `cargo fuzz` is missing
+    fuzz-smoke
+             every fuzz target for 15 s from its committed seeds, in a scratch corpus
+             under fuzz/target (the `ci` stage; fails on any crash)
     help     this text
 
 Every command prints what it runs (`$ cargo ...`) and stops at the first failing step.";
@@ -202,6 +213,7 @@ fn single_stage(name: &str) -> Option<Stage> {
         "doc" => doc,
         "tidy" => tidy,
         "demo" => demo,
+        "fuzz-smoke" => fuzz_smoke,
         _ => return None,
     })
 }
@@ -231,6 +243,7 @@ const CI_STAGES: &[(&str, Stage)] = &[
     ("doc", doc),
     ("nostd", nostd),
     ("miri", miri),
+    ("fuzz-smoke", fuzz_smoke),
 ];
 
 fn ci(runner: &mut Runner) -> Result {
@@ -410,7 +423,8 @@ fn fuzz(runner: &mut Runner, args: &[String]) -> Result {
         let step = fs::create_dir_all(&work)
             .map_err(|e| Failure(format!("cannot create {}: {e}", work.display())))
             .and_then(|()| {
-                runner.run_step(&format!("fuzz {target}"), fuzz_command(target, secs, seeds_exist))
+                let command = fuzz_command(target, FUZZ_WORK_DIR, secs, seeds_exist);
+                runner.run_step(&format!("fuzz {target}"), command)
             });
         if let Err(failure) = step {
             result = Err(failure);
@@ -456,15 +470,44 @@ fn parse_fuzz_args(args: &[String]) -> Result<(Vec<&'static str>, u64)> {
     Ok((targets, secs))
 }
 
-/// `cargo +nightly fuzz run <target> <working corpus> [<seeds>] -- -max_total_time=<secs>`.
-fn fuzz_command(target: &str, secs: u64, with_seeds: bool) -> Cmd {
-    let work = format!("{FUZZ_WORK_DIR}/{target}");
+/// `cargo xtask fuzz-smoke`, the last stage of `ci`: builds every target once, then runs each of
+/// [`FUZZ_TARGETS`] for [`FUZZ_SMOKE_SECS`] from its committed seeds alone, with a working corpus
+/// in [`FUZZ_SMOKE_DIR`] that is emptied first. Fails at the first target without seeds or whose
+/// run fails (a crash, a leak, a timeout: libFuzzer saved the input in `fuzz/artifacts/<target>/`).
+fn fuzz_smoke(runner: &mut Runner) -> Result {
+    ensure_cargo_fuzz(runner)?;
+    runner.run_step("fuzz build", cargo(["+nightly", "fuzz", "build"]))?;
+    for target in FUZZ_TARGETS {
+        let seeds = runner.root.join(FUZZ_SEEDS_DIR).join(target);
+        if !seeds.is_dir() {
+            return Err(Failure(format!(
+                "fuzz target `{target}` has no seed corpus: commit a few inputs in {}",
+                relative(&runner.root, &seeds)
+            )));
+        }
+        let work = runner.root.join(FUZZ_SMOKE_DIR).join(target);
+        match fs::remove_dir_all(&work) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Failure(format!("cannot empty {}: {e}", work.display()))),
+        }
+        fs::create_dir_all(&work).map_err(|e| Failure(format!("cannot create {}: {e}", work.display())))?;
+        let command = fuzz_command(target, FUZZ_SMOKE_DIR, FUZZ_SMOKE_SECS, true);
+        runner.run_step(&format!("fuzz-smoke {target}"), command)?;
+    }
+    Ok(())
+}
+
+/// `cargo +nightly fuzz run <target> <work>/<target> [<seeds>] -- -max_total_time=<secs>
+/// -print_final_stats=1`: libFuzzer writes new inputs into the first corpus directory only.
+fn fuzz_command(target: &str, work: &str, secs: u64, with_seeds: bool) -> Cmd {
+    let work = format!("{work}/{target}");
     let seeds = format!("{FUZZ_SEEDS_DIR}/{target}");
     let mut command = cargo(["+nightly", "fuzz", "run", target, &work]);
     if with_seeds {
         command = command.arg(&seeds);
     }
-    command.args(["--", &format!("-max_total_time={secs}")])
+    command.args(["--", &format!("-max_total_time={secs}"), "-print_final_stats=1"])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1206,8 +1249,14 @@ mod tests {
         assert!(parse(&["--time", "0"]).is_err());
         assert!(parse(&["nope"]).is_err());
         assert_eq!(
-            fuzz_command("abuse", 20, true).to_string(),
-            "cargo +nightly fuzz run abuse fuzz/corpus-run/abuse fuzz/corpus/abuse -- -max_total_time=20"
+            fuzz_command("abuse", FUZZ_WORK_DIR, 20, true).to_string(),
+            "cargo +nightly fuzz run abuse fuzz/corpus-run/abuse fuzz/corpus/abuse -- -max_total_time=20 \
+             -print_final_stats=1"
+        );
+        assert_eq!(
+            fuzz_command("local_ops", FUZZ_SMOKE_DIR, FUZZ_SMOKE_SECS, true).to_string(),
+            "cargo +nightly fuzz run local_ops fuzz/target/smoke-corpus/local_ops fuzz/corpus/local_ops -- \
+             -max_total_time=15 -print_final_stats=1"
         );
     }
 
