@@ -25,7 +25,7 @@ fn dangling(align: usize) -> NonNull<u8> {
 }
 
 #[inline]
-fn empty(layout: Layout) -> NonNull<[u8]> {
+pub(crate) fn empty(layout: Layout) -> NonNull<[u8]> {
     NonNull::slice_from_raw_parts(dangling(layout.align()), 0)
 }
 
@@ -34,7 +34,7 @@ fn empty(layout: Layout) -> NonNull<[u8]> {
 /// # Safety
 /// `block` must be valid for writes of its length, and `from <= block.len()`.
 #[inline]
-unsafe fn zero_from(block: NonNull<[u8]>, from: usize) {
+pub(crate) unsafe fn zero_from(block: NonNull<[u8]>, from: usize) {
     let start = block.cast::<u8>().as_ptr().wrapping_add(from);
     // SAFETY: `from <= block.len()`, and the block is valid for writes of its length.
     unsafe { start.write_bytes(0, block.len() - from) };

@@ -8,6 +8,8 @@
 //! - [`Local`]: one thread, a re-entrance flag, no atomics;
 //! - [`Locked`]: any policy behind a [`RawLock`] chosen by type parameter ([`Spin`], `no_std`;
 //!   [`StdLock`] with the `std` feature), with a non-blocking [`Locked::try_with`];
+//! - `Cached` (feature `std`): per-thread magazines of size-class objects in front of a
+//!   `'static` [`Locked`] policy that implements `budalloc_core::SizeClasses`;
 //! - [`StaticHeap`]: a spin-locked policy over an array inside the static, for
 //!   `#[global_allocator]` on `no_std`; [`SystemSource`] (feature `std`) feeds
 //!   `budalloc_core::Grow` regions from the OS.
@@ -21,6 +23,8 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "std")]
+mod cached;
 pub mod fatal;
 mod frontend;
 mod local;
@@ -33,6 +37,8 @@ mod static_heap;
 mod std_lock;
 mod sync_prim;
 
+#[cfg(feature = "std")]
+pub use cached::{Cached, Magazines, BATCH, CACHED_CLASSES, MAGAZINE};
 pub use local::Local;
 pub use locked::{Locked, RawLock, Spin, WouldBlock};
 #[cfg(feature = "std")]

@@ -1,6 +1,7 @@
 //! Integration tests of the frontends: the allocator-api2 conformance suite on `Local` over the
 //! buddy policy, and what `Local` adds (stats, claim, misuse on free).
 
+mod cached;
 mod locked;
 
 use budalloc_buddy::Buddy;

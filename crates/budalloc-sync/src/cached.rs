@@ -1,0 +1,563 @@
+//! [`Cached`]: per-thread magazines of size-class objects in front of one shared, locked policy.
+//!
+//! Each thread keeps, per size class, a magazine of up to [`MAGAZINE`] free objects. An
+//! allocation pops from the thread's magazine and a free pushes onto it: no lock, no atomic. An
+//! empty magazine is refilled with [`BATCH`] objects under one lock; a full one gives its
+//! [`BATCH`] oldest objects back under one lock. A block freed by another thread than the one
+//! that allocated it simply joins the freeing thread's magazine: there is no per-owner state, so
+//! a cross-thread free costs what a local one does and never takes a lock of its own. When a
+//! thread exits, its magazines go back to the shared policy, so nothing is lost.
+//!
+//! What is checked, and when:
+//! - a double free of an object that sits in the thread's magazine is caught at once: a freed
+//!   object carries a key in its first word (as glibc's tcache), and a free of an object that
+//!   carries it is looked up in the magazine;
+//! - every other misuse (foreign, interior or stale pointer, wrong layout) is caught by the
+//!   shared policy's checked free when the magazine is flushed, at most [`MAGAZINE`] frees later,
+//!   before the object can be handed out by any other thread but possibly after this thread
+//!   reused it. The `GlobalAlloc` path then aborts with the usual one-line report.
+//!
+//! Requests that map to no class, and zero-size requests, go to the shared policy (or get a
+//! dangling pointer) as with [`Locked`].
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use budalloc_core::{AllocError, FreeError, SizeClasses};
+
+use crate::locked::{Locked, RawLock, Spin};
+
+/// Objects a magazine holds at most, per class and thread.
+pub const MAGAZINE: usize = 32;
+/// Objects moved per refill or flush (one lock each).
+pub const BATCH: usize = MAGAZINE / 2;
+/// Classes that get magazines (the smallest ones); larger classes go to the shared policy.
+pub const CACHED_CLASSES: usize = 40;
+
+/// One thread's cached objects, per class. Plain data: the thread-local wrapper and the loom
+/// model drive the same code.
+pub struct Magazines {
+    /// Per class, the cached objects. Invariant: `objects[c][..len[c]]` are distinct objects of
+    /// class `c`, allocated from the shared policy with `class_layout(c)`, owned by this cache
+    /// (no user holds them), each with [`key`] of its address in its first word; oldest first.
+    objects: [[Option<NonNull<u8>>; MAGAZINE]; CACHED_CLASSES],
+    /// Per class, how many objects are cached.
+    len: [u8; CACHED_CLASSES],
+}
+
+// SAFETY: the cached objects are owned by the magazines (no one else holds them), so moving the
+// magazines to another thread moves that ownership; `NonNull` is not `Send` only because it may
+// alias, which the invariant of `objects` rules out.
+unsafe impl Send for Magazines {}
+
+/// The word a cached object carries: its address mixed with a constant, so that user data
+/// carrying it by chance is unlikely (and then only costs a magazine scan).
+#[inline]
+fn key(addr: usize) -> usize {
+    addr.rotate_left(17) ^ (0x9e37_79b9_7f4a_7c15_u64 as usize)
+}
+
+impl Magazines {
+    /// Empty magazines.
+    pub const fn new() -> Self {
+        Magazines { objects: [[None; MAGAZINE]; CACHED_CLASSES], len: [0; CACHED_CLASSES] }
+    }
+
+    /// Objects cached, all classes together.
+    pub fn cached(&self) -> usize {
+        self.len.iter().map(|&n| usize::from(n)).sum()
+    }
+
+    /// The class a layout is cached under, if any.
+    #[inline]
+    fn class<A: SizeClasses>(layout: Layout) -> Option<usize> {
+        A::class_of(layout).filter(|&c| c < CACHED_CLASSES)
+    }
+
+    /// Allocates for `layout` from the magazine of its class, refilling it from `shared` if it is
+    /// empty; `None` if the layout is not cached (the caller asks `shared` itself).
+    ///
+    /// # Errors
+    /// The shared policy has no object of the class left.
+    #[inline]
+    pub fn allocate<A: SizeClasses, L: RawLock>(
+        &mut self,
+        shared: &Locked<A, L>,
+        layout: Layout,
+    ) -> Option<Result<NonNull<[u8]>, AllocError>> {
+        let class = Self::class::<A>(layout)?;
+        let class_layout = A::class_layout(class);
+        if self.len[class] == 0 {
+            if let Err(error) = self.refill(shared, class, class_layout) {
+                return Some(Err(error));
+            }
+        }
+        let n = usize::from(self.len[class]) - 1;
+        let object = self.objects[class][n].take()?;
+        self.len[class] = n as u8;
+        // SAFETY: the object is ours (invariant of `objects`), at least 16 bytes and aligned to
+        // its class (>= a word): wipe the key so live user data never carries it by our doing.
+        unsafe { object.cast::<usize>().write(0) };
+        Some(Ok(NonNull::slice_from_raw_parts(object, class_layout.size())))
+    }
+
+    /// Takes up to [`BATCH`] objects of `class` from `shared`, under one lock.
+    #[cold]
+    fn refill<A: SizeClasses, L: RawLock>(
+        &mut self,
+        shared: &Locked<A, L>,
+        class: usize,
+        layout: Layout,
+    ) -> Result<(), AllocError> {
+        let mut first_error = None;
+        shared.with(|policy| {
+            for _ in 0..BATCH {
+                match policy.allocate(layout) {
+                    Ok(block) => {
+                        let object = block.cast::<u8>();
+                        // SAFETY: a fresh block of the class, ours, at least a word long and
+                        // aligned.
+                        unsafe { object.cast::<usize>().write(key(object.addr().get())) };
+                        let n = usize::from(self.len[class]);
+                        self.objects[class][n] = Some(object);
+                        self.len[class] += 1;
+                    }
+                    Err(error) => {
+                        first_error = Some(error);
+                        break;
+                    }
+                }
+            }
+        });
+        match first_error {
+            Some(error) if self.len[class] == 0 => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// Frees `ptr` into the magazine of `layout`'s class, giving the oldest half back to
+    /// `shared` first if the magazine is full; `None` if the layout is not cached.
+    ///
+    /// # Errors
+    /// `ptr` is already in the magazine (a double free), or the shared policy rejected an object
+    /// of the half given back (misuse detected late: see the module docs).
+    ///
+    /// # Safety
+    /// `ptr` must be a block the caller owns, allocated from `shared` (directly or through a
+    /// magazine) with a layout `layout` fits, and must not be used after this call.
+    #[inline]
+    pub unsafe fn deallocate<A: SizeClasses, L: RawLock>(
+        &mut self,
+        shared: &Locked<A, L>,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Option<Result<(), FreeError>> {
+        let class = Self::class::<A>(layout)?;
+        let addr = ptr.addr().get();
+        // SAFETY: the caller gives us the block: it is at least a word long (classes are at
+        // least 16 bytes) and aligned to its class.
+        let word = unsafe { ptr.cast::<usize>().read() };
+        if word == key(addr) && self.objects[class][..usize::from(self.len[class])].contains(&Some(ptr)) {
+            let size = A::class_layout(class).size();
+            return Some(Err(FreeError::DoubleFree { addr, size }));
+        }
+        if usize::from(self.len[class]) == MAGAZINE {
+            if let Err(error) = self.flush_class(shared, class, BATCH) {
+                return Some(Err(error));
+            }
+        }
+        // SAFETY: as above; the block is ours from now on, written through the caller's pointer.
+        unsafe { ptr.cast::<usize>().write(key(addr)) };
+        let n = usize::from(self.len[class]);
+        self.objects[class][n] = Some(ptr);
+        self.len[class] += 1;
+        Some(Ok(()))
+    }
+
+    /// Gives the `count` oldest objects of `class` back to `shared`, under one lock.
+    #[cold]
+    fn flush_class<A: SizeClasses, L: RawLock>(
+        &mut self,
+        shared: &Locked<A, L>,
+        class: usize,
+        count: usize,
+    ) -> Result<(), FreeError> {
+        let n = usize::from(self.len[class]);
+        let count = count.min(n);
+        let layout = A::class_layout(class);
+        let mut result = Ok(());
+        shared.with(|policy| {
+            for slot in &mut self.objects[class][..count] {
+                if let Some(object) = slot.take() {
+                    // SAFETY: the object is ours (invariant of `objects`) and was allocated with
+                    // `layout`; the policy checks it before changing anything.
+                    if let Err(error) = unsafe { policy.try_deallocate(object, layout) } {
+                        if result.is_ok() {
+                            result = Err(error);
+                        }
+                    }
+                }
+            }
+        });
+        self.objects[class].copy_within(count..n, 0);
+        self.objects[class][n - count..n].fill(None);
+        self.len[class] = (n - count) as u8;
+        result
+    }
+
+    /// Gives every cached object back to `shared`.
+    ///
+    /// # Errors
+    /// The shared policy rejected a cached object (misuse detected late); the others went back.
+    pub fn flush<A: SizeClasses, L: RawLock>(&mut self, shared: &Locked<A, L>) -> Result<(), FreeError> {
+        let mut result = Ok(());
+        for class in 0..CACHED_CLASSES {
+            if self.len[class] > 0 {
+                let flushed = self.flush_class(shared, class, MAGAZINE);
+                result = result.and(flushed);
+            }
+        }
+        result
+    }
+}
+
+impl Default for Magazines {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Per-thread magazines in front of a `'static` shared heap: `&Cached` is an `allocator_api2`
+/// allocator, and `Cached` a `GlobalAlloc`.
+///
+/// The shared heap is borrowed for `'static` because each thread's cache keeps a reference to it
+/// until the thread exits (then it flushes into it): declare the heap as a `static`.
+///
+/// ```
+/// use budalloc_sync::{Cached, Locked};
+/// # use budalloc_core::*; use core::alloc::Layout; use core::ptr::NonNull;
+/// # struct Classes; // stands for a `budalloc_classes::Classes` over a grown buddy
+/// # unsafe impl RawAlloc for Classes {
+/// #     fn allocate(&mut self, l: Layout) -> Result<NonNull<[u8]>, AllocError> { Err(AllocError::OutOfMemory { size: l.size(), block: 0 }) }
+/// #     unsafe fn try_deallocate(&mut self, p: NonNull<u8>, _: Layout) -> Result<(), FreeError> { Err(FreeError::ForeignPointer { addr: p.addr().get() }) }
+/// #     fn validate(&self, p: NonNull<u8>, _: Layout) -> Result<(), FreeError> { Err(FreeError::ForeignPointer { addr: p.addr().get() }) }
+/// #     fn rebase(&self, _: NonNull<u8>) -> Option<NonNull<u8>> { None }
+/// #     unsafe fn grow_in_place(&mut self, _: NonNull<u8>, _: Layout, n: Layout) -> Result<NonNull<[u8]>, AllocError> { Err(AllocError::OutOfMemory { size: n.size(), block: 0 }) }
+/// #     unsafe fn shrink_in_place(&mut self, _: NonNull<u8>, _: Layout, n: Layout) -> Result<NonNull<[u8]>, AllocError> { Err(AllocError::OutOfMemory { size: n.size(), block: 0 }) }
+/// #     fn owns(&self, _: NonNull<u8>) -> bool { false }
+/// #     fn usable_size(&self, l: Layout) -> Result<usize, AllocError> { Ok(l.size()) }
+/// #     fn stats(&self) -> Stats { unimplemented!() }
+/// # }
+/// # impl SizeClasses for Classes { const CLASSES: usize = 0; fn class_of(_: Layout) -> Option<usize> { None } fn class_layout(_: usize) -> Layout { Layout::new::<u8>() } }
+/// static SHARED: Locked<Classes> = Locked::new_spin(Classes);
+/// static HEAP: Cached<Classes> = Cached::new(&SHARED);
+/// let v = allocator_api2::vec::Vec::<u8, _>::new_in(&HEAP);
+/// assert!(v.is_empty());
+/// ```
+pub struct Cached<A: 'static, L: RawLock + 'static = Spin> {
+    shared: &'static Locked<A, L>,
+}
+
+impl<A, L: RawLock> Cached<A, L> {
+    /// Per-thread caches in front of `shared`.
+    pub const fn new(shared: &'static Locked<A, L>) -> Self {
+        Cached { shared }
+    }
+
+    /// The shared heap behind the caches.
+    pub fn shared(&self) -> &'static Locked<A, L> {
+        self.shared
+    }
+}
+
+#[cfg(not(budalloc_loom))]
+mod tls {
+    //! The thread-local half: one set of magazines per thread, bound to the first shared heap
+    //! the thread uses through a [`Cached`](super::Cached) (others bypass the cache).
+
+    use core::alloc::Layout;
+    use core::cell::{Cell, UnsafeCell};
+    use core::ptr::NonNull;
+
+    use budalloc_core::{AllocError, FreeError, SizeClasses};
+
+    use super::{Cached, Magazines};
+    use crate::locked::{Locked, RawLock};
+
+    /// Flushes magazines into the shared heap at `owner` (a `&'static Locked<A, L>`).
+    type FlushFn = unsafe fn(*const (), &mut Magazines);
+
+    /// One thread's cache.
+    struct ThreadCache {
+        /// The shared heap the magazines belong to (null until first use). Invariant: if not
+        /// null, a `&'static Locked<A, L>` and `flush` is `flush_into::<A, L>`.
+        owner: Cell<*const ()>,
+        flush: Cell<Option<FlushFn>>,
+        /// Set while a call runs on the magazines (a re-entrant call bypasses them).
+        busy: Cell<bool>,
+        magazines: UnsafeCell<Magazines>,
+    }
+
+    impl Drop for ThreadCache {
+        fn drop(&mut self) {
+            if let Some(flush) = self.flush.get() {
+                // SAFETY: `owner` and `flush` were set together (invariant of `owner`).
+                unsafe { flush(self.owner.get(), self.magazines.get_mut()) };
+            }
+        }
+    }
+
+    std::thread_local! {
+        static CACHE: ThreadCache = const {
+            ThreadCache {
+                owner: Cell::new(core::ptr::null()),
+                flush: Cell::new(None),
+                busy: Cell::new(false),
+                magazines: UnsafeCell::new(Magazines::new()),
+            }
+        };
+    }
+
+    /// # Safety
+    /// `owner` must be a `&'static Locked<A, L>`.
+    unsafe fn flush_into<A: SizeClasses, L: RawLock>(owner: *const (), magazines: &mut Magazines) {
+        // SAFETY: the caller's promise.
+        let shared = unsafe { &*owner.cast::<Locked<A, L>>() };
+        if let Err(error) = magazines.flush(shared) {
+            crate::fatal::misuse(&error)
+        }
+    }
+
+    impl<A: SizeClasses, L: RawLock> Cached<A, L> {
+        /// Runs `f` on this thread's magazines if they belong to our shared heap (binding them
+        /// on first use); `None` if the thread is exiting, the call is re-entrant, or the thread
+        /// caches for another heap.
+        #[inline]
+        fn with_magazines<R>(&self, f: impl FnOnce(&mut Magazines) -> R) -> Option<R> {
+            let me: *const () = core::ptr::from_ref(self.shared).cast();
+            CACHE
+                .try_with(|cache| {
+                    if cache.busy.get() {
+                        return None;
+                    }
+                    if cache.owner.get() != me {
+                        if !cache.owner.get().is_null() {
+                            return None;
+                        }
+                        cache.owner.set(me);
+                        cache.flush.set(Some(flush_into::<A, L> as FlushFn));
+                    }
+                    cache.busy.set(true);
+                    // SAFETY: `busy` makes this the only access to the magazines on this thread,
+                    // and they are never reached from another thread.
+                    let result = f(unsafe { &mut *cache.magazines.get() });
+                    cache.busy.set(false);
+                    Some(result)
+                })
+                .ok()
+                .flatten()
+        }
+
+        /// Allocates through this thread's cache, or from the shared heap.
+        ///
+        /// # Errors
+        /// As the policy's `allocate`.
+        #[inline]
+        pub(crate) fn cached_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            match self.with_magazines(|m| m.allocate(self.shared, layout)).flatten() {
+                Some(result) => result,
+                None => self.shared.with(|a| a.allocate(layout)),
+            }
+        }
+
+        /// Frees through this thread's cache, or into the shared heap.
+        ///
+        /// # Errors
+        /// Detected misuse (see the module docs for when).
+        ///
+        /// # Safety
+        /// As `RawAlloc::try_deallocate`, for a block of the shared heap.
+        #[inline]
+        pub(crate) unsafe fn cached_deallocate(
+            &self,
+            ptr: NonNull<u8>,
+            layout: Layout,
+        ) -> Result<(), FreeError> {
+            // SAFETY: forwarded from our caller.
+            let cached = self.with_magazines(|m| unsafe { m.deallocate(self.shared, ptr, layout) }).flatten();
+            match cached {
+                Some(result) => result,
+                // SAFETY: forwarded from our caller.
+                None => self.shared.with(|a| unsafe { a.try_deallocate(ptr, layout) }),
+            }
+        }
+
+        /// Resizes through the caches: in place if both layouts map to the same class, by the
+        /// shared heap if neither is cached, else by moving the block.
+        ///
+        /// # Safety
+        /// `ptr` must be live with a layout `old` fits, `new` non-zero-size.
+        pub(crate) unsafe fn cached_resize(
+            &self,
+            ptr: NonNull<u8>,
+            old: Layout,
+            new: Layout,
+        ) -> Result<NonNull<[u8]>, AllocError> {
+            let (from, to) = (A::class_of(old), A::class_of(new));
+            match (from, to) {
+                (Some(c), Some(d)) if c == d => {
+                    return Ok(NonNull::slice_from_raw_parts(ptr, A::class_layout(c).size()));
+                }
+                (None, None) => {
+                    return self.shared.with(|a| {
+                        if new.size() >= old.size() {
+                            // SAFETY: forwarded from our caller; the size grows.
+                            unsafe { a.grow(ptr, old, new) }
+                        } else {
+                            // SAFETY: forwarded from our caller; the size shrinks.
+                            unsafe { a.shrink(ptr, old, new) }
+                        }
+                    });
+                }
+                _ => {}
+            }
+            let block = self.cached_allocate(new)?;
+            let keep = old.size().min(new.size());
+            // SAFETY: both blocks are live (hence disjoint) and hold at least `keep` bytes.
+            unsafe { ptr.copy_to_nonoverlapping(block.cast::<u8>(), keep) };
+            // SAFETY: forwarded from our caller: the old block is ours and no longer used.
+            unsafe { self.cached_deallocate(ptr, old) }.map_err(AllocError::InvalidBlock)?;
+            Ok(block)
+        }
+
+        /// Gives this thread's cached objects back to the shared heap now (threads do it when
+        /// they exit) and unbinds the thread's cache from it, so that the thread may cache for
+        /// another heap next; before reading the shared heap's figures, for instance.
+        ///
+        /// # Errors
+        /// A cached object was rejected by the shared heap (misuse detected late).
+        pub fn flush_thread(&self) -> Result<(), FreeError> {
+            let me: *const () = core::ptr::from_ref(self.shared).cast();
+            let result = self.with_magazines(|m| m.flush(self.shared)).unwrap_or(Ok(()));
+            let _ = CACHE.try_with(|cache| {
+                if cache.owner.get() == me && !cache.busy.get() {
+                    cache.owner.set(core::ptr::null());
+                    cache.flush.set(None);
+                }
+            });
+            result
+        }
+    }
+}
+
+#[cfg(not(budalloc_loom))]
+mod impls {
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::ptr::{self, NonNull};
+
+    use allocator_api2::alloc::{AllocError as ApiAllocError, Allocator};
+    use budalloc_core::{AllocError, FreeError, SizeClasses};
+
+    use super::Cached;
+    use crate::frontend::{empty, zero_from};
+    use crate::locked::RawLock;
+
+    // SAFETY: blocks come from the shared policy (directly or through a magazine that owns
+    // them), whose `RawAlloc` contract makes them valid, disjoint and kept until freed; a block
+    // is in a magazine or with a user, never both; zero-size blocks are dangling.
+    unsafe impl<A: SizeClasses, L: RawLock> Allocator for &Cached<A, L> {
+        #[inline]
+        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
+            if layout.size() == 0 {
+                return Ok(empty(layout));
+            }
+            self.cached_allocate(layout).map_err(|_| ApiAllocError)
+        }
+
+        #[inline]
+        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+            if layout.size() != 0 {
+                // SAFETY: the caller promises `ptr` is live with a layout that fits.
+                if let Err(error) = unsafe { self.cached_deallocate(ptr, layout) } {
+                    panic!("budalloc: invalid deallocation: {error}");
+                }
+            }
+        }
+
+        unsafe fn grow(
+            &self,
+            ptr: NonNull<u8>,
+            old: Layout,
+            new: Layout,
+        ) -> Result<NonNull<[u8]>, ApiAllocError> {
+            if old.size() == 0 {
+                return self.allocate(new);
+            }
+            // SAFETY: forwarded from our caller; `new` is at least `old`, so not zero-size.
+            unsafe { self.cached_resize(ptr, old, new) }.map_err(|_| ApiAllocError)
+        }
+
+        unsafe fn shrink(
+            &self,
+            ptr: NonNull<u8>,
+            old: Layout,
+            new: Layout,
+        ) -> Result<NonNull<[u8]>, ApiAllocError> {
+            if new.size() == 0 {
+                // SAFETY: forwarded from our caller.
+                unsafe { self.deallocate(ptr, old) };
+                return Ok(empty(new));
+            }
+            // SAFETY: forwarded from our caller.
+            unsafe { self.cached_resize(ptr, old, new) }.map_err(|_| ApiAllocError)
+        }
+    }
+
+    // SAFETY: as for the allocator-api2 impl; in addition nothing here panics or unwinds:
+    // failures return null and detected misuse aborts the process.
+    unsafe impl<A: SizeClasses, L: RawLock> GlobalAlloc for Cached<A, L> {
+        #[inline]
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            match self.cached_allocate(layout) {
+                Ok(block) => block.cast::<u8>().as_ptr(),
+                Err(AllocError::Corrupted(c)) => crate::fatal::misuse(&FreeError::Corrupted(c)),
+                Err(_) => ptr::null_mut(),
+            }
+        }
+
+        #[inline]
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            match self.cached_allocate(layout) {
+                Ok(block) => {
+                    // SAFETY: a fresh block is valid for writes of its length.
+                    unsafe { zero_from(block, 0) };
+                    block.cast::<u8>().as_ptr()
+                }
+                Err(AllocError::Corrupted(c)) => crate::fatal::misuse(&FreeError::Corrupted(c)),
+                Err(_) => ptr::null_mut(),
+            }
+        }
+
+        #[inline]
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            let Some(ptr) = NonNull::new(ptr) else { return };
+            // SAFETY: the caller promises `ptr` was allocated here with `layout`; misuse the
+            // policy or the magazine detects aborts.
+            if let Err(error) = unsafe { self.cached_deallocate(ptr, layout) } {
+                crate::fatal::misuse(&error)
+            }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let Ok(new) = Layout::from_size_align(new_size, layout.align()) else { return ptr::null_mut() };
+            let Some(old_ptr) = NonNull::new(ptr) else { return ptr::null_mut() };
+            // SAFETY: the caller promises `ptr` is live with `layout`, and `new_size > 0`.
+            match unsafe { self.cached_resize(old_ptr, layout, new) } {
+                Ok(block) => block.cast::<u8>().as_ptr(),
+                Err(AllocError::InvalidBlock(error)) => crate::fatal::misuse(&error),
+                Err(AllocError::Corrupted(c)) => crate::fatal::misuse(&FreeError::Corrupted(c)),
+                Err(_) => ptr::null_mut(),
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! `Cached`: per-thread magazines over a shared locked heap. The policy here is a stand-in for
+//! the size-class policy: power-of-two classes of 16 B .. 2 KiB served by a buddy.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use std::alloc::GlobalAlloc;
+
+use budalloc_buddy::Buddy;
+use budalloc_core::{AllocError, FreeError, Inspect, RawAlloc, SizeClasses, Stats};
+use budalloc_sync::{Cached, Locked, BATCH, MAGAZINE};
+use budalloc_testkit::Region;
+
+/// A buddy that declares its orders up to 2 KiB as size classes.
+#[derive(Default)]
+pub struct PowerClasses(Buddy<16, { 1 << 16 }, 2>);
+
+const CLASSES: usize = 8;
+
+// SAFETY: every call is forwarded to the buddy, which keeps the contract.
+unsafe impl RawAlloc for PowerClasses {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.0.allocate(layout)
+    }
+    unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.0.try_deallocate(ptr, layout) }
+    }
+    fn validate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        self.0.validate(ptr, layout)
+    }
+    fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>> {
+        self.0.rebase(ptr)
+    }
+    unsafe fn grow_in_place(
+        &mut self,
+        p: NonNull<u8>,
+        o: Layout,
+        n: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.0.grow_in_place(p, o, n) }
+    }
+    unsafe fn shrink_in_place(
+        &mut self,
+        p: NonNull<u8>,
+        o: Layout,
+        n: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.0.shrink_in_place(p, o, n) }
+    }
+    fn flush(&mut self) {
+        self.0.flush();
+    }
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.0.owns(ptr)
+    }
+    fn usable_size(&self, layout: Layout) -> Result<usize, AllocError> {
+        self.0.usable_size(layout)
+    }
+    fn stats(&self) -> Stats {
+        self.0.stats()
+    }
+}
+
+impl SizeClasses for PowerClasses {
+    const CLASSES: usize = CLASSES;
+    fn class_of(layout: Layout) -> Option<usize> {
+        let size = layout.size().max(layout.align()).max(16).next_power_of_two();
+        let class = (size.trailing_zeros() - 4) as usize;
+        (class < CLASSES).then_some(class)
+    }
+    fn class_layout(class: usize) -> Layout {
+        assert!(class < CLASSES, "no class {class}");
+        Layout::from_size_align(16 << class, 16 << class).unwrap_or(Layout::new::<u8>())
+    }
+}
+
+/// A `Cached` over a fresh heap. Dropping the guard flushes this thread's cache and unbinds it
+/// before the heap and its region go.
+pub struct Guard {
+    cached: Cached<PowerClasses>,
+    shared: *mut Locked<PowerClasses>,
+    _region: Region,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.cached.flush_thread().expect("cached objects go back");
+        // SAFETY: `shared` came from `Box::into_raw` in `cached`, this thread's cache no longer
+        // refers to it (flushed and unbound), and the tests spawn no thread that outlives it.
+        drop(unsafe { Box::from_raw(self.shared) });
+    }
+}
+
+impl Guard {
+    fn heap(&self) -> &Cached<PowerClasses> {
+        &self.cached
+    }
+
+    fn shared(&self) -> &Locked<PowerClasses> {
+        // SAFETY: the box lives until `drop`.
+        unsafe { &*self.shared }
+    }
+}
+
+pub fn cached(len: usize) -> Guard {
+    let region = Region::new(len, 4096);
+    let mut policy = PowerClasses::default();
+    let (ptr, len) = region.skewed(0);
+    // SAFETY: the region is ours and outlives the heap (the guard drops the heap first).
+    unsafe { policy.0.claim_raw(ptr, len) }.expect("claim");
+    let shared = Box::into_raw(Box::new(Locked::new(policy)));
+    // SAFETY: the box is freed only by the guard, after the thread's cache let go of it; no
+    // other thread keeps a cache bound to it past the test (threads are joined and flush on
+    // exit).
+    let cached = Cached::new(unsafe { &*shared });
+    Guard { cached, shared, _region: region }
+}
+
+mod conformance {
+    use allocator_api2::alloc::{AllocError, Allocator, Layout};
+    use core::ptr::NonNull;
+
+    /// `&Guard` allocates through its `Cached`.
+    // SAFETY: forwarded to `&Cached`, an allocator.
+    unsafe impl Allocator for super::Guard {
+        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            self.heap().allocate(layout)
+        }
+        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+            // SAFETY: forwarded from our caller.
+            unsafe { self.heap().deallocate(ptr, layout) }
+        }
+        unsafe fn grow(&self, p: NonNull<u8>, o: Layout, n: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            // SAFETY: forwarded from our caller.
+            unsafe { self.heap().grow(p, o, n) }
+        }
+        unsafe fn shrink(&self, p: NonNull<u8>, o: Layout, n: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            // SAFETY: forwarded from our caller.
+            unsafe { self.heap().shrink(p, o, n) }
+        }
+    }
+
+    budalloc_testkit::allocator_conformance!((
+        super::cached(if cfg!(miri) { 64 * 1024 } else { 1 << 20 }),
+        ()
+    ));
+}
+
+/// A block handed from one thread to another.
+struct Block(NonNull<u8>);
+
+// SAFETY: the block is owned by whoever holds the `Block`; it moves with it.
+unsafe impl Send for Block {}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).unwrap()
+}
+
+#[test]
+fn a_free_then_alloc_reuses_the_cached_object_without_the_lock() {
+    let guard = cached(256 * 1024);
+    let heap = guard.heap();
+    // SAFETY: non-zero size.
+    let a = unsafe { heap.alloc(layout(64)) };
+    assert!(!a.is_null());
+    // SAFETY: live with `layout(64)`.
+    unsafe { heap.dealloc(a, layout(64)) };
+    // The lock is held by us now: a cached allocation must not need it.
+    // SAFETY: non-zero size.
+    let again = guard.shared().with(|_| unsafe { heap.alloc(layout(48)) });
+    assert_eq!(again, a, "the object freed last comes back first");
+    // SAFETY: live with `layout(48)`, which maps to the same class.
+    unsafe { heap.dealloc(again, layout(48)) };
+}
+
+#[test]
+fn a_double_free_into_the_magazine_is_reported() {
+    let guard = cached(256 * 1024);
+    let heap = guard.heap();
+    let a = allocator_api2::alloc::Allocator::allocate(&heap, layout(32)).unwrap().cast::<u8>();
+    // SAFETY: live with `layout(32)`.
+    unsafe { allocator_api2::alloc::Allocator::deallocate(&heap, a, layout(32)) };
+    let second = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: deliberately a double free: the magazine detects it.
+        unsafe { allocator_api2::alloc::Allocator::deallocate(&heap, a, layout(32)) };
+    }));
+    let message = second.expect_err("double free must be reported");
+    let text = message.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains("double free"), "{text}");
+}
+
+#[test]
+fn a_foreign_pointer_is_reported_when_its_magazine_is_flushed() {
+    let guard = cached(256 * 1024);
+    let heap = guard.heap();
+    let mut foreign = [0u64; 8];
+    let ptr = NonNull::from(&mut foreign).cast::<u8>();
+    // SAFETY: deliberately a foreign pointer: accepted into the magazine (only the key word is
+    // written, into our own array), rejected when the magazine goes back.
+    unsafe { allocator_api2::alloc::Allocator::deallocate(&heap, ptr, Layout::new::<[u64; 8]>()) }
+    let error = heap.flush_thread().expect_err("the shared heap rejects it");
+    assert!(matches!(error, FreeError::ForeignPointer { .. }), "{error}");
+}
+
+#[test]
+fn magazines_are_bounded_and_refill_in_batches() {
+    let guard = cached(1 << 20);
+    let heap = guard.heap();
+    let before = guard.shared().stats();
+    let mut blocks = Vec::new();
+    for _ in 0..3 * MAGAZINE {
+        // SAFETY: non-zero size.
+        blocks.push(unsafe { heap.alloc(layout(64)) });
+    }
+    // At most one batch beyond what the thread holds sits in its magazine.
+    let taken = guard.shared().stats().allocated - before.allocated;
+    assert!((3 * MAGAZINE * 64..=(3 * MAGAZINE + BATCH) * 64).contains(&taken), "{taken}");
+    for block in blocks {
+        // SAFETY: live with `layout(64)`.
+        unsafe { heap.dealloc(block, layout(64)) };
+    }
+    // The magazine keeps at most MAGAZINE objects; the rest went back.
+    let kept = guard.shared().stats().allocated - before.allocated;
+    assert!(kept <= MAGAZINE * 64, "{kept}");
+    heap.flush_thread().unwrap();
+    guard.shared().with(|p| {
+        p.flush();
+        assert_eq!(p.stats(), before);
+        p.0.check_invariants().unwrap();
+    });
+}
+
+#[test]
+fn threads_share_the_heap_and_drain_their_caches_on_exit() {
+    let guard = cached(1 << 20);
+    let before = guard.shared().stats();
+    let heap = guard.heap();
+    let (tx, rx) = std::sync::mpsc::channel::<(Block, usize)>();
+    let rounds = if cfg!(miri) { 40 } else { 4000 };
+    std::thread::scope(|s| {
+        // A producer allocates; a consumer frees what it receives (cross-thread frees).
+        s.spawn(move || {
+            for i in 0..rounds {
+                let size = 16 << (i % 6);
+                // SAFETY: non-zero size.
+                let p = NonNull::new(unsafe { heap.alloc(layout(size)) }).expect("allocation");
+                // SAFETY: a fresh block of `size` bytes.
+                unsafe { p.write_bytes(i as u8, size) };
+                tx.send((Block(p), size)).unwrap();
+            }
+            heap.flush_thread().unwrap();
+        });
+        s.spawn(move || {
+            for (Block(p), size) in rx {
+                // SAFETY: the producer filled the block and gave it to us.
+                let bytes = unsafe { core::slice::from_raw_parts(p.as_ptr(), size) };
+                assert!(bytes.iter().all(|&b| b == bytes[0]), "contents kept across threads");
+                // SAFETY: received once, live with `layout(size)`, ours now.
+                unsafe { heap.dealloc(p.as_ptr(), layout(size)) };
+            }
+            heap.flush_thread().unwrap();
+        });
+    });
+    guard.shared().with(|p| {
+        p.flush();
+        assert_eq!(p.stats(), before, "nothing lost across threads");
+    });
+}
