@@ -1,69 +1,116 @@
-//! budalloc against peer region allocators (talc, rlsf, buddy_system_allocator, buddy-alloc,
-//! linked_list_allocator), single-threaded, each on a fresh 64 MiB region aligned to exactly
-//! 4096 bytes, every call out of line.
+//! budalloc against its peers: the region allocators talc, rlsf, buddy_system_allocator,
+//! buddy-alloc and linked_list_allocator (each on a fresh 64 MiB region aligned to exactly
+//! 4096 bytes) and the system allocator and mimalloc, every call out of line.
 //!
-//! Groups (criterion reports the time of one iteration):
+//! Groups (criterion reports the time of one iteration; every figure is a time per operation):
 //! - `a_pair_64B`: one iteration = allocate 64 B, `black_box`, free;
 //! - `b_batch_random_16B-4KiB`: rounds of 1000 allocations of 16 B – 4 KiB (fixed-seed
 //!   xorshift) then 1000 frees in a shuffled order; one iteration = one operation (alloc or
 //!   free): the time of whole rounds is scaled to the iterations asked for;
-//! - `c_free_fragmented/<subject>/<live>`: a heap fragmented down to `<live>` blocks of
-//!   64 B – 1 KiB with holes between them (2 × live allocated, every other one freed); one
-//!   iteration = one free of a live block (the blocks are visited in a fixed-seed random order;
-//!   frees are timed in runs of up to 100), the blocks are allocated back outside the timing;
-//!   after every sweep (each live block freed once) the heap is rebuilt outside the timing, so
-//!   that the figure does not depend on how long a run cycles the heap;
-//! - `c_cycle_fragmented/<subject>/<live>`: same heap and sweeps; one iteration = free one live
-//!   block and allocate it back (both timed).
+//! - `churn_64B_x1000`: rounds of 1000 allocations of 64 B then 1000 frees, first allocated first
+//!   freed; one iteration = one operation;
+//! - `mixed_lifo_16B-4KiB`, `mixed_fifo_16B-4KiB`: rounds of 1000 allocations of 16 B – 4 KiB
+//!   then the frees, last-in-first-out or first-in-first-out; one iteration = one operation;
+//! - `c_free_fragmented_<live>`: a heap fragmented down to `<live>` blocks of 64 B – 1 KiB with
+//!   holes between them (2 × live allocated, every other one freed); one iteration = one free of
+//!   a live block (visited in a fixed-seed random order, frees timed in runs of up to 100), the
+//!   blocks are allocated back outside the timing; after every sweep (each live block freed
+//!   once) the heap is rebuilt outside the timing;
+//! - `c_cycle_fragmented_<live>`: same heap and sweeps; one iteration = free one live block and
+//!   allocate it back (both timed);
+//! - `actions_<max>B`, `actions_realloc_<max>B`: random actions (talc's benchmark style, see
+//!   `budalloc_benches::ActionState`), sizes 8 B – max, at most 1000 live blocks, without and
+//!   with reallocations; one iteration = one action;
+//! - `threads_2_actions_realloc_4096B`: the same actions with reallocations up to 4 KiB on two
+//!   threads against one heap (region peers behind a `spin::Mutex`, budalloc's `Locked`
+//!   frontend, the system allocator and mimalloc as they are); one iteration = one action of
+//!   either thread, timed by the wall clock (so lower is more total throughput).
 //!
-//! Before any benchmark every subject runs `budalloc_benches::check`; a subject that fails it
-//! is not benchmarked. Any failure (checker, allocation failure in a workload, panic) prints a
-//! line `FAILED: <subject> <workload>: <reason>` and the run goes on.
+//! Before any benchmark every subject runs `budalloc_benches::check`; a subject that fails it is
+//! not benchmarked. Every workload runs untimed first and its live blocks are checked (aligned,
+//! inside the region, disjoint). Any failure (checker, check, allocation failure in a workload,
+//! panic) prints a line `FAILED: <subject> <workload>: <reason>` and the run goes on.
+//!
+//! The heap-efficiency workloads (`budalloc_benches::Efficiency`) are not timed: they run once
+//! per seed (`BUDALLOC_BENCH_SEEDS`, default 5) before the timed groups and print their scores.
+//!
+//! When `BUDALLOC_BENCH_REPORT` names a file, every group, subject, failure and efficiency score
+//! is also appended to it as a tab-separated line (what `cargo xtask bench` turns into tables,
+//! with criterion's estimates).
 
 use std::any::Any;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use budalloc_benches::{
-    check, Batch, BudallocLocal, BudallocRaw, BuddyAllocSubject, BuddySystem, Fragmented, LinkedList, Pair,
-    RlsfSubject, Subject, TalcSubject,
+    check, summarize, visit_shared, visit_subjects, ActionMix, Actions, Batch, Efficiency, Fragmented,
+    FreeOrder, Pair, Shared, Subject, TwoThreads, VisitShared, VisitSubjects,
 };
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
 
 /// Size of the blocks of workload (a).
 const PAIR_SIZE: usize = 64;
-/// Blocks per round of workload (b).
+/// Blocks per round of the batch workloads.
 const BATCH_N: usize = 1000;
-/// Smallest and largest block of workload (b).
+/// Smallest and largest block of the mixed-size batches.
 const BATCH_SIZES: (usize, usize) = (16, 4096);
+/// Block size of the churn batch.
+const CHURN_SIZE: usize = 64;
 /// Live block counts of workload (c).
 const LIVE_COUNTS: [usize; 2] = [500, 5000];
 /// Frees timed in one run of `c_free_fragmented` (amortises reading the clock).
 const FREE_RUN: usize = 100;
+/// Largest request of the random-action groups (talc's benchmark goes from 200 B to 30 KB).
+const ACTION_SIZES: [usize; 3] = [200, 2000, 30_000];
+/// Live blocks at most in the random-action groups (per thread).
+const ACTION_MAX_LIVE: usize = 1000;
+/// Largest request of the two-thread group.
+const THREAD_MAX_SIZE: usize = 4096;
 /// Untimed rounds that each workload runs first, so that a failing subject is caught before
 /// criterion starts.
 const DRY_RUNS: usize = 200;
+/// Untimed random actions before the live blocks are checked.
+const DRY_ACTIONS: u64 = 20_000;
+/// Seeds of the efficiency workloads unless `BUDALLOC_BENCH_SEEDS` says otherwise.
+const DEFAULT_SEEDS: u64 = 5;
 
 /// Subjects that failed the checker: not benchmarked.
 static FAILED_CHECK: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
-/// Calls `$f::<S>($args)` for every subject, budalloc first.
-macro_rules! each_subject {
-    ($f:ident ( $($arg:expr),* )) => {{
-        $f::<BudallocRaw>($($arg),*);
-        $f::<BudallocLocal>($($arg),*);
-        $f::<TalcSubject>($($arg),*);
-        $f::<RlsfSubject>($($arg),*);
-        $f::<BuddySystem>($($arg),*);
-        $f::<BuddyAllocSubject>($($arg),*);
-        $f::<LinkedList>($($arg),*);
-    }};
+/// The report file named by `BUDALLOC_BENCH_REPORT`, once opened.
+static REPORT: Mutex<Option<File>> = Mutex::new(None);
+
+/// Opens the report file (appending), if one is asked for.
+fn open_report() {
+    let Some(path) = std::env::var_os("BUDALLOC_BENCH_REPORT") else { return };
+    match OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(file) => {
+            if let Ok(mut report) = REPORT.lock() {
+                *report = Some(file);
+            }
+        }
+        Err(e) => println!("warning: cannot open the report file {}: {e}", path.to_string_lossy()),
+    }
+}
+
+/// Appends one tab-separated line to the report file (tabs and line breaks in fields become
+/// spaces).
+fn record(fields: &[&str]) {
+    let Ok(mut report) = REPORT.lock() else { return };
+    let Some(file) = report.as_mut() else { return };
+    let line: Vec<String> = fields.iter().map(|f| f.replace(['\t', '\n', '\r'], " ")).collect();
+    if let Err(e) = writeln!(file, "{}", line.join("\t")) {
+        println!("warning: cannot write the report file: {e}");
+    }
 }
 
 fn report_failure(subject: &str, workload: &str, reason: &str) {
     println!("FAILED: {subject} {workload}: {reason}");
+    record(&["failed", workload, subject, reason]);
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> &str {
@@ -87,8 +134,8 @@ fn guarded(subject: &str, workload: &str, f: impl FnOnce() -> Result<(), String>
     false
 }
 
-fn checked_out<S: Subject>() -> bool {
-    FAILED_CHECK.lock().is_ok_and(|failed| failed.contains(&S::name()))
+fn checked_out(name: &str) -> bool {
+    FAILED_CHECK.lock().is_ok_and(|failed| failed.contains(&name))
 }
 
 /// A workload built on the first call of the benchmark routine (so that benchmarks filtered
@@ -125,154 +172,310 @@ impl<W> Lazy<W> {
         self.workload.as_mut()
     }
 
-    fn fail(&mut self, reason: String) {
-        self.failure.get_or_insert(reason);
+    /// Times `body` on the workload (built on first use); a failure is kept and the time until
+    /// then returned.
+    fn time(
+        &mut self,
+        build: impl FnOnce() -> Result<W, String>,
+        dry_run: impl FnOnce(&mut W) -> Result<(), String>,
+        body: impl FnOnce(&mut W, &mut Duration) -> Result<(), String>,
+    ) -> Duration {
+        let mut total = Duration::ZERO;
+        let Some(w) = self.get(build, dry_run) else { return total };
+        if let Err(e) = body(w, &mut total) {
+            self.failure.get_or_insert(e);
+        }
+        total
     }
 }
 
-/// Runs one benchmark of subject `S` in `group` with `routine(lazy, iters)`, catching panics and
-/// reporting failures.
-fn run_bench<S: Subject, W>(
+/// Runs one benchmark of the subject called `name` in `group` with `routine(lazy, iters)`,
+/// catching panics and reporting failures.
+fn run_bench<W>(
     group: &mut BenchmarkGroup<'_, WallTime>,
-    id: BenchmarkId,
-    label: &str,
+    group_name: &str,
+    name: &'static str,
     mut routine: impl FnMut(&mut Lazy<W>, u64) -> Duration,
 ) {
-    if checked_out::<S>() {
-        println!("skipped: {} {label}: failed the checker", S::name());
+    if checked_out(name) {
+        record(&["subject", group_name, name]);
+        report_failure(name, group_name, "failed the checker: not benchmarked");
         return;
     }
     let mut lazy = Lazy::new();
-    let ok = guarded(S::name(), label, || {
-        group.bench_function(id, |b| b.iter_custom(|iters| routine(&mut lazy, iters)));
+    let mut started = false;
+    let ok = guarded(name, group_name, || {
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            if !started {
+                started = true;
+                record(&["subject", group_name, name]);
+            }
+            b.iter_custom(|iters| routine(&mut lazy, iters));
+        });
         Ok(())
     });
     if let (true, Some(reason)) = (ok, lazy.failure) {
-        report_failure(S::name(), label, &format!("{reason} (the times above are not valid)"));
+        report_failure(name, group_name, &format!("{reason} (the times of this benchmark are not valid)"));
     }
 }
 
-// ---- the checker ----------------------------------------------------------------------------
+/// Times `iters` calls of `one` (each one unit of work).
+fn time_units(
+    iters: u64,
+    total: &mut Duration,
+    mut one: impl FnMut() -> Result<(), String>,
+) -> Result<(), String> {
+    let start = Instant::now();
+    let result = (0..iters).try_for_each(|_| one());
+    *total += start.elapsed();
+    result
+}
 
-fn check_one<S: Subject>() {
-    if guarded(S::name(), "checker", check::<S>) {
-        println!("check: {} ok", S::name());
-    } else if let Ok(mut failed) = FAILED_CHECK.lock() {
-        failed.push(S::name());
+// ---- the checker ------------------------------------------------------------------------------
+
+struct CheckAll;
+
+impl VisitSubjects for CheckAll {
+    fn visit<S: Subject + 'static>(&mut self) {
+        if guarded(S::name(), "checker", check::<S>) {
+            println!("check: {} ok", S::name());
+        } else if let Ok(mut failed) = FAILED_CHECK.lock() {
+            failed.push(S::name());
+        }
     }
 }
 
 fn check_all(_: &mut Criterion) {
-    each_subject!(check_one());
+    open_report();
+    visit_subjects(&mut CheckAll);
 }
 
-// ---- (a) 64-byte pairs ---------------------------------------------------------------------
+// ---- heap efficiency (untimed) ---------------------------------------------------------------
 
-fn pair_one<S: Subject>(group: &mut BenchmarkGroup<'_, WallTime>) {
-    run_bench::<S, Pair<S>>(group, BenchmarkId::from_parameter(S::name()), "a_pair_64B", |lazy, iters| {
-        let dry_run = |w: &mut Pair<S>| (0..DRY_RUNS * 10).try_for_each(|_| w.run());
-        let Some(w) = lazy.get(|| Pair::new(PAIR_SIZE), dry_run) else { return Duration::ZERO };
-        let start = Instant::now();
-        let mut failure = None;
-        for _ in 0..iters {
-            if let Err(e) = w.run() {
-                failure = Some(e);
-                break;
+struct EfficiencyAll {
+    workload: Efficiency,
+    seeds: u64,
+}
+
+impl VisitSubjects for EfficiencyAll {
+    fn visit<S: Subject + 'static>(&mut self) {
+        let name = self.workload.name();
+        let outcome = panic::catch_unwind(|| summarize::<S>(self.workload, self.seeds));
+        let outcome =
+            outcome.unwrap_or_else(|payload| Err(format!("panicked: {}", panic_message(&*payload))));
+        record(&["subject", name, S::name()]);
+        match outcome {
+            Ok(Some(s)) => {
+                println!(
+                    "{name}/{}: mean {:.2}% worst {:.2}% best {:.2}% over {} seeds (worst stopped at: {})",
+                    S::name(),
+                    100.0 * s.mean,
+                    100.0 * s.worst,
+                    100.0 * s.best,
+                    s.seeds,
+                    s.worst_stop
+                );
+                let fields = [s.mean, s.worst, s.best].map(|v| format!("{:.6}", v));
+                let seeds = s.seeds.to_string();
+                record(&["eff", name, S::name(), &fields[0], &fields[1], &fields[2], &seeds, &s.worst_stop]);
             }
-        }
-        let elapsed = start.elapsed();
-        if let Some(e) = failure {
-            lazy.fail(e);
-        }
-        elapsed
-    });
-}
-
-fn a_pair(c: &mut Criterion) {
-    let mut group = c.benchmark_group("a_pair_64B");
-    each_subject!(pair_one(&mut group));
-    group.finish();
-}
-
-// ---- (b) random sizes, shuffled frees ------------------------------------------------------
-
-fn batch_one<S: Subject>(group: &mut BenchmarkGroup<'_, WallTime>) {
-    let label = "b_batch_random_16B-4KiB";
-    run_bench::<S, Batch<S>>(group, BenchmarkId::from_parameter(S::name()), label, |lazy, iters| {
-        let build = || Batch::new(BATCH_N, BATCH_SIZES.0, BATCH_SIZES.1);
-        let dry_run = |w: &mut Batch<S>| (0..DRY_RUNS / 20).try_for_each(|_| w.run());
-        let Some(w) = lazy.get(build, dry_run) else { return Duration::ZERO };
-        let ops = w.ops() as u64;
-        let rounds = iters.div_ceil(ops);
-        let start = Instant::now();
-        let mut failure = None;
-        for _ in 0..rounds {
-            if let Err(e) = w.run() {
-                failure = Some(e);
-                break;
+            Ok(None) => {
+                println!("{name}/{}: n/a (not region-based)", S::name());
+                record(&["na", name, S::name(), "not region-based"]);
             }
+            Err(e) => report_failure(S::name(), name, &e),
         }
-        let elapsed = start.elapsed();
-        if let Some(e) = failure {
-            lazy.fail(e);
-        }
-        // Time per operation × operations asked for.
-        elapsed.mul_f64(iters as f64 / (rounds * ops) as f64)
-    });
+    }
 }
 
-fn b_batch(c: &mut Criterion) {
-    let mut group = c.benchmark_group("b_batch_random_16B-4KiB");
-    each_subject!(batch_one(&mut group));
-    group.finish();
+fn efficiency(_: &mut Criterion) {
+    let seeds =
+        std::env::var("BUDALLOC_BENCH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SEEDS);
+    for workload in Efficiency::ALL {
+        record(&["efficiency", workload.name(), "% of the region", workload.describe()]);
+        visit_subjects(&mut EfficiencyAll { workload, seeds });
+    }
 }
 
-// ---- (c) a fragmented heap -------------------------------------------------------------------
+// ---- timed workloads --------------------------------------------------------------------------
 
-/// One sweep of workload (c) (untimed): to catch a failing subject before criterion starts.
+/// What a timed group runs.
+#[derive(Clone, Copy)]
+enum Workload {
+    Pair,
+    Batch { n: usize, min: usize, max: usize, order: FreeOrder },
+    FreeFragmented { live: usize },
+    CycleFragmented { live: usize },
+    Actions(ActionMix),
+}
+
+/// One criterion group: a workload on every subject.
+struct Timed<'g, 'c> {
+    group: &'g mut BenchmarkGroup<'c, WallTime>,
+    name: String,
+    workload: Workload,
+}
+
+impl VisitSubjects for Timed<'_, '_> {
+    fn visit<S: Subject + 'static>(&mut self) {
+        let (group, name) = (&mut *self.group, self.name.as_str());
+        match self.workload {
+            Workload::Pair => run_bench::<Pair<S>>(group, name, S::name(), |lazy, iters| {
+                let dry_run = |w: &mut Pair<S>| (0..DRY_RUNS * 10).try_for_each(|_| w.run());
+                lazy.time(|| Pair::new(PAIR_SIZE), dry_run, |w, t| time_units(iters, t, || w.run()))
+            }),
+            Workload::Batch { n, min, max, order } => {
+                run_bench::<Batch<S>>(group, name, S::name(), |lazy, iters| {
+                    let dry_run = |w: &mut Batch<S>| {
+                        (0..DRY_RUNS / 20).try_for_each(|_| w.run())?;
+                        w.verify_round()
+                    };
+                    let body = |w: &mut Batch<S>, t: &mut Duration| {
+                        let ops = w.ops() as u64;
+                        let rounds = iters.div_ceil(ops);
+                        time_units(rounds, t, || w.run())?;
+                        // Time per operation × operations asked for.
+                        *t = t.mul_f64(iters as f64 / (rounds * ops) as f64);
+                        Ok(())
+                    };
+                    lazy.time(|| Batch::with_order(n, min, max, order), dry_run, body)
+                })
+            }
+            Workload::FreeFragmented { live } => {
+                run_bench::<Fragmented<S>>(group, name, S::name(), |lazy, iters| {
+                    lazy.time(|| Fragmented::new(live), dry_sweep, |w, t| w.time_frees(iters, FREE_RUN, t))
+                })
+            }
+            Workload::CycleFragmented { live } => {
+                run_bench::<Fragmented<S>>(group, name, S::name(), |lazy, iters| {
+                    lazy.time(|| Fragmented::new(live), dry_sweep, |w, t| w.time_cycles(iters, t))
+                })
+            }
+            Workload::Actions(mix) => run_bench::<Actions<S>>(group, name, S::name(), |lazy, iters| {
+                let dry_run = |w: &mut Actions<S>| {
+                    w.run(DRY_ACTIONS)?;
+                    w.verify()
+                };
+                lazy.time(|| Actions::new(mix), dry_run, |w, t| time_units(1, t, || w.run(iters)))
+            }),
+        }
+    }
+}
+
+impl VisitShared for Timed<'_, '_> {
+    fn visit<T: Shared + 'static>(&mut self) {
+        let Workload::Actions(mix) = self.workload else { return };
+        run_bench::<TwoThreads<T>>(self.group, &self.name, T::name(), |lazy, iters| {
+            let dry_run = |w: &mut TwoThreads<T>| {
+                w.run(DRY_ACTIONS)?;
+                w.verify()
+            };
+            let body = |w: &mut TwoThreads<T>, t: &mut Duration| {
+                *t += w.run(iters)?;
+                Ok(())
+            };
+            lazy.time(|| TwoThreads::new(mix), dry_run, body)
+        });
+    }
+}
+
+/// One sweep of workload (c) (untimed), then the live blocks are checked: to catch a failing
+/// subject before criterion starts.
 fn dry_sweep<S: Subject>(w: &mut Fragmented<S>) -> Result<(), String> {
+    w.verify()?;
     while w.remaining() > 0 {
         w.cycle()?;
     }
-    w.rebuild()
+    w.rebuild()?;
+    w.verify()
 }
 
-fn free_one<S: Subject>(group: &mut BenchmarkGroup<'_, WallTime>, live: usize) {
-    let id = BenchmarkId::new(S::name(), live);
-    let label = format!("c_free_fragmented/{live}");
-    run_bench::<S, Fragmented<S>>(group, id, &label, |lazy, iters| {
-        let Some(w) = lazy.get(|| Fragmented::new(live), dry_sweep) else { return Duration::ZERO };
-        let mut total = Duration::ZERO;
-        if let Err(e) = w.time_frees(iters, FREE_RUN, &mut total) {
-            lazy.fail(e);
-        }
-        total
-    });
+/// A group on every single-threaded subject, its unit and description recorded for the report.
+fn timed(c: &mut Criterion, name: &str, description: &str, workload: Workload) {
+    record(&["group", name, "ns/op", description]);
+    let mut group = c.benchmark_group(name);
+    visit_subjects(&mut Timed { group: &mut group, name: name.to_string(), workload });
+    group.finish();
 }
 
-fn cycle_one<S: Subject>(group: &mut BenchmarkGroup<'_, WallTime>, live: usize) {
-    let id = BenchmarkId::new(S::name(), live);
-    let label = format!("c_cycle_fragmented/{live}");
-    run_bench::<S, Fragmented<S>>(group, id, &label, |lazy, iters| {
-        let Some(w) = lazy.get(|| Fragmented::new(live), dry_sweep) else { return Duration::ZERO };
-        let mut total = Duration::ZERO;
-        if let Err(e) = w.time_cycles(iters, &mut total) {
-            lazy.fail(e);
-        }
-        total
-    });
+fn a_pair(c: &mut Criterion) {
+    timed(c, "a_pair_64B", "allocate 64 B and free it (per pair)", Workload::Pair);
+}
+
+fn b_batches(c: &mut Criterion) {
+    let (n, (min, max)) = (BATCH_N, BATCH_SIZES);
+    let batches = [
+        (
+            "b_batch_random_16B-4KiB",
+            "1000 × 16 B–4 KiB, freed shuffled (per op)",
+            min,
+            max,
+            FreeOrder::Shuffled,
+        ),
+        (
+            "churn_64B_x1000",
+            "1000 × 64 B, then freed first-in-first-out (per op)",
+            CHURN_SIZE,
+            CHURN_SIZE,
+            FreeOrder::Fifo,
+        ),
+        (
+            "mixed_lifo_16B-4KiB",
+            "1000 × 16 B–4 KiB, freed last-in-first-out (per op)",
+            min,
+            max,
+            FreeOrder::Lifo,
+        ),
+        (
+            "mixed_fifo_16B-4KiB",
+            "1000 × 16 B–4 KiB, freed first-in-first-out (per op)",
+            min,
+            max,
+            FreeOrder::Fifo,
+        ),
+    ];
+    for (name, description, min, max, order) in batches {
+        timed(c, name, description, Workload::Batch { n, min, max, order });
+    }
 }
 
 fn c_fragmented(c: &mut Criterion) {
-    let mut group = c.benchmark_group("c_free_fragmented");
     for live in LIVE_COUNTS {
-        each_subject!(free_one(&mut group, live));
+        let description =
+            format!("free one of {live} live 64 B–1 KiB blocks with holes between them (per free)");
+        timed(c, &format!("c_free_fragmented_{live}"), &description, Workload::FreeFragmented { live });
     }
-    group.finish();
-    let mut group = c.benchmark_group("c_cycle_fragmented");
     for live in LIVE_COUNTS {
-        each_subject!(cycle_one(&mut group, live));
+        let description = format!("free one of {live} live blocks in a fragmented heap and allocate it back");
+        timed(c, &format!("c_cycle_fragmented_{live}"), &description, Workload::CycleFragmented { live });
     }
+}
+
+fn d_actions(c: &mut Criterion) {
+    for realloc in [false, true] {
+        for max_size in ACTION_SIZES {
+            let mix = ActionMix { max_size, realloc, max_live: ACTION_MAX_LIVE };
+            let (name, what) = if realloc {
+                (format!("actions_realloc_{max_size}B"), "alloc / free / realloc")
+            } else {
+                (format!("actions_{max_size}B"), "alloc / free")
+            };
+            let description =
+                format!("random {what}, 8 B–{max_size} B, at most {ACTION_MAX_LIVE} live (per action)");
+            timed(c, &name, &description, Workload::Actions(mix));
+        }
+    }
+}
+
+fn e_threads(c: &mut Criterion) {
+    let mix = ActionMix { max_size: THREAD_MAX_SIZE, realloc: true, max_live: ACTION_MAX_LIVE };
+    let name = format!("threads_2_actions_realloc_{THREAD_MAX_SIZE}B");
+    let description = format!(
+        "2 threads, one heap: random alloc / free / realloc, 8 B–{THREAD_MAX_SIZE} B (wall time per action)"
+    );
+    record(&["group", &name, "ns/op", &description]);
+    let mut group = c.benchmark_group(&name);
+    visit_shared(&mut Timed { group: &mut group, name: name.clone(), workload: Workload::Actions(mix) });
     group.finish();
 }
 
@@ -286,6 +489,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = peers;
     config = config();
-    targets = check_all, a_pair, b_batch, c_fragmented
+    targets = check_all, efficiency, a_pair, b_batches, c_fragmented, d_actions, e_threads
 }
 criterion_main!(peers);

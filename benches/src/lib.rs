@@ -19,9 +19,13 @@ use std::time::{Duration, Instant};
 use budalloc::allocator_api2::alloc::Allocator;
 use budalloc::{DefaultBuddy, RawAlloc};
 
+mod actions;
 mod efficiency;
 mod native;
 
+pub use actions::{
+    ActionMix, ActionState, Actions, BudallocLocked, Handle, Ops, Shared, SpinLocked, TwoThreads, THREADS,
+};
 pub use efficiency::{summarize, Efficiency, Score, Summary, CHURN_STEPS, EFF_REGION_LEN};
 pub use native::{MimallocSubject, Native, NativeAlloc, SystemSubject};
 
@@ -44,6 +48,28 @@ pub fn visit_subjects(v: &mut impl VisitSubjects) {
     v.visit::<BuddySystem>();
     v.visit::<BuddyAllocSubject>();
     v.visit::<LinkedList>();
+    v.visit::<SystemSubject>();
+    v.visit::<MimallocSubject>();
+}
+
+/// What runs the two-thread workload on every shared heap: [`visit_shared`] calls
+/// [`visit`](Self::visit) once per heap type.
+pub trait VisitShared {
+    /// Called with each shared heap type in turn.
+    fn visit<T: Shared + 'static>(&mut self);
+}
+
+/// Calls `v.visit::<T>()` for every heap shared by threads: budalloc's `Locked` frontend, the
+/// region peers behind a `spin::Mutex`, the system allocator and mimalloc as they are. **A new
+/// shared heap is one line here** (and its `Shared` implementation).
+pub fn visit_shared(v: &mut impl VisitShared) {
+    v.visit::<BudallocLocked>();
+    // The size-class heap's thread-safe frontend (in progress) goes here.
+    v.visit::<SpinLocked<TalcSubject>>();
+    v.visit::<SpinLocked<RlsfSubject>>();
+    v.visit::<SpinLocked<BuddySystem>>();
+    v.visit::<SpinLocked<BuddyAllocSubject>>();
+    v.visit::<SpinLocked<LinkedList>>();
     v.visit::<SystemSubject>();
     v.visit::<MimallocSubject>();
 }
@@ -742,8 +768,19 @@ impl<S: Subject> Pair<S> {
     }
 }
 
-/// Workload (b): allocate `N` blocks of random sizes, then free them in a random order. The
-/// sizes and the order are drawn once (fixed seeds) and replayed by every round.
+/// The order in which [`Batch`] frees its blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeOrder {
+    /// A fixed-seed random permutation.
+    Shuffled,
+    /// Last allocated, first freed.
+    Lifo,
+    /// First allocated, first freed.
+    Fifo,
+}
+
+/// Workload (b): allocate `N` blocks of random sizes, then free them all in a [`FreeOrder`].
+/// The sizes and the order are drawn once (fixed seeds) and replayed by every round.
 pub struct Batch<S> {
     fx: Fixture<S>,
     layouts: Vec<Layout>,
@@ -752,16 +789,59 @@ pub struct Batch<S> {
 }
 
 impl<S: Subject> Batch<S> {
-    /// A fresh fixture and a round of `n` blocks of `min ..= max` bytes (uniform).
+    /// A fresh fixture and a round of `n` blocks of `min ..= max` bytes (uniform), freed in a
+    /// random order.
     ///
     /// # Errors
     /// As [`Fixture::new`].
     pub fn new(n: usize, min: usize, max: usize) -> Result<Self, String> {
+        Self::with_order(n, min, max, FreeOrder::Shuffled)
+    }
+
+    /// A fresh fixture and a round of `n` blocks of `min ..= max` bytes (uniform), freed in
+    /// `free_order`.
+    ///
+    /// # Errors
+    /// As [`Fixture::new`].
+    pub fn with_order(n: usize, min: usize, max: usize, free_order: FreeOrder) -> Result<Self, String> {
         let mut rng = XorShift::new(0x5EED_0000_0000_00B1);
         let layouts = (0..n).map(|_| workload_layout(rng.range(min, max))).collect();
         let mut order: Vec<usize> = (0..n).collect();
-        XorShift::new(0x5EED_0000_0000_00B2).shuffle(&mut order);
+        match free_order {
+            FreeOrder::Shuffled => XorShift::new(0x5EED_0000_0000_00B2).shuffle(&mut order),
+            FreeOrder::Lifo => order.reverse(),
+            FreeOrder::Fifo => {}
+        }
         Ok(Batch { fx: Fixture::new()?, layouts, order, ptrs: Vec::with_capacity(n) })
+    }
+
+    /// One round outside any timing, checking the blocks (aligned, inside the region, disjoint)
+    /// while they are all live.
+    ///
+    /// # Errors
+    /// An allocation failed or a check did not hold.
+    pub fn verify_round(&mut self) -> Result<(), String> {
+        let mut result = Ok(());
+        for &layout in &self.layouts {
+            // SAFETY: the size is at least 1 (`workload_layout`).
+            match unsafe { self.fx.subject.alloc(layout) } {
+                Some(ptr) => self.ptrs.push(ptr),
+                None => {
+                    result = Err(out_of_memory("batch", layout, self.ptrs.len()));
+                    break;
+                }
+            }
+        }
+        let mut live: Vec<_> = self.ptrs.iter().copied().zip(self.layouts.iter().copied()).collect();
+        if result.is_ok() {
+            result = verify_live(self.fx.region(), &mut live, "batch");
+        }
+        for (ptr, layout) in live {
+            // SAFETY: each block was allocated with its layout in this round, freed once.
+            unsafe { self.fx.subject.free(ptr, layout) };
+        }
+        self.ptrs.clear();
+        result
     }
 
     /// Allocations plus frees in one round.
@@ -866,14 +946,27 @@ impl<S: Subject> Fragmented<S> {
         Ok(())
     }
 
+    /// Checks the live blocks (not the pending ones): aligned, inside the region, disjoint.
+    ///
+    /// # Errors
+    /// The first violation.
+    pub fn verify(&self) -> Result<(), String> {
+        let mut live: Vec<_> = self.live_blocks().collect();
+        verify_live(self.fx.region(), &mut live, "fragmented")
+    }
+
+    /// The live blocks: every entry outside the pending range.
+    fn live_blocks(&self) -> impl Iterator<Item = (NonNull<u8>, Layout)> + '_ {
+        let (lo, hi) = (self.cursor, self.cursor + self.pending);
+        self.live.iter().enumerate().filter(move |&(i, _)| i < lo || i >= hi).map(|(_, &b)| b)
+    }
+
     /// Frees every live block (not the pending ones, already freed); the list is left as is.
     fn free_live(&mut self) {
-        let (lo, hi) = (self.cursor, self.cursor + self.pending);
-        for (i, &(ptr, layout)) in self.live.iter().enumerate() {
-            if i < lo || i >= hi {
-                // SAFETY: entries outside the pending range are live with their layout.
-                unsafe { self.fx.subject.free(ptr, layout) };
-            }
+        let live: Vec<_> = self.live_blocks().collect();
+        for (ptr, layout) in live {
+            // SAFETY: entries outside the pending range are live with their layout.
+            unsafe { self.fx.subject.free(ptr, layout) };
         }
     }
 

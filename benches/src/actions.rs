@@ -1,0 +1,451 @@
+//! Random actions (talc's benchmark style), on one thread or on two threads sharing one heap.
+//!
+//! An [`ActionState`] holds the live blocks of one thread and a fixed-seed generator. Each step
+//! picks an action from one random word: with no live block, an allocation; at
+//! [`ActionMix::max_live`] live blocks, a free; otherwise an allocation or a free of a random
+//! live block with equal odds, or (when [`ActionMix::realloc`] is set) 3/8 allocations, 3/8
+//! frees and 2/8 reallocations of a random live block. Sizes are uniform in
+//! `8 ..= max_size`, alignment 8. The heap stays in a steady state across calls: nothing is
+//! freed between rounds.
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use budalloc::allocator_api2::alloc::Allocator;
+use budalloc::DefaultBuddy;
+
+use crate::native::{Native, NativeAlloc};
+use crate::{out_of_memory, verify_live, Fixture, Region, Subject, XorShift, REGION_LEN, WORKLOAD_ALIGN};
+
+/// The parameters of a random-action workload.
+#[derive(Clone, Copy, Debug)]
+pub struct ActionMix {
+    /// Largest request (bytes); requests are uniform in `8 ..= max_size`.
+    pub max_size: usize,
+    /// Whether reallocations are part of the mix.
+    pub realloc: bool,
+    /// Live blocks at most (per thread).
+    pub max_live: usize,
+}
+
+/// Smallest request of the random actions (bytes).
+const ACTION_MIN_SIZE: usize = 8;
+
+/// The three operations a workload needs, for a subject (`&mut S`) and for a thread's handle on
+/// a [`Shared`] heap alike.
+pub trait Ops {
+    /// As [`Subject::alloc`].
+    ///
+    /// # Safety
+    /// As [`Subject::alloc`].
+    unsafe fn op_alloc(&mut self, layout: Layout) -> Option<NonNull<u8>>;
+
+    /// As [`Subject::free`].
+    ///
+    /// # Safety
+    /// As [`Subject::free`].
+    unsafe fn op_free(&mut self, ptr: NonNull<u8>, layout: Layout);
+
+    /// As [`Subject::realloc`].
+    ///
+    /// # Safety
+    /// As [`Subject::realloc`].
+    unsafe fn op_realloc(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>>;
+}
+
+impl<S: Subject> Ops for S {
+    #[inline]
+    unsafe fn op_alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn op_free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.free(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn op_realloc(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.realloc(ptr, old, new_size) }
+    }
+}
+
+/// The live blocks and the generator of one thread's random actions.
+pub struct ActionState {
+    live: Vec<(NonNull<u8>, Layout)>,
+    rng: XorShift,
+    mix: ActionMix,
+}
+
+// SAFETY: the state holds addresses of blocks it alone owns; it never reads or writes them, and
+// freeing them takes the heap (`&mut impl Ops`), whose own `Send`/`Sync` decide which thread may
+// do that.
+unsafe impl Send for ActionState {}
+
+impl ActionState {
+    /// No live block, a generator seeded with `seed`.
+    pub fn new(mix: ActionMix, seed: u64) -> Self {
+        ActionState { live: Vec::with_capacity(mix.max_live), rng: XorShift::new(seed), mix }
+    }
+
+    /// The live blocks.
+    pub fn live(&self) -> &[(NonNull<u8>, Layout)] {
+        &self.live
+    }
+
+    /// The live blocks, to check them (sorting them is fine).
+    pub fn live_mut(&mut self) -> &mut [(NonNull<u8>, Layout)] {
+        &mut self.live
+    }
+
+    /// One random action on `heap`.
+    ///
+    /// # Errors
+    /// An allocation or reallocation failed (nothing changed).
+    #[inline]
+    pub fn step<O: Ops>(&mut self, heap: &mut O) -> Result<(), String> {
+        let r = self.rng.next_u64();
+        let n = self.live.len();
+        let roll = r % 8;
+        let index = (r >> 8) as usize % n.max(1);
+        let size = ACTION_MIN_SIZE + (r >> 32) as usize % (self.mix.max_size - ACTION_MIN_SIZE + 1);
+        let free = n >= self.mix.max_live
+            || (n > 0 && if self.mix.realloc { (3..6).contains(&roll) } else { roll >= 4 });
+        if free {
+            let (ptr, layout) = self.live.swap_remove(index);
+            // SAFETY: the block was live with `layout` and left the list: freed once.
+            unsafe { heap.op_free(ptr, layout) };
+        } else if n > 0 && self.mix.realloc && roll >= 6 {
+            let (ptr, old) = self.live[index];
+            // SAFETY: the block is live with `old`; `size >= 8`.
+            let Some(moved) = (unsafe { heap.op_realloc(ptr, old, size) }) else {
+                return Err(format!("realloc of {} B to {size} B failed with {n} blocks live", old.size()));
+            };
+            self.live[index] = (moved, Layout::from_size_align(size, old.align()).unwrap_or(old));
+        } else {
+            let layout = Layout::from_size_align(size, WORKLOAD_ALIGN).unwrap_or(Layout::new::<u64>());
+            // SAFETY: `size >= 8`.
+            let Some(ptr) = (unsafe { heap.op_alloc(layout) }) else {
+                return Err(out_of_memory("random actions", layout, n));
+            };
+            self.live.push((ptr, layout));
+        }
+        Ok(())
+    }
+
+    /// Frees every live block.
+    pub fn free_all<O: Ops>(&mut self, heap: &mut O) {
+        for (ptr, layout) in self.live.drain(..) {
+            // SAFETY: every listed block is live with its layout and leaves the list: freed once.
+            unsafe { heap.op_free(ptr, layout) };
+        }
+    }
+}
+
+/// Random actions on one subject over its own region.
+pub struct Actions<S: Subject> {
+    fx: Fixture<S>,
+    state: ActionState,
+}
+
+impl<S: Subject> Actions<S> {
+    /// A fresh fixture and no live block.
+    ///
+    /// # Errors
+    /// As [`Fixture::new`].
+    pub fn new(mix: ActionMix) -> Result<Self, String> {
+        Ok(Actions { fx: Fixture::new()?, state: ActionState::new(mix, 0x5EED_0000_0000_00A1) })
+    }
+
+    /// `n` actions.
+    ///
+    /// # Errors
+    /// An allocation or reallocation failed.
+    #[inline]
+    pub fn run(&mut self, n: u64) -> Result<(), String> {
+        for _ in 0..n {
+            self.state.step(self.fx.subject())?;
+        }
+        Ok(())
+    }
+
+    /// Checks the live blocks: aligned, inside the region, disjoint.
+    ///
+    /// # Errors
+    /// The first violation.
+    pub fn verify(&mut self) -> Result<(), String> {
+        verify_live(self.fx.region(), self.state.live_mut(), "random actions")
+    }
+}
+
+impl<S: Subject> Drop for Actions<S> {
+    fn drop(&mut self) {
+        self.state.free_all(self.fx.subject());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two threads, one heap
+// ---------------------------------------------------------------------------------------------
+
+/// A heap that threads share through `&self`.
+///
+/// Adding a thread-safe allocator to the two-thread workload takes one implementation of this
+/// trait and one line in [`visit_shared`](crate::visit_shared).
+pub trait Shared: Sync + Sized {
+    /// Name in reports.
+    fn name() -> &'static str;
+
+    /// A fresh heap (over its own region of [`REGION_LEN`] bytes if it takes one).
+    ///
+    /// # Errors
+    /// No memory for the region, or the allocator refuses it.
+    fn build() -> Result<Self, String>;
+
+    /// Checks live blocks of this heap: aligned, inside its region (if any), disjoint.
+    ///
+    /// # Errors
+    /// The first violation.
+    fn verify(&self, live: &mut [(NonNull<u8>, Layout)]) -> Result<(), String>;
+
+    /// As [`Subject::alloc`], from any thread.
+    ///
+    /// # Safety
+    /// As [`Subject::alloc`].
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>>;
+
+    /// As [`Subject::free`], from any thread.
+    ///
+    /// # Safety
+    /// As [`Subject::free`].
+    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout);
+
+    /// As [`Subject::realloc`], from any thread.
+    ///
+    /// # Safety
+    /// As [`Subject::realloc`].
+    unsafe fn realloc(&self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>>;
+}
+
+/// One thread's view of a [`Shared`] heap.
+pub struct Handle<'a, T>(pub &'a T);
+
+impl<T: Shared> Ops for Handle<'_, T> {
+    #[inline]
+    unsafe fn op_alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.0.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn op_free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.0.free(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn op_realloc(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.0.realloc(ptr, old, new_size) }
+    }
+}
+
+/// A fixture that may move between threads.
+struct SendFixture<S>(Fixture<S>);
+
+// SAFETY: the fixture owns its subject and region alone; the peers keep no thread-local state
+// and no pointer to anything but their region, so they may be used from another thread, one
+// at a time (the spin lock around it sees to that).
+unsafe impl<S> Send for SendFixture<S> {}
+
+/// A region peer behind a `spin::Mutex`, as its users share it between threads.
+pub struct SpinLocked<S: Subject>(spin::Mutex<SendFixture<S>>);
+
+impl<S: Subject> Shared for SpinLocked<S> {
+    fn name() -> &'static str {
+        S::name()
+    }
+
+    fn build() -> Result<Self, String> {
+        Ok(SpinLocked(spin::Mutex::new(SendFixture(Fixture::new()?))))
+    }
+
+    fn verify(&self, live: &mut [(NonNull<u8>, Layout)]) -> Result<(), String> {
+        verify_live(self.0.lock().0.region(), live, "two threads")
+    }
+
+    #[inline(never)]
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.0.lock().0.subject().alloc(layout) }
+    }
+
+    #[inline(never)]
+    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.0.lock().0.subject().free(ptr, layout) }
+    }
+
+    #[inline(never)]
+    unsafe fn realloc(&self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.0.lock().0.subject().realloc(ptr, old, new_size) }
+    }
+}
+
+/// budalloc's thread-safe frontend, `budalloc::Locked<DefaultBuddy, Spin>`, over a region,
+/// called through the `allocator_api2` `Allocator` implementation of `&Locked`.
+pub struct BudallocLocked {
+    /// Declared first: dropped before the region.
+    heap: budalloc::Locked<DefaultBuddy>,
+    region: Region,
+}
+
+impl Shared for BudallocLocked {
+    fn name() -> &'static str {
+        "budalloc"
+    }
+
+    fn build() -> Result<Self, String> {
+        let region = Region::new(REGION_LEN)?;
+        let heap = budalloc::Locked::new(DefaultBuddy::new());
+        // SAFETY: the region is valid for reads and writes of its size, used by nothing else,
+        // and dropped after the heap (field order).
+        unsafe { heap.claim_raw(region.start(), region.size()) }.map_err(|e| format!("claim_raw: {e:?}"))?;
+        Ok(BudallocLocked { heap, region })
+    }
+
+    fn verify(&self, live: &mut [(NonNull<u8>, Layout)]) -> Result<(), String> {
+        verify_live(Some(&self.region), live, "two threads")
+    }
+
+    #[inline(never)]
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        (&self.heap).allocate(layout).ok().map(NonNull::cast)
+    }
+
+    #[inline(never)]
+    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: `ptr` is live and `layout` fits it (our caller's promise).
+        unsafe { (&self.heap).deallocate(ptr, layout) }
+    }
+
+    #[inline(never)]
+    unsafe fn realloc(&self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
+        let new = Layout::from_size_align(new_size, old.align()).ok()?;
+        let block = if new_size >= old.size() {
+            // SAFETY: `ptr` is live with `old`, and the new size is not smaller.
+            unsafe { (&self.heap).grow(ptr, old, new) }
+        } else {
+            // SAFETY: `ptr` is live with `old`, and the new size is smaller.
+            unsafe { (&self.heap).shrink(ptr, old, new) }
+        };
+        block.ok().map(NonNull::cast)
+    }
+}
+
+impl<G: NativeAlloc> Shared for Native<G> {
+    fn name() -> &'static str {
+        G::NAME
+    }
+
+    fn build() -> Result<Self, String> {
+        Ok(Native::default())
+    }
+
+    fn verify(&self, live: &mut [(NonNull<u8>, Layout)]) -> Result<(), String> {
+        verify_live(None, live, "two threads")
+    }
+
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.alloc_shared(layout) }
+    }
+
+    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.free_shared(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.realloc_shared(ptr, old, new_size) }
+    }
+}
+
+/// Threads of the two-thread workload.
+pub const THREADS: usize = 2;
+
+/// Random actions on [`THREADS`] threads against one shared heap; each thread has its own live
+/// blocks (and frees only those), all from the same heap.
+pub struct TwoThreads<T: Shared> {
+    heap: T,
+    states: Vec<ActionState>,
+}
+
+impl<T: Shared> TwoThreads<T> {
+    /// A fresh heap and no live block.
+    ///
+    /// # Errors
+    /// As [`Shared::build`].
+    pub fn new(mix: ActionMix) -> Result<Self, String> {
+        let states = (0..THREADS as u64).map(|i| ActionState::new(mix, 0x5EED_0000_0000_0070 + i)).collect();
+        Ok(TwoThreads { heap: T::build()?, states })
+    }
+
+    /// `total` actions split evenly between the threads; returns the wall time from the moment
+    /// every thread is ready until the last one is done (thread start-up is not timed).
+    ///
+    /// # Errors
+    /// An allocation or reallocation failed on some thread (the first error).
+    pub fn run(&mut self, total: u64) -> Result<Duration, String> {
+        let per_thread = total.div_ceil(THREADS as u64);
+        let heap = &self.heap;
+        let ready = Barrier::new(THREADS + 1);
+        let (elapsed, results) = std::thread::scope(|scope| {
+            let ready = &ready;
+            let workers: Vec<_> = self
+                .states
+                .iter_mut()
+                .map(|state| {
+                    scope.spawn(move || {
+                        let mut handle = Handle(heap);
+                        ready.wait();
+                        (0..per_thread).try_for_each(|_| state.step(&mut handle))
+                    })
+                })
+                .collect();
+            ready.wait();
+            let start = Instant::now();
+            let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+            (start.elapsed(), results)
+        });
+        for result in results {
+            result.map_err(|_| "a worker thread panicked".to_string())??;
+        }
+        Ok(elapsed.mul_f64(total as f64 / (per_thread * THREADS as u64) as f64))
+    }
+
+    /// Checks the live blocks of all threads together: aligned, inside the region, disjoint.
+    ///
+    /// # Errors
+    /// The first violation.
+    pub fn verify(&self) -> Result<(), String> {
+        let mut all: Vec<_> = self.states.iter().flat_map(|s| s.live().iter().copied()).collect();
+        self.heap.verify(&mut all)
+    }
+}
+
+impl<T: Shared> Drop for TwoThreads<T> {
+    fn drop(&mut self) {
+        let mut handle = Handle(&self.heap);
+        for state in &mut self.states {
+            state.free_all(&mut handle);
+        }
+    }
+}
