@@ -1,0 +1,801 @@
+//! [`Classes`]: size classes in slabs over any [`RawAlloc`] backend.
+
+use core::alloc::Layout;
+use core::num::NonZeroUsize;
+use core::ptr::NonNull;
+
+use budalloc_core::{AllocError, Claim, Corruption, FreeError, RawAlloc, RegionError, SizeClasses, Stats};
+
+use crate::slab::{Header, Slab};
+use crate::table::{Class, Table, MAX_CLASSES, SLAB_MIN};
+
+/// Index of the per-class lists in [`Classes::lists`].
+pub(crate) const PARTIAL: usize = 0;
+/// See [`PARTIAL`].
+pub(crate) const FULL: usize = 1;
+/// See [`PARTIAL`].
+pub(crate) const EMPTY: usize = 2;
+
+/// Bits per bitmap word.
+const BITS: usize = usize::BITS as usize;
+
+/// The default heap secret, stirred with the first slab's address (see `Classes::secret`).
+const SECRET: u64 = 0x2545_f491_4f6c_dd1d;
+
+/// The splitmix64 finaliser: a bijection that spreads every input bit over the output.
+const fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A doubly linked list of slabs, through their headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct List {
+    /// The first slab, or `None`.
+    pub head: Option<Slab>,
+    /// How many slabs the list holds.
+    pub len: usize,
+}
+
+impl List {
+    const EMPTY: List = List { head: None, len: 0 };
+}
+
+/// Size classes over a backend `B`: small objects from slabs, everything else from `B`.
+///
+/// - `LIMIT`: the largest class, in bytes (a power of two from 1 KiB to 512 KiB; default 32
+///   KiB). Requests larger than `LIMIT`, or aligned to more than `LIMIT`, go straight to `B`.
+/// - `STEPS`: classes per doubling (a power of two up to 16; default 4, as jemalloc): the
+///   rounding waste of a class is below `1 / STEPS` of its size (the table and its measured
+///   waste are in the [`table`](crate::table) docs and the crate README).
+/// - `CACHE`: how many empty slabs each class keeps instead of returning them to `B` (at least
+///   1, default 1): a class that empties and refills a slab in turn does not go to `B` each
+///   time. [`RawAlloc::flush`] returns them.
+///
+/// A slab of a class is one block of `B` of a power-of-two size `S`, allocated as `(S, S)` so
+/// that its base is `addr & !(S - 1)` for any address inside it. Its header (seal, class,
+/// free count, list links and a bitmap of free objects) sits at its start, so no object starts
+/// at a slab base; objects are never read or written by the allocator.
+///
+/// | operation | cost |
+/// |---|---|
+/// | allocate a small object | O(1): class lookup, pop from the class's first partial slab (a bit scan from a hint) |
+/// | free a small object | O(1): slab base by masking, metadata-only `B::validate` of the slab, seal and bit checks |
+/// | large allocate / free | `B`'s, plus (free) an O(slabs of that size) walk when the block has the size and alignment of a slab we hold |
+///
+/// Bad `LIMIT` / `STEPS` / `CACHE` fail the build when [`Classes::new`] is instantiated:
+///
+/// ```compile_fail
+/// # use budalloc_classes::Classes;
+/// # use budalloc_buddy::Buddy;
+/// let heap: Classes<Buddy, 3000> = Classes::new(Buddy::new()); // LIMIT not a power of two
+/// ```
+pub struct Classes<B, const LIMIT: usize = { 32 * 1024 }, const STEPS: usize = 4, const CACHE: usize = 1> {
+    /// The backing policy: slabs and large blocks come from it. Invariant: every slab in
+    /// `lists` is a block currently allocated from it with the slab layout of its class.
+    pub(crate) backend: B,
+    /// Per list kind ([`PARTIAL`], [`FULL`], [`EMPTY`]) and class: the class's slabs, doubly
+    /// linked through their headers (the seed's `fragHeaders[N_ALLOCATION_SIZES]`).
+    /// Invariants: `lists[PARTIAL][c]` holds exactly the slabs of class `c` with some but not
+    /// all objects free; `lists[FULL][c]` those with no object free; `lists[EMPTY][c]` the
+    /// cached slabs with every object free, at most `CACHE` of them, newest first. Every slab
+    /// is in exactly one list, carries the seal of its address and class, and its `free` count
+    /// is the number of set bits of its bitmap. `len` is the length of each list.
+    pub(crate) lists: [[List; MAX_CLASSES]; 3],
+    /// Bytes in live objects, counted at their class size. Invariant: the sum over held slabs
+    /// of `(objects - free) * size`.
+    pub(crate) object_bytes: usize,
+    /// Bytes of the slabs held. Invariant: the sum over held slabs of their slab size.
+    pub(crate) slab_bytes: usize,
+    /// Bytes of the slabs held that no object can use (header, padding, tail). Invariant: the
+    /// sum over held slabs of their class's `slab_waste()`.
+    pub(crate) slab_waste: usize,
+    /// The secret mixed into every seal; a fixed value until the first slab is taken, then
+    /// stirred once with that slab's address (`keyed` set). Invariant: `keyed` is set whenever
+    /// a slab is held.
+    pub(crate) secret: u64,
+    /// Whether `secret` was stirred.
+    pub(crate) keyed: bool,
+}
+
+// SAFETY: a `Classes` owns its slabs exclusively (they are blocks of its backend, which it
+// owns); the raw pointers it holds point into those blocks only. Moving it to another thread
+// moves that ownership with the backend, so it is `Send` exactly when the backend is.
+unsafe impl<B: Send, const LIMIT: usize, const STEPS: usize, const CACHE: usize> Send
+    for Classes<B, LIMIT, STEPS, CACHE>
+{
+}
+
+impl<B: RawAlloc + Default, const LIMIT: usize, const STEPS: usize, const CACHE: usize> Default
+    for Classes<B, LIMIT, STEPS, CACHE>
+{
+    fn default() -> Self {
+        Self::new(B::default())
+    }
+}
+
+impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
+    Classes<B, LIMIT, STEPS, CACHE>
+{
+    /// The class table; evaluating it fails the build for a bad `LIMIT`, `STEPS` or `CACHE`.
+    pub const TABLE: Table = {
+        // The newest empty slab stays cached and the oldest goes back when the cache is full:
+        // the free that empties a slab never hands that slab (holding the object just freed,
+        // which its owner may still reference) back to the backend, which may write into it.
+        assert!(CACHE >= 1, "CACHE must be at least 1");
+        Table::new(LIMIT, STEPS)
+    };
+
+    /// Distinct slab sizes (log2), for the diagnosis of bad frees.
+    const SLAB_SIZES: ([u32; MAX_CLASSES], usize) = Self::TABLE.slab_sizes();
+
+    /// Size classes over `backend`, holding no slab yet.
+    pub const fn new(backend: B) -> Self {
+        let _ = Self::TABLE;
+        Classes {
+            backend,
+            lists: [[List::EMPTY; MAX_CLASSES]; 3],
+            object_bytes: 0,
+            slab_bytes: 0,
+            slab_waste: 0,
+            secret: SECRET,
+            keyed: false,
+        }
+    }
+
+    /// The backing policy.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backing policy, to change (claim memory). Freeing a slab of ours through it breaks
+    /// this heap's invariants (it is `unsafe` there anyway).
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// The seal of a slab at `base` of class `c`.
+    #[inline]
+    pub(crate) fn seal(&self, base: usize, c: usize) -> usize {
+        mix(self.secret ^ base as u64 ^ (c as u64).rotate_right(16)) as usize
+    }
+
+    /// The class table.
+    #[inline]
+    fn class(c: usize) -> &'static Class {
+        const { &Self::TABLE }.class(c)
+    }
+
+    /// The slab at `addr` with the backend's provenance, if the backend holds that address.
+    #[inline]
+    fn rebased(&self, addr: NonZeroUsize) -> Option<NonNull<u8>> {
+        self.backend.rebase(NonNull::<u8>::dangling().with_addr(addr))
+    }
+
+    /// The slab a link names, checked: an address the backend holds, aligned to the class's slab
+    /// size, carrying the seal of class `c`. `Ok(None)` for the end of a list.
+    fn linked(&self, addr: usize, c: usize) -> Result<Option<Slab>, Corruption> {
+        let Some(nz) = NonZeroUsize::new(addr) else { return Ok(None) };
+        let bad = Corruption::Header { addr };
+        let base = self.rebased(nz).ok_or(bad)?;
+        if addr % Self::class(c).slab_size() != 0 {
+            return Err(bad);
+        }
+        // SAFETY: `base` lies in the backend's memory (rebased), word-aligned; a link of our
+        // header names a slab of ours, whose first word is its seal (a damaged link may name
+        // other memory of the backend: the residual case of the crate docs).
+        if unsafe { Slab::seal_at(base) } != self.seal(addr, c) {
+            return Err(bad);
+        }
+        // SAFETY: sealed for class `c` at this address: a slab of ours.
+        Ok(Some(unsafe { Slab::new(base) }))
+    }
+
+    /// The neighbours of `slab` (header `h`) in list `kind` of class `c`, checked.
+    fn links(
+        &self,
+        kind: usize,
+        c: usize,
+        slab: Slab,
+        h: &Header,
+    ) -> Result<(Option<Slab>, Option<Slab>), Corruption> {
+        let prev = self.linked(h.prev, c)?;
+        let next = self.linked(h.next, c)?;
+        if prev.is_none() && self.lists[kind][c].head != Some(slab) {
+            return Err(Corruption::Header { addr: slab.addr() });
+        }
+        Ok((prev, next))
+    }
+
+    /// Takes the slab with header `h` out of list `kind` of class `c`, given its checked
+    /// neighbours. Writes only the neighbours' headers.
+    fn unlink(&mut self, kind: usize, c: usize, h: &Header, prev: Option<Slab>, next: Option<Slab>) {
+        match prev {
+            Some(p) => {
+                let mut ph = p.get();
+                ph.next = h.next;
+                p.put(ph);
+            }
+            None => self.lists[kind][c].head = next,
+        }
+        if let Some(n) = next {
+            let mut nh = n.get();
+            nh.prev = h.prev;
+            n.put(nh);
+        }
+        self.lists[kind][c].len -= 1;
+    }
+
+    /// Puts `slab` at the front of list `kind` of class `c`, setting its links in `h` (which
+    /// the caller writes back).
+    fn push(&mut self, kind: usize, c: usize, slab: Slab, h: &mut Header) {
+        let list = &mut self.lists[kind][c];
+        if let Some(old) = list.head {
+            let mut oh = old.get();
+            oh.prev = slab.addr();
+            old.put(oh);
+        }
+        h.prev = 0;
+        h.next = list.head.map_or(0, Slab::addr);
+        list.head = Some(slab);
+        list.len += 1;
+    }
+
+    /// Allocates an object of class `c` for `layout`.
+    #[inline]
+    fn allocate_object(&mut self, c: usize, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let slab = match self.lists[PARTIAL][c].head {
+            Some(slab) => slab,
+            None => self.refill(c, layout)?,
+        };
+        let class = Self::class(c);
+        let mut h = slab.get();
+        let corrupt = || AllocError::Corrupted(Corruption::Header { addr: slab.addr() });
+        if h.seal != self.seal(slab.addr(), c) || usize::from(h.class) != c || h.free == 0 || h.prev != 0 {
+            return Err(corrupt());
+        }
+        // The first free object at or after the hint.
+        let mut i = h.hint as usize;
+        let word = loop {
+            if i >= class.words {
+                return Err(corrupt());
+            }
+            let word = slab.word(i);
+            if word != 0 {
+                break word;
+            }
+            i += 1;
+        };
+        let index = i * BITS + word.trailing_zeros() as usize;
+        if index >= class.objects {
+            return Err(corrupt());
+        }
+        // A slab that fills leaves the partial list for the full one: check its successor
+        // before changing anything.
+        let next =
+            if h.free == 1 { Some(self.linked(h.next, c).map_err(AllocError::Corrupted)?) } else { None };
+        slab.set_word(i, word & (word - 1));
+        h.hint = i as u16;
+        h.free -= 1;
+        if let Some(next) = next {
+            self.unlink(PARTIAL, c, &h, None, next);
+            self.push(FULL, c, slab, &mut h);
+        }
+        slab.put(h);
+        self.object_bytes += class.size;
+        let ptr = slab.ptr().map_addr(|a| a.saturating_add(class.first + index * class.size));
+        Ok(NonNull::slice_from_raw_parts(ptr, class.size))
+    }
+
+    /// Makes a partial slab of class `c` available: the newest cached empty slab, or a new one
+    /// from the backend. On `Err` nothing changed.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self, c: usize, layout: Layout) -> Result<Slab, AllocError> {
+        let class = Self::class(c);
+        if let Some(slab) = self.lists[EMPTY][c].head {
+            let mut h = slab.get();
+            if h.seal != self.seal(slab.addr(), c) || usize::from(h.class) != c || h.prev != 0 {
+                return Err(AllocError::Corrupted(Corruption::Header { addr: slab.addr() }));
+            }
+            let next = self.linked(h.next, c)?;
+            self.unlink(EMPTY, c, &h, None, next);
+            self.push(PARTIAL, c, slab, &mut h);
+            slab.put(h);
+            return Ok(slab);
+        }
+        let block = self.backend.allocate(class.slab_layout).map_err(|e| match e {
+            AllocError::OutOfMemory { .. } => {
+                AllocError::OutOfMemory { size: layout.size(), block: class.slab_size() }
+            }
+            other => other,
+        })?;
+        let block = block.cast::<u8>();
+        let base = self.backend.rebase(block).unwrap_or(block);
+        debug_assert_eq!(base.addr().get() % class.slab_size(), 0, "the backend misaligned a slab");
+        if !self.keyed {
+            // No slab is held, so no seal depends on the secret yet.
+            self.secret = mix(self.secret ^ base.addr().get() as u64);
+            self.keyed = true;
+        }
+        // SAFETY: `base` is a block the backend just gave us for `(S, S)`: S bytes, aligned to
+        // S, ours alone; the header and bitmap (`first <= S`) lie inside.
+        let slab = unsafe { Slab::new(base) };
+        slab.init(self.seal(slab.addr(), c), c, class.objects, class.words);
+        let mut h = slab.get();
+        self.push(PARTIAL, c, slab, &mut h);
+        slab.put(h);
+        self.slab_bytes += class.slab_size();
+        self.slab_waste += class.slab_waste();
+        Ok(slab)
+    }
+
+    /// The live slab of size `2^log2` at `base`, if the backend holds a live block of the slab
+    /// layout there (a metadata-only check; nothing of the block is read).
+    #[inline]
+    fn live_block(&self, base: usize, log2: u32) -> Option<NonNull<u8>> {
+        let ptr = self.rebased(NonZeroUsize::new(base)?)?;
+        let layout = Layout::from_size_align(1 << log2, 1 << log2).ok()?;
+        self.backend.validate(ptr, layout).is_ok().then_some(ptr)
+    }
+
+    /// Finds the live object `ptr` of class `c` that `layout` (mapping to `c`) fits:
+    /// `(slab, index)`. Reads the backend's metadata, then the slab's seal and bitmap; changes
+    /// nothing.
+    #[inline]
+    fn locate(&self, ptr: NonNull<u8>, layout: Layout, c: usize) -> Result<(Slab, usize), FreeError> {
+        let addr = ptr.addr().get();
+        let class = Self::class(c);
+        let base = addr & !(class.slab_size() - 1);
+        let offset = addr - base;
+        if offset != 0 && self.backend.owns(ptr) {
+            if let Some(base) = self.live_block(base, class.slab_log2) {
+                // SAFETY: a live block of the backend of the slab size: at least a word,
+                // word-aligned. (If it is not one of our slabs, this reads its first word: the
+                // residual case of the crate docs.)
+                let seal = unsafe { Slab::seal_at(base) };
+                if seal == self.seal(base.addr().get(), c) {
+                    // SAFETY: sealed for class `c` at its address: a slab of ours.
+                    let slab = unsafe { Slab::new(base) };
+                    let index = class.index_of(offset.wrapping_sub(class.first));
+                    if usize::from(slab.get().class) == c
+                        && offset >= class.first
+                        && index < class.objects
+                        && class.first + index * class.size == offset
+                        && !slab.is_free(index)
+                    {
+                        return Ok((slab, index));
+                    }
+                }
+            }
+        }
+        Err(self.diagnose(ptr, layout, c))
+    }
+
+    /// Says why `ptr` with `layout` (class `c`) is not a live object that fits (the cold path of
+    /// free). Changes nothing.
+    #[cold]
+    #[inline(never)]
+    fn diagnose(&self, ptr: NonNull<u8>, layout: Layout, c: usize) -> FreeError {
+        let addr = ptr.addr().get();
+        if !self.backend.owns(ptr) {
+            return FreeError::ForeignPointer { addr };
+        }
+        // A slab holding `ptr`: first of the layout's slab size, then of every other size.
+        let own = Self::class(c).slab_log2;
+        let (sizes, n) = Self::SLAB_SIZES;
+        for log2 in core::iter::once(own).chain(sizes[..n].iter().copied().filter(|&l| l != own)) {
+            let base = addr & !((1 << log2) - 1);
+            if base == addr {
+                continue; // a slab base is never an object
+            }
+            let Some(block) = self.live_block(base, log2) else { continue };
+            // SAFETY: a live block of the backend of at least a word, word-aligned (residual
+            // case of the crate docs if it is not a slab of ours).
+            let seal = unsafe { Slab::seal_at(block) };
+            let class = (0..Self::TABLE.len)
+                .find(|&k| Self::class(k).slab_log2 == log2 && seal == self.seal(base, k));
+            match class {
+                Some(k) => {
+                    // SAFETY: sealed for class `k` at its address: a slab of ours.
+                    let slab = unsafe { Slab::new(block) };
+                    return self.classify(slab, k, addr, layout, c);
+                }
+                None if self.holds_slab(base, log2) => {
+                    return FreeError::Corrupted(Corruption::Header { addr: base });
+                }
+                None => {} // a block of someone else's: not a slab
+            }
+        }
+        self.backend_view(ptr, layout, c)
+    }
+
+    /// The error for `addr` freed with `layout` (class `c`) where it lies in `slab` of class `k`.
+    fn classify(&self, slab: Slab, k: usize, addr: usize, layout: Layout, c: usize) -> FreeError {
+        let h = slab.get();
+        if usize::from(h.class) != k {
+            return FreeError::Corrupted(Corruption::Header { addr: slab.addr() });
+        }
+        let class = Self::class(k);
+        let wanted = Self::class(c);
+        let offset = addr - slab.addr();
+        let index = class.index_of(offset.wrapping_sub(class.first));
+        // Where an object of the layout could have been, freed memory means a double free.
+        let could_be_object = addr % wanted.align == 0;
+        if offset < class.first || index >= class.objects {
+            // In the header or the tail: memory no object uses.
+            return if could_be_object {
+                FreeError::DoubleFree { addr, size: wanted.size }
+            } else {
+                FreeError::InteriorPointer { addr, block: slab.addr() }
+            };
+        }
+        let start = slab.addr() + class.first + index * class.size;
+        if slab.is_free(index) {
+            if could_be_object {
+                FreeError::DoubleFree { addr, size: class.size }
+            } else {
+                FreeError::InteriorPointer { addr, block: start }
+            }
+        } else if start != addr {
+            FreeError::InteriorPointer { addr, block: start }
+        } else {
+            FreeError::LayoutMismatch {
+                addr,
+                block_size: class.size,
+                size: layout.size(),
+                align: layout.align(),
+                layout_block: wanted.size,
+            }
+        }
+    }
+
+    /// The error for `ptr` freed with `layout` (class `c`) where no slab holds it: what the
+    /// backend says about the smallest layout there (free memory, inside or at the start of a
+    /// block), in the terms of class `c`.
+    fn backend_view(&self, ptr: NonNull<u8>, layout: Layout, c: usize) -> FreeError {
+        let addr = ptr.addr().get();
+        let wanted = Self::class(c);
+        let mismatch = |block_size| FreeError::LayoutMismatch {
+            addr,
+            block_size,
+            size: layout.size(),
+            align: layout.align(),
+            layout_block: wanted.size,
+        };
+        let probe = Layout::new::<u8>();
+        match self.backend.validate(ptr, probe) {
+            Err(FreeError::DoubleFree { .. }) if addr % wanted.align == 0 => {
+                FreeError::DoubleFree { addr, size: wanted.size }
+            }
+            Err(FreeError::DoubleFree { .. }) => FreeError::InteriorPointer { addr, block: addr },
+            Err(FreeError::LayoutMismatch { block_size, .. }) => mismatch(block_size),
+            Err(other) => other,
+            Ok(()) => mismatch(self.backend.usable_size(probe).unwrap_or(0)),
+        }
+    }
+
+    /// Whether a slab of ours of size `2^log2` starts at `base`, by walking the lists of the
+    /// classes with that slab size (O(slabs); cold paths only). Reads only our own headers.
+    pub(crate) fn holds_slab(&self, base: usize, log2: u32) -> bool {
+        (0..Self::TABLE.len)
+            .filter(|&c| Self::class(c).slab_log2 == log2)
+            .any(|c| (0..3).any(|kind| self.slabs(kind, c).any(|s| s.addr() == base)))
+    }
+
+    /// The slabs of list `kind` of class `c`, front to back, at most `len` of them (a damaged
+    /// link ends the walk).
+    pub(crate) fn slabs(&self, kind: usize, c: usize) -> impl Iterator<Item = Slab> + '_ {
+        let list = self.lists[kind][c];
+        let mut at = list.head;
+        let mut left = list.len;
+        core::iter::from_fn(move || {
+            let slab = at.filter(|_| left > 0)?;
+            left -= 1;
+            at = self.linked(slab.get().next, c).ok().flatten();
+            Some(slab)
+        })
+    }
+
+    /// Rejects `ptr` if it is one of our slabs, which a layout routed to the backend could
+    /// otherwise free or resize (a stale pointer to a large block whose memory became a slab of
+    /// the same size). Metadata-only unless `ptr` has the size and alignment of a slab we hold.
+    #[inline]
+    fn not_a_slab(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let addr = ptr.addr().get();
+        if self.slab_bytes == 0 || addr % SLAB_MIN != 0 {
+            return Ok(());
+        }
+        self.not_a_slab_slow(addr, layout)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_a_slab_slow(&self, addr: usize, layout: Layout) -> Result<(), FreeError> {
+        match self.backend.usable_size(layout) {
+            Ok(len)
+                if len.is_power_of_two()
+                    && addr % len == 0
+                    && self.holds_slab(addr, len.trailing_zeros()) =>
+            {
+                Err(FreeError::DoubleFree { addr, size: len })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Frees object `index` of `slab` (class `c`), already validated. Moves the slab between
+    /// lists; caches it when it empties, returning the oldest cached slab to the backend if the
+    /// cache is full. Every check runs before the first change.
+    fn release(&mut self, c: usize, slab: Slab, index: usize) -> Result<(), FreeError> {
+        let class = Self::class(c);
+        let mut h = slab.get();
+        let was_full = h.free == 0;
+        let empties = h.free as usize + 1 == class.objects;
+        let moves = was_full || empties;
+        let from = if was_full { FULL } else { PARTIAL };
+        let neighbours = if moves { Some(self.links(from, c, slab, &h)?) } else { None };
+        // The oldest cached slab goes back if the cache is full: its predecessor, checked.
+        let evict = if empties && self.lists[EMPTY][c].len >= CACHE {
+            let oldest = self.slabs(EMPTY, c).last().ok_or(Corruption::Header { addr: slab.addr() })?;
+            let oh = oldest.get();
+            let (prev, _) = self.links(EMPTY, c, oldest, &oh)?;
+            self.backend.validate(oldest.ptr(), class.slab_layout)?;
+            Some((oldest, oh, prev))
+        } else {
+            None
+        };
+        // Changes from here on.
+        if let Some((oldest, oh, prev)) = evict {
+            // SAFETY: `oldest` is a block currently allocated from the backend with the slab
+            // layout (validated above), and ours alone: no object of it is live.
+            unsafe { self.backend.try_deallocate(oldest.ptr(), class.slab_layout) }?;
+            // `oldest` is the tail: only its predecessor (or the head) changes.
+            self.unlink(EMPTY, c, &oh, prev, None);
+            self.slab_bytes -= class.slab_size();
+            self.slab_waste -= class.slab_waste();
+        }
+        let w = index / BITS;
+        slab.set_word(w, slab.word(w) | 1 << (index % BITS));
+        h.free += 1;
+        h.hint = h.hint.min(w as u16);
+        if let Some((prev, next)) = neighbours {
+            self.unlink(from, c, &h, prev, next);
+            self.push(if empties { EMPTY } else { PARTIAL }, c, slab, &mut h);
+        }
+        slab.put(h);
+        self.object_bytes -= class.size;
+        Ok(())
+    }
+
+    /// Shared half of grow and shrink in place: same class, or both blocks of the backend.
+    ///
+    /// # Safety
+    /// `ptr` must be currently allocated from `self` and `old` must fit it; `new` as the
+    /// respective `RawAlloc` method requires.
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        grow: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let table = const { &Self::TABLE };
+        let from = table.class_of(old.size(), old.align());
+        let to = table.class_of(new.size(), new.align());
+        match from {
+            Some(c) => {
+                self.locate(ptr, old, c).map_err(invalid_block)?;
+            }
+            None => self.not_a_slab(ptr, old).map_err(invalid_block)?,
+        }
+        match (from, to) {
+            (Some(a), Some(b)) if a == b => Ok(NonNull::slice_from_raw_parts(ptr, Self::class(a).size)),
+            // SAFETY: `ptr` is a block of the backend (not a slab of ours, checked above) that
+            // `old` fits (our caller's promise), and `new` is as the caller promised.
+            (None, None) if grow => unsafe { self.backend.grow_in_place(ptr, old, new) },
+            // SAFETY: as above.
+            (None, None) => unsafe { self.backend.shrink_in_place(ptr, old, new) },
+            _ => Err(AllocError::OutOfMemory { size: new.size(), block: self.usable_size(new).unwrap_or(0) }),
+        }
+    }
+
+    /// The largest power of two such that every request whose block `max(size, align)` rounds
+    /// up to at most it succeeds now: every class up to it has a partial or cached slab or its
+    /// slab fits the backend's largest free block, and above `LIMIT`, the backend's largest free
+    /// block.
+    fn largest_request(&self, backend_largest: usize) -> usize {
+        for c in 0..Self::TABLE.len {
+            let class = Self::class(c);
+            let ready = self.lists[PARTIAL][c].len > 0
+                || self.lists[EMPTY][c].len > 0
+                || backend_largest >= class.slab_size();
+            if !ready {
+                return if class.size > 16 { 1 << (class.size - 1).ilog2() } else { 0 };
+            }
+        }
+        LIMIT.max(backend_largest)
+    }
+}
+
+/// A damaged or foreign block handed to grow or shrink, through the allocation error type.
+#[cold]
+fn invalid_block(error: FreeError) -> AllocError {
+    match error {
+        FreeError::Corrupted(c) => AllocError::Corrupted(c),
+        _ => AllocError::InvalidBlock(error),
+    }
+}
+
+// SAFETY: objects are disjoint slots of slabs, each slab a block currently allocated from the
+// backend (disjoint from every other block of it); a slot is handed out only when its bit goes
+// from free to allocated and taken back only when it goes back, so live objects never overlap
+// each other or the backend's blocks. The allocator writes only slab headers (before the first
+// slot) and never an object. Large blocks are the backend's, under its own guarantees. Every
+// failing call returns before its first change (checks run first).
+unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize> RawAlloc
+    for Classes<B, LIMIT, STEPS, CACHE>
+{
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
+            Some(c) => self.allocate_object(c, layout),
+            None => self.backend.allocate(layout),
+        }
+    }
+
+    #[inline]
+    unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
+            Some(c) => {
+                let (slab, index) = self.locate(ptr, layout, c)?;
+                self.release(c, slab, index)
+            }
+            None => {
+                self.not_a_slab(ptr, layout)?;
+                // SAFETY: not a slab of ours; the caller's promise about `ptr` holds for the
+                // backend, which holds every block that is not an object.
+                unsafe { self.backend.try_deallocate(ptr, layout) }
+            }
+        }
+    }
+
+    #[inline]
+    fn validate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
+            Some(c) => self.locate(ptr, layout, c).map(|_| ()),
+            None => {
+                self.not_a_slab(ptr, layout)?;
+                self.backend.validate(ptr, layout)
+            }
+        }
+    }
+
+    #[inline]
+    fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>> {
+        self.backend.rebase(ptr)
+    }
+
+    fn flush(&mut self) {
+        for c in 0..Self::TABLE.len {
+            let class = Self::class(c);
+            while let Some(slab) = self.lists[EMPTY][c].head {
+                let h = slab.get();
+                // A damaged header or a refusing backend leaves the slab cached; the next
+                // operation on it reports the damage.
+                let Ok((None, next)) = self.links(EMPTY, c, slab, &h) else { break };
+                // SAFETY: a cached slab is a block currently allocated from the backend with the
+                // slab layout (invariant of `lists`), with no live object.
+                if unsafe { self.backend.try_deallocate(slab.ptr(), class.slab_layout) }.is_err() {
+                    break;
+                }
+                self.unlink(EMPTY, c, &h, None, next);
+                self.slab_bytes -= class.slab_size();
+                self.slab_waste -= class.slab_waste();
+            }
+        }
+        self.backend.flush();
+    }
+
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.resize_in_place(ptr, old, new, true) }
+    }
+
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.resize_in_place(ptr, old, new, false) }
+    }
+
+    #[inline]
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.backend.owns(ptr)
+    }
+
+    fn usable_size(&self, layout: Layout) -> Result<usize, AllocError> {
+        match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
+            Some(c) => Ok(Self::class(c).size),
+            None => self.backend.usable_size(layout),
+        }
+    }
+
+    /// The backend's figures with slabs accounted as this layer sees them:
+    /// - `capacity`: the backend's, minus the slab bytes no object can use (headers, padding,
+    ///   tails of held slabs);
+    /// - `allocated`: live objects at their class size, plus the backend's allocated blocks that
+    ///   are not slabs;
+    /// - `free`: `capacity - allocated` (free objects in held slabs, cached empty slabs, and the
+    ///   backend's free blocks);
+    /// - `overhead`: the backend's, plus the slab bytes taken out of `capacity`;
+    /// - `largest_free`: the largest power of two such that any request of at most that size
+    ///   and alignment succeeds now (not the backend's largest free block: a free block smaller
+    ///   than a class's slab cannot serve that class);
+    /// - `free_blocks`, `min_block`, `arenas`: the backend's.
+    ///
+    /// Deviation from "capacity from the backend": `Stats` defines `capacity` without metadata
+    /// and `overhead` as the metadata, so slab headers belong to the latter only (counting them
+    /// in both would make `capacity + overhead` exceed the memory handed over).
+    fn stats(&self) -> Stats {
+        let mut stats = self.backend.stats();
+        stats.largest_free = self.largest_request(stats.largest_free);
+        stats.capacity -= self.slab_waste;
+        stats.overhead += self.slab_waste;
+        stats.allocated = stats.allocated - self.slab_bytes + self.object_bytes;
+        stats.free = stats.capacity - stats.allocated;
+        stats
+    }
+}
+
+impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize> SizeClasses
+    for Classes<B, LIMIT, STEPS, CACHE>
+{
+    const CLASSES: usize = Self::TABLE.len;
+
+    #[inline]
+    fn class_of(layout: Layout) -> Option<usize> {
+        const { &Self::TABLE }.class_of(layout.size(), layout.align())
+    }
+
+    fn class_layout(class: usize) -> Layout {
+        assert!(class < Self::TABLE.len, "class {class} out of range");
+        Self::class(class).layout
+    }
+}
+
+impl<B: RawAlloc + Claim, const LIMIT: usize, const STEPS: usize, const CACHE: usize> Claim
+    for Classes<B, LIMIT, STEPS, CACHE>
+{
+    fn claim(&mut self, region: &'static mut [core::mem::MaybeUninit<u8>]) -> Result<(), RegionError> {
+        self.backend.claim(region)
+    }
+
+    unsafe fn claim_raw(&mut self, ptr: *mut u8, len: usize) -> Result<(), RegionError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.backend.claim_raw(ptr, len) }
+    }
+}
+
+impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize> core::fmt::Debug
+    for Classes<B, LIMIT, STEPS, CACHE>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Classes")
+            .field("limit", &LIMIT)
+            .field("steps", &STEPS)
+            .field("cache", &CACHE)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
