@@ -1,9 +1,9 @@
 //! [`Cached`]: per-thread magazines of size-class objects in front of one shared, locked policy.
 //!
-//! Each thread keeps, per size class, a magazine of up to [`MAGAZINE`] free objects. An
-//! allocation pops from the thread's magazine and a free pushes onto it: no lock, no atomic. An
-//! empty magazine is refilled with [`BATCH`] objects under one lock; a full one gives its
-//! [`BATCH`] oldest objects back under one lock. A block freed by another thread than the one
+//! Each thread keeps, per size class, a magazine of up to [`MAGAZINE`] free objects (fewer for
+//! large classes: at most [`MAGAZINE_BYTES`], see [`capacity`]). An allocation pops from the
+//! thread's magazine and a free pushes onto it: no lock, no atomic. An empty magazine is refilled
+//! with half its capacity under one lock; a full one gives its oldest half back under one lock. A block freed by another thread than the one
 //! that allocated it simply joins the freeing thread's magazine: there is no per-owner state, so
 //! a cross-thread free costs what a local one does and never takes a lock of its own. When a
 //! thread exits, its magazines go back to the shared policy, so nothing is lost.
@@ -29,8 +29,24 @@ use crate::locked::{Locked, RawLock, Spin};
 
 /// Objects a magazine holds at most, per class and thread.
 pub const MAGAZINE: usize = 32;
-/// Objects moved per refill or flush (one lock each).
+/// Objects moved per refill or flush (one lock each), at most.
 pub const BATCH: usize = MAGAZINE / 2;
+/// Bytes a magazine holds at most: larger classes get fewer objects ([`capacity`]).
+pub const MAGAZINE_BYTES: usize = 16 * 1024;
+
+/// Objects a magazine of `size`-byte objects holds: [`MAGAZINE`], or fewer so that it keeps at
+/// most [`MAGAZINE_BYTES`] (and at least 2); refills and flushes move half of it.
+#[inline]
+pub const fn capacity(size: usize) -> usize {
+    let by_bytes = MAGAZINE_BYTES / if size == 0 { 1 } else { size };
+    if by_bytes < 2 {
+        2
+    } else if by_bytes > MAGAZINE {
+        MAGAZINE
+    } else {
+        by_bytes
+    }
+}
 /// Classes that get magazines (the smallest ones); larger classes go to the shared policy.
 pub const CACHED_CLASSES: usize = 40;
 
@@ -110,8 +126,9 @@ impl Magazines {
         layout: Layout,
     ) -> Result<(), AllocError> {
         let mut first_error = None;
+        let batch = capacity(layout.size()) / 2;
         shared.with(|policy| {
-            for _ in 0..BATCH {
+            for _ in 0..batch {
                 match policy.allocate(layout) {
                     Ok(block) => {
                         let object = block.cast::<u8>();
@@ -161,8 +178,9 @@ impl Magazines {
             let size = A::class_layout(class).size();
             return Some(Err(FreeError::DoubleFree { addr, size }));
         }
-        if usize::from(self.len[class]) == MAGAZINE {
-            if let Err(error) = self.flush_class(shared, class, BATCH) {
+        let capacity = capacity(A::class_layout(class).size());
+        if usize::from(self.len[class]) >= capacity {
+            if let Err(error) = self.flush_class(shared, class, capacity / 2) {
                 return Some(Err(error));
             }
         }

@@ -38,7 +38,7 @@ mod std_lock;
 mod sync_prim;
 
 #[cfg(feature = "std")]
-pub use cached::{Cached, Magazines, BATCH, CACHED_CLASSES, MAGAZINE};
+pub use cached::{capacity, Cached, Magazines, BATCH, CACHED_CLASSES, MAGAZINE, MAGAZINE_BYTES};
 pub use local::Local;
 pub use locked::{Locked, RawLock, Spin, WouldBlock};
 #[cfg(feature = "std")]

@@ -21,6 +21,8 @@ use std::ptr::NonNull;
 use budalloc_core::{AllocError, FreeError, Inspect, RawAlloc, Stats};
 use proptest::prelude::*;
 
+mod classes;
+pub use classes::PowerClasses;
 pub mod conformance;
 mod model;
 pub use model::{Live, Model};

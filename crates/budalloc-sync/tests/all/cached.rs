@@ -6,75 +6,12 @@ use core::ptr::NonNull;
 use std::alloc::GlobalAlloc;
 
 use budalloc_buddy::Buddy;
-use budalloc_core::{AllocError, FreeError, Inspect, RawAlloc, SizeClasses, Stats};
-use budalloc_sync::{Cached, Locked, BATCH, MAGAZINE};
+use budalloc_core::{FreeError, Inspect, RawAlloc};
+use budalloc_sync::{capacity, Cached, Locked};
 use budalloc_testkit::Region;
 
-/// A buddy that declares its orders up to 2 KiB as size classes.
-#[derive(Default)]
-pub struct PowerClasses(Buddy<16, { 1 << 16 }, 2>);
-
-const CLASSES: usize = 8;
-
-// SAFETY: every call is forwarded to the buddy, which keeps the contract.
-unsafe impl RawAlloc for PowerClasses {
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.0.allocate(layout)
-    }
-    unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        // SAFETY: forwarded from our caller.
-        unsafe { self.0.try_deallocate(ptr, layout) }
-    }
-    fn validate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        self.0.validate(ptr, layout)
-    }
-    fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>> {
-        self.0.rebase(ptr)
-    }
-    unsafe fn grow_in_place(
-        &mut self,
-        p: NonNull<u8>,
-        o: Layout,
-        n: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from our caller.
-        unsafe { self.0.grow_in_place(p, o, n) }
-    }
-    unsafe fn shrink_in_place(
-        &mut self,
-        p: NonNull<u8>,
-        o: Layout,
-        n: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from our caller.
-        unsafe { self.0.shrink_in_place(p, o, n) }
-    }
-    fn flush(&mut self) {
-        self.0.flush();
-    }
-    fn owns(&self, ptr: NonNull<u8>) -> bool {
-        self.0.owns(ptr)
-    }
-    fn usable_size(&self, layout: Layout) -> Result<usize, AllocError> {
-        self.0.usable_size(layout)
-    }
-    fn stats(&self) -> Stats {
-        self.0.stats()
-    }
-}
-
-impl SizeClasses for PowerClasses {
-    const CLASSES: usize = CLASSES;
-    fn class_of(layout: Layout) -> Option<usize> {
-        let size = layout.size().max(layout.align()).max(16).next_power_of_two();
-        let class = (size.trailing_zeros() - 4) as usize;
-        (class < CLASSES).then_some(class)
-    }
-    fn class_layout(class: usize) -> Layout {
-        assert!(class < CLASSES, "no class {class}");
-        Layout::from_size_align(16 << class, 16 << class).unwrap_or(Layout::new::<u8>())
-    }
-}
+/// The buddy, with its orders up to 2 KiB declared as size classes.
+type PowerClasses = budalloc_testkit::PowerClasses<Buddy<16, { 1 << 16 }, 2>>;
 
 /// A `Cached` over a fresh heap. Dropping the guard flushes this thread's cache and unbinds it
 /// before the heap and its region go.
@@ -106,7 +43,7 @@ impl Guard {
 
 pub fn cached(len: usize) -> Guard {
     let region = Region::new(len, 4096);
-    let mut policy = PowerClasses::default();
+    let mut policy = PowerClasses::new(Buddy::new());
     let (ptr, len) = region.skewed(0);
     // SAFETY: the region is ours and outlives the heap (the guard drops the heap first).
     unsafe { policy.0.claim_raw(ptr, len) }.expect("claim");
@@ -210,20 +147,21 @@ fn magazines_are_bounded_and_refill_in_batches() {
     let heap = guard.heap();
     let before = guard.shared().stats();
     let mut blocks = Vec::new();
-    for _ in 0..3 * MAGAZINE {
+    let (cap, batch) = (capacity(64), capacity(64) / 2);
+    for _ in 0..3 * cap {
         // SAFETY: non-zero size.
         blocks.push(unsafe { heap.alloc(layout(64)) });
     }
     // At most one batch beyond what the thread holds sits in its magazine.
     let taken = guard.shared().stats().allocated - before.allocated;
-    assert!((3 * MAGAZINE * 64..=(3 * MAGAZINE + BATCH) * 64).contains(&taken), "{taken}");
+    assert!((3 * cap * 64..=(3 * cap + batch) * 64).contains(&taken), "{taken}");
     for block in blocks {
         // SAFETY: live with `layout(64)`.
         unsafe { heap.dealloc(block, layout(64)) };
     }
-    // The magazine keeps at most MAGAZINE objects; the rest went back.
+    // The magazine keeps at most its capacity; the rest went back.
     let kept = guard.shared().stats().allocated - before.allocated;
-    assert!(kept <= MAGAZINE * 64, "{kept}");
+    assert!(kept <= cap * 64, "{kept}");
     heap.flush_thread().unwrap();
     guard.shared().with(|p| {
         p.flush();
