@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+mod bench;
+
 // ---------------------------------------------------------------------------------------------
 // What the commands run. Extend these lists rather than the command functions.
 // ---------------------------------------------------------------------------------------------
@@ -58,8 +60,10 @@ const NOSTD_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy", "budalloc-s
 /// Package holding the criterion benchmarks.
 const BENCH_PACKAGE: &str = "budalloc-benches";
 
-/// criterion settings for `cargo xtask bench --quick`: 1 s warm-up, 2 s measurement, 10 samples.
-const QUICK_BENCH_ARGS: &[&str] = &["--warm-up-time", "1", "--measurement-time", "2", "--sample-size", "10"];
+/// criterion settings for `cargo xtask bench --quick` (the whole run in about a minute on two
+/// cores): 0.1 s warm-up, 0.3 s measurement, 10 samples, 1000 bootstrap resamples.
+const QUICK_BENCH_ARGS: &[&str] =
+    &["--warm-up-time", "0.1", "--measurement-time", "0.3", "--sample-size", "10", "--nresamples", "1000"];
 
 /// cargo-fuzz targets (the `[[bin]]`s of `fuzz/Cargo.toml`), in the order `cargo xtask fuzz` runs
 /// them.
@@ -156,7 +160,9 @@ COMMANDS:
     tidy     architecture rule (which crate may depend on which), lib.rs headers,
              no stub macros or ignored tests in crates/, no integer-to-pointer casts
     demo     cargo run --release -p budalloc --example tour
-    bench    cargo bench -p budalloc-benches [ARGS]; `--quick` for short criterion runs
+    bench    cargo bench -p budalloc-benches [ARGS] against the peers, then a markdown table
+             and an SVG chart per workload (docs/bench/; with `--quick`, short criterion runs
+             and target/bench-report/ instead)
              (extra arguments pass through; put criterion's after `--`)
     fuzz     [<target>...] [--time S]: cargo +nightly fuzz run on the named targets (default:
              every target), S seconds each (default 30), from the seeds in fuzz/corpus;
@@ -382,9 +388,9 @@ fn demo(runner: &mut Runner) -> Result {
     runner.run_step("demo", cargo(["run", "--release", "-p", DEMO_PACKAGE, "--example", DEMO_EXAMPLE]))
 }
 
-/// `cargo bench -p budalloc-benches`, passing `args` through.
+/// `cargo bench -p budalloc-benches`, passing `args` through, then the report ([`bench::run`]).
 fn bench(runner: &mut Runner, args: &[String]) -> Result {
-    runner.run_step("bench", bench_command(args))
+    bench::run(runner, args)
 }
 
 /// The `cargo bench` line for `cargo xtask bench ARGS`: `--quick` (anywhere before a `--`) adds
@@ -1227,8 +1233,8 @@ mod tests {
         assert_eq!(line(&[]), "cargo bench -p budalloc-benches");
         assert_eq!(
             line(&["--quick", "--bench", "peers", "--", "alloc"]),
-            "cargo bench -p budalloc-benches --bench peers -- --warm-up-time 1 --measurement-time 2 \
-             --sample-size 10 alloc"
+            "cargo bench -p budalloc-benches --bench peers -- --warm-up-time 0.1 --measurement-time 0.3 \
+             --sample-size 10 --nresamples 1000 alloc"
         );
         assert_eq!(line(&["--", "--quick"]), "cargo bench -p budalloc-benches -- --quick");
     }
