@@ -12,6 +12,11 @@ use budalloc_core::{
 
 use crate::slot::{bits_for, poison, Slot, FREED, FRESH, HEADER_SIZE};
 
+/// With exact fit, requests of at least this many bytes are placed best fit, in the tightest
+/// run of free blocks (a TLSF-like good fit), instead of splitting the smallest free block of
+/// their order, which may sit in the largest hole.
+pub const BEST_FIT_FROM: usize = 1024;
+
 /// A binary buddy allocator over up to `ARENAS` caller-given regions.
 ///
 /// - `MIN`: the smallest block (a power of two, at least 16 bytes: a free block holds a 16-byte
@@ -347,6 +352,9 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
     /// Allocation from the free lists (the parked block aside).
     #[inline]
     fn allocate_from_lists(&mut self, layout: Layout, order: Order) -> Result<NonNull<[u8]>, AllocError> {
+        if EXACT && Self::need(order, layout.size()) >= BEST_FIT_FROM / MIN {
+            return self.allocate_from_runs(layout, order, true);
+        }
         for i in 0..self.len {
             let slot = self.slot_mut(i);
             if let Some(from) = slot.smallest_free_order(order) {
@@ -361,23 +369,28 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
             }
         }
         if EXACT {
-            return self.allocate_from_runs(layout, order);
+            return self.allocate_from_runs(layout, order, false);
         }
         Err(Self::out_of_memory(layout, order))
     }
 
-    /// Exact fit's fallback when no free block of the request's order is left: a run of
-    /// adjacent smaller free blocks that is long enough.
-    #[cold]
+    /// Exact fit's placement in runs of adjacent free blocks: the tightest run for a large
+    /// request (`best`), or, when no free block of the request's order is left, the first run
+    /// of smaller blocks that is long enough.
     #[inline(never)]
-    fn allocate_from_runs(&mut self, layout: Layout, order: Order) -> Result<NonNull<[u8]>, AllocError> {
+    fn allocate_from_runs(
+        &mut self,
+        layout: Layout,
+        order: Order,
+        best: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         let need = Self::need(order, layout.size());
         let align = layout.align().div_ceil(MIN);
         for i in 0..self.len {
             let parked = self.hot.and_then(|(h, frag, order)| (h == i).then_some((frag, order)));
             let slot = self.slot(i);
             slot.arena.bitmap().check_keys()?;
-            if let Some(start) = slot.find_run(need, align, parked)? {
+            if let Some(start) = slot.find_run(need, align, parked, best)? {
                 if parked.is_some() {
                     // The run may hold the parked block: merge it for real first (the run
                     // stays free, whatever its blocks become).

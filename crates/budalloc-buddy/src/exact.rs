@@ -284,23 +284,40 @@ impl Slot {
     }
 
     /// Where a run of adjacent free blocks can hold `need` fragments starting at a fragment
-    /// absolutely aligned to `align` fragments (a power of two), if any: the start. `parked` is
-    /// an allocated block to count as free (the policy's parked last-freed block; the caller
-    /// merges it before taking a run that holds it). Reads only bits and the headers of the free
-    /// blocks it walks (checked). Any such run holds a free block of order
-    /// `floor(log2(need + 1)) - 1` or above, so only those lists are walked; the caller asks
-    /// only when no free block of the request's order is left, so these are one or two lists of
-    /// smaller blocks. Cost: the blocks of those lists times the run lengths.
+    /// absolutely aligned to `align` fragments (a power of two), if any: the start. With `best`,
+    /// the run that fits tightest (best fit: large requests then leave the large holes for large
+    /// requests); else the first found. `parked` is an allocated block to count as free (the
+    /// policy's parked last-freed block; the caller merges it before taking a run that holds
+    /// it). Reads only bits and the headers of the free blocks it walks (checked).
+    ///
+    /// Any such run holds a free block of order `floor(log2(need + 1)) - 1` or above, so only
+    /// those lists are walked. Cost: the blocks of those lists times the run lengths, in
+    /// fragments' blocks; the policy asks for the first fit only when no free block of the
+    /// request's order is left (one or two lists of smaller blocks), and for the best fit only for
+    /// large requests (few blocks that large).
     pub fn find_run(
         &self,
         need: usize,
         align: usize,
         parked: Option<(usize, Order)>,
+        best: bool,
     ) -> Result<Option<usize>, Corruption> {
         let lowest = (need + 1).ilog2().saturating_sub(1);
+        // (start, run length) of the tightest run so far.
+        let mut found: Option<(usize, usize)> = None;
+        let mut consider = |run: Option<(usize, usize)>| -> bool {
+            if let Some((start, len)) = run {
+                if found.is_none_or(|(_, best_len)| len < best_len) {
+                    found = Some((start, len));
+                }
+                // Stop at the first fit, or at an exact one.
+                return !best || len == need;
+            }
+            false
+        };
         if let Some((frag, order)) = parked.filter(|&(_, order)| order.get() >= lowest) {
-            if let Some(start) = self.run_around(frag, order, need, align, parked) {
-                return Ok(Some(start));
+            if consider(self.run_around(frag, order, need, align, parked, best)) {
+                return Ok(found.map(|(start, _)| start));
             }
         }
         for j in lowest..=self.math().max_order().get().min(self.top()) {
@@ -308,17 +325,18 @@ impl Slot {
             let mut at = self.head(order);
             while let Some(frag) = at {
                 let header = self.check_header(frag, order)?;
-                if let Some(start) = self.run_around(frag, order, need, align, parked) {
-                    return Ok(Some(start));
+                if consider(self.run_around(frag, order, need, align, parked, best)) {
+                    return Ok(found.map(|(start, _)| start));
                 }
                 at = (header.next != crate::slot::NIL).then_some(header.next as usize);
             }
         }
-        Ok(None)
+        Ok(found.map(|(start, _)| start))
     }
 
-    /// Where the run of free blocks holding the free block `frag` of order `order` can hold
-    /// `need` fragments aligned to `align`, if it can.
+    /// Whether the run of free blocks holding the free block `frag` of order `order` can hold
+    /// `need` fragments aligned to `align`: `(start, length of the run from start)`. With
+    /// `whole`, the run is measured to its end; else only as far as `need`.
     fn run_around(
         &self,
         frag: usize,
@@ -326,7 +344,8 @@ impl Slot {
         need: usize,
         align: usize,
         parked: Option<(usize, Order)>,
-    ) -> Option<usize> {
+        whole: bool,
+    ) -> Option<(usize, usize)> {
         let free = |block: crate::slot::Found| !block.allocated || Some(block.frag) == parked.map(|p| p.0);
         // The run holding this block: back to its first free block, then forward.
         let mut lo = frag;
@@ -339,14 +358,14 @@ impl Slot {
         }
         let start = self.abs(lo).next_multiple_of(align) - self.arena.first_absolute();
         let mut hi = frag + order.fragments();
-        while hi < start + need && hi < self.arena.fragments() {
+        while (whole || hi < start + need) && hi < self.arena.fragments() {
             let after = self.find_block(hi);
             if !free(after) {
                 break;
             }
             hi += after.order.fragments();
         }
-        (start + need <= hi).then_some(start)
+        (start + need <= hi).then(|| (start, hi - start))
     }
 
     /// Allocates `need` fragments at `start`, inside a run found by [`Self::find_run`]: the free

@@ -38,7 +38,7 @@ mod exact;
 mod inspect;
 mod slot;
 
-pub use buddy::{Block, Buddy, Map};
+pub use buddy::{Block, Buddy, Map, BEST_FIT_FROM};
 pub use slot::HEADER_SIZE;
 
 #[cfg(test)]

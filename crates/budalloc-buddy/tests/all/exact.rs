@@ -145,31 +145,44 @@ fn grow_in_place_stops_at_a_live_neighbour() {
     assert!(heap.is_pristine());
 }
 
-/// Fills an exact heap with 1 KiB blocks and frees two adjacent ones that are not buddies: a
-/// 2 KiB free run that holds no 2 KiB block. Returns the run's start.
-fn unaligned_run(heap: &mut Exact) -> NonNull<u8> {
+/// Fills an exact heap with blocks of `size` bytes (a power of two) and frees two adjacent ones
+/// that are not buddies: a free run of twice `size` that holds no block that large. Returns the
+/// run's start.
+fn unaligned_run(heap: &mut Exact, size: usize) -> NonNull<u8> {
     let mut blocks = Vec::new();
-    while let Ok(block) = heap.allocate(layout(1024, 8)) {
+    while let Ok(block) = heap.allocate(layout(size, 8)) {
         blocks.push(block.cast::<u8>());
     }
     blocks.sort_by_key(|p| p.addr());
     let i = (0..blocks.len() - 1)
         .find(|&i| {
             let (a, b) = (blocks[i].addr().get(), blocks[i + 1].addr().get());
-            a % 2048 == 1024 && b == a + 1024
+            a % (2 * size) == size && b == a + size
         })
-        .expect("two adjacent 1 KiB blocks that are not buddies");
+        .expect("two adjacent blocks that are not buddies");
     let start = blocks[i];
-    free(heap, blocks[i], 1024, 8);
-    free(heap, blocks[i + 1], 1024, 8);
-    assert!(heap.stats().largest_free < 2048, "the run holds no 2 KiB block");
+    free(heap, blocks[i], size, 8);
+    free(heap, blocks[i + 1], size, 8);
+    assert!(heap.stats().largest_free < 2 * size, "the run holds no block of twice the size");
     start
 }
 
 #[test]
-fn a_request_with_no_aligned_block_left_is_placed_in_a_free_run() {
+fn a_small_request_with_no_block_of_its_order_left_takes_the_first_run() {
+    // Below BEST_FIT_FROM: the free lists first, a run only when no block of the order is left.
+    let (mut heap, _region) = exact(8 * 1024);
+    let start = unaligned_run(&mut heap, 256);
+    let ptr = alloc(&mut heap, 272, 8);
+    assert_eq!(ptr, start);
+    heap.check_invariants().unwrap();
+    free(&mut heap, ptr, 272, 8);
+    assert_eq!(alloc(&mut heap, 512, 8), start);
+}
+
+#[test]
+fn a_large_request_is_placed_best_fit_in_a_run_of_free_blocks() {
     let (mut heap, _region) = exact(16 * 1024);
-    let start = unaligned_run(&mut heap);
+    let start = unaligned_run(&mut heap, 1024);
     // 1040 bytes want a 2 KiB block; there is none, but the run is long enough.
     let ptr = alloc(&mut heap, 1040, 8);
     assert_eq!(ptr, start);
@@ -192,7 +205,7 @@ fn a_request_with_no_aligned_block_left_is_placed_in_a_free_run() {
 #[test]
 fn a_run_allocation_grows_and_shrinks_in_place() {
     let (mut heap, _region) = exact(16 * 1024);
-    let start = unaligned_run(&mut heap);
+    let start = unaligned_run(&mut heap, 1024);
     let ptr = alloc(&mut heap, 1040, 8);
     assert_eq!(ptr, start);
     // SAFETY: `ptr` is live with a layout of 1040 bytes; 2048 is larger.
@@ -212,4 +225,32 @@ fn a_run_allocation_grows_and_shrinks_in_place() {
     heap.check_invariants().unwrap();
     free(&mut heap, ptr, 100, 8);
     assert_eq!(alloc(&mut heap, 2048, 8), start);
+}
+
+#[test]
+fn best_fit_takes_the_tightest_run_not_the_first_aligned_block() {
+    let (mut heap, _region) = exact(32 * 1024);
+    let mut blocks = Vec::new();
+    while let Ok(block) = heap.allocate(layout(1024, 8)) {
+        blocks.push(block.cast::<u8>());
+    }
+    blocks.sort_by_key(|p| p.addr());
+    let adjacent = |i: usize, n: usize| {
+        (i..i + n - 1).all(|k| blocks[k + 1].addr().get() == blocks[k].addr().get() + 1024)
+    };
+    // A 3 KiB run starting at an odd KiB (it holds an aligned 2 KiB block) and, apart from it,
+    // a 2 KiB run that holds none.
+    let wide = (0..blocks.len() - 3)
+        .find(|&i| blocks[i].addr().get() % 2048 == 1024 && adjacent(i, 3))
+        .expect("three adjacent blocks");
+    let tight = (wide + 4..blocks.len() - 1)
+        .find(|&i| blocks[i].addr().get() % 2048 == 1024 && adjacent(i, 2))
+        .expect("two adjacent blocks past them");
+    for &i in &[wide, wide + 1, wide + 2, tight, tight + 1] {
+        free(&mut heap, blocks[i], 1024, 8);
+    }
+    heap.flush();
+    // 1100 bytes fit both runs; the 2 KiB one fits tightest.
+    assert_eq!(alloc(&mut heap, 1100, 8), blocks[tight]);
+    heap.check_invariants().unwrap();
 }
