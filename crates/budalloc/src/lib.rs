@@ -7,13 +7,14 @@
 
 pub use allocator_api2;
 pub use budalloc_buddy::{Block, Buddy, Map};
+pub use budalloc_classes::Classes;
 pub use budalloc_core::{
-    AllocError, Arena, Claim, Corruption, FreeError, Grow, GuardKey, Order, RawAlloc, RegionError, SizeMath,
-    Source, Stats,
+    AllocError, Arena, Claim, Corruption, FreeError, Grow, GuardKey, Order, RawAlloc, RegionError,
+    SizeClasses, SizeMath, Source, Stats,
 };
 pub use budalloc_sync::{fatal, Local, Locked, RawLock, Spin, StaticHeap, WouldBlock};
 #[cfg(feature = "std")]
-pub use budalloc_sync::{StdLock, SystemSource};
+pub use budalloc_sync::{Cached, StdLock, SystemSource};
 
 #[cfg(feature = "check-invariants")]
 pub use budalloc_core::{Inspect, InvariantError};
@@ -30,6 +31,18 @@ pub type DefaultBuddy = Buddy<16, { 1 << 30 }, 8>;
 /// The default single-threaded heap: the buddy policy behind the [`Local`] frontend. `&Heap` is
 /// an `allocator_api2` allocator.
 pub type Heap = Local<DefaultBuddy>;
+
+/// The exact-fit buddy: a request keeps only the 16-byte fragments it needs, and lands in a run
+/// of free blocks when no block of its order is left.
+pub type ExactBuddy = Buddy<16, { 1 << 30 }, 8, true>;
+
+/// Size classes (4 per doubling, up to 32 KiB, in slabs) over the exact-fit buddy: the
+/// composition that is to become the default heap's policy (work in progress: see the README's
+/// status section).
+pub type ClassesBuddy = Classes<ExactBuddy>;
+
+/// [`ClassesBuddy`] behind the [`Local`] frontend.
+pub type ClassesHeap = Local<ClassesBuddy>;
 
 /// The buddy policy behind [`Global`]: like [`DefaultBuddy`], with room for 32 arenas (regions
 /// double in size as the heap grows, so 32 arenas reach far beyond any real heap).
