@@ -32,6 +32,7 @@ mod map;
 mod order;
 mod raw;
 mod stats;
+mod svg;
 
 pub use arena::Arena;
 pub use bitmap::{Bitmap, Bits};
@@ -45,6 +46,7 @@ pub use order::{Order, SizeMath, MAX_ORDERS};
 pub use raw::{Claim, RawAlloc};
 pub use stats::Stats;
 pub use stats::{human, Human};
+pub use svg::{write_svg, SvgRow};
 
 #[cfg(test)]
 mod tests;

@@ -1,14 +1,17 @@
 //! A tour of budalloc: one arena, real collections on it, the stats and the arena map before
 //! and after frees, and what a checked free says about misuse.
 //!
-//! Run with `cargo run --release --example tour`.
+//! Run with `cargo run --release --example tour [picture.svg]`: it also draws a small arena
+//! through a workload as an SVG picture (by default `target/budalloc-arena.svg`, relative to the
+//! current directory) and prints where it wrote it.
 
 use core::alloc::Layout;
 use core::mem::MaybeUninit;
 
 use allocator_api2::boxed::Box as ABox;
 use allocator_api2::vec::Vec as AVec;
-use budalloc::{Buddy, Heap, Local, RawAlloc};
+use budalloc::{Buddy, Heap, Local, Order, RawAlloc};
+use budalloc_core::{write_svg, BlockView, SvgRow};
 
 fn main() {
     // 1. A heap over one region of 256 KiB (any memory will do: a static, a leaked box, mmap).
@@ -76,6 +79,87 @@ fn main() {
     // SAFETY: freed just above: this is the double free the checked API reports.
     let again = unsafe { policy.try_deallocate(block, layout) };
     println!("  {:<17} -> {}", "double free", again.map_or_else(|e| e.to_string(), |()| "accepted".into()));
+
+    // 6. The arena as a picture: a small arena through a workload, one row per moment.
+    let path = std::env::args().nth(1).unwrap_or_else(|| "target/budalloc-arena.svg".to_string());
+    let svg = picture();
+    if let Some(dir) = std::path::Path::new(&path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).expect("a directory for the picture");
+    }
+    std::fs::write(&path, svg).expect("the picture is written");
+    println!("\n== the arena as a picture: {path}");
+}
+
+/// The policy the picture shows: 32-byte smallest blocks, 16 KiB largest, one arena.
+type Small = Buddy<32, { 16 * 1024 }, 1>;
+
+/// Runs a small workload on a 16 KiB arena and draws it as an SVG, one row per moment.
+fn picture() -> String {
+    // 16 KiB of blocks plus room for the bitmap, aligned so that the first block is 16 KiB.
+    #[repr(C, align(16384))]
+    struct Region([MaybeUninit<u8>; 16 * 1024 + 256]);
+    let region = Box::leak(Box::new(Region([MaybeUninit::uninit(); 16 * 1024 + 256])));
+    let mut policy = Small::new();
+    let arena = policy.claim(&mut region.0).expect("a 16.25 KiB region is large enough");
+    let (start, fragments) = (arena.start(), arena.fragments());
+    let mut rows: Vec<(String, Vec<BlockView>)> = Vec::new();
+    let mut snap = |policy: &Small, label: &str| rows.push((label.to_string(), blocks(policy, start)));
+    snap(&policy, "a fresh arena: one 16 KiB block, and the small blocks the rest of the region makes");
+
+    let layout = |size| Layout::from_size_align(size, 8).expect("layout");
+    let alloc = |policy: &mut Small, size| (policy.allocate(layout(size)).expect("room").cast::<u8>(), size);
+    let first = alloc(&mut policy, 100);
+    snap(&policy, "allocate 100 B: the 16 KiB block splits in halves down to a 128 B block");
+    let mut live = vec![first];
+    for size in [3000, 700, 40, 200, 1500, 64, 300] {
+        live.push(alloc(&mut policy, size));
+    }
+    snap(
+        &policy,
+        "allocate 3000, 700, 40, 200, 1500, 64 and 300 B: each gets a power-of-two block, split from the smallest free block that fits",
+    );
+    for i in [2, 4, 7] {
+        let (ptr, size) = live[i];
+        // SAFETY: block `i` is live with this layout; it is freed once (the indices differ).
+        unsafe { policy.deallocate(ptr, layout(size)) };
+    }
+    // The block freed last is parked unmerged until the next free; flush so the picture shows
+    // every free byte merged.
+    policy.flush();
+    snap(&policy, "free the 700, 200 and 300 B blocks: holes between live blocks");
+    live.push(alloc(&mut policy, 5000));
+    snap(&policy, "allocate 5000 B: rounded up to an 8 KiB block");
+    for &i in &[0, 1, 3, 5, 8] {
+        let (ptr, size) = live[i];
+        // SAFETY: these blocks are live with their layouts and were not freed above.
+        unsafe { policy.deallocate(ptr, layout(size)) };
+    }
+    policy.flush();
+    snap(&policy, "free everything but the 64 B block: buddies merge, up to the one block still in use");
+    let (ptr, size) = live[6];
+    // SAFETY: the last live block, freed once.
+    unsafe { policy.deallocate(ptr, layout(size)) };
+    policy.flush();
+    snap(&policy, "free the 64 B block: the buddies merge all the way back to the fresh arena");
+
+    let rows: Vec<SvgRow<'_>> = rows.iter().map(|(label, blocks)| SvgRow { label, blocks }).collect();
+    let mut svg = String::new();
+    write_svg(&mut svg, "budalloc: a 16 KiB arena through a workload (MIN = 32 B)", fragments, 32, &rows)
+        .expect("writing to a String cannot fail");
+    svg
+}
+
+/// The blocks of `policy`'s arena at `start`, as the picture wants them.
+fn blocks(policy: &Small, start: usize) -> Vec<BlockView> {
+    let min = policy.math().min_block();
+    policy
+        .blocks()
+        .map(|b| BlockView {
+            frag: (b.addr - start) / min,
+            order: Order::new((b.size / min).trailing_zeros()).expect("a block is at most MAX"),
+            allocated: b.allocated,
+        })
+        .collect()
 }
 
 fn print_heap<A: RawAlloc + MapSource>(heap: &Local<A>) {
