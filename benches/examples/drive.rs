@@ -2,15 +2,18 @@
 //!
 //! ```text
 //! cargo build --profile bench -p budalloc-benches --example drive
-//! target/release/examples/drive <subject> <a|b|c-free|c-cycle> <iterations> [live]
+//! target/release/examples/drive <subject> <a|b|c-free|c-cycle|d> <iterations> [live]
 //! ```
 //!
-//! An iteration is a pair for `a`, a round of 1000 allocations and 1000 frees for `b`, one free
-//! for `c-free` (allocations back and rebuilds untimed) and one free plus allocation back for
-//! `c-cycle` (rebuilds untimed). It builds the workload (untimed), runs it `iterations` times and
-//! prints the time per unit (per operation for `b`).
+//! `<subject>` is a name from the reports (`budalloc`, `budalloc-classes`, `talc`, `system`, …;
+//! every subject of `budalloc_benches::visit_subjects`). An iteration is a pair for `a`, a round
+//! of 1000 allocations and 1000 frees for `b`, one free for `c-free` (allocations back and
+//! rebuilds untimed), one free plus allocation back for `c-cycle` (rebuilds untimed) and one
+//! random action (alloc / free / realloc, 8 B – 2000 B, at most 1000 live) for `d`. It builds
+//! the workload (untimed), runs it `iterations` times and prints the time per unit (per
+//! operation for `b`).
 //!
-//! On a noisy machine, `drive compare <a|b|c-free|c-cycle> <rounds> [live]` gives steadier
+//! On a noisy machine, `drive compare <a|b|c-free|c-cycle|d> <rounds> [live]` gives steadier
 //! ratios: it builds the workload for every subject, then runs them in turn, in chunks of about
 //! 20 ms, for `rounds` rounds (starting each round with another subject), and prints each
 //! subject's median and minimum time per unit and the median per-round ratio to budalloc.
@@ -24,49 +27,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use budalloc_benches::{
-    summarize, visit_subjects, Batch, BudallocLocal, BudallocRaw, BuddyAllocSubject, BuddySystem, Efficiency,
-    Fragmented, LinkedList, Pair, RlsfSubject, Subject, TalcSubject, VisitSubjects,
+    summarize, visit_subjects, ActionMix, Actions, Batch, Efficiency, Fragmented, Pair, Subject,
+    VisitSubjects,
 };
 
-fn drive<S: Subject>(workload: &str, iterations: u64, live: usize) -> Result<(), String> {
-    let (elapsed, per) = match workload {
-        "a" => {
-            let mut w = Pair::<S>::new(64)?;
-            let start = Instant::now();
-            for _ in 0..iterations {
-                w.run()?;
-            }
-            (start.elapsed(), iterations)
-        }
-        "b" => {
-            let mut w = Batch::<S>::new(1000, 16, 4096)?;
-            let start = Instant::now();
-            for _ in 0..iterations {
-                w.run()?;
-            }
-            (start.elapsed(), iterations * w.ops() as u64)
-        }
-        "c-free" => {
-            let mut w = Fragmented::<S>::new(live)?;
-            let mut timed = Duration::ZERO;
-            w.time_frees(iterations, 100, &mut timed)?;
-            (timed, iterations)
-        }
-        "c-cycle" => {
-            let mut w = Fragmented::<S>::new(live)?;
-            let mut timed = Duration::ZERO;
-            w.time_cycles(iterations, &mut timed)?;
-            (timed, iterations)
-        }
-        other => return Err(format!("unknown workload {other}")),
-    };
-    println!(
-        "{} {workload}: {:.2} ns per unit ({per} units)",
-        S::name(),
-        elapsed.as_nanos() as f64 / per as f64
-    );
-    Ok(())
-}
+/// The random actions of workload `d`.
+const ACTIONS: ActionMix = ActionMix { max_size: 2000, realloc: true, max_live: 1000 };
 
 /// Runs `n` iterations of a workload; returns the timed part and the units done.
 type Runner = Box<dyn FnMut(u64) -> Result<(Duration, u64), String>>;
@@ -109,8 +75,62 @@ fn runner<S: Subject + 'static>(workload: &str, live: usize) -> Result<Runner, S
                 Ok((timed, n))
             })
         }
+        "d" => {
+            let mut w = Actions::<S>::new(ACTIONS)?;
+            Box::new(move |n| {
+                let start = Instant::now();
+                w.run(n)?;
+                Ok((start.elapsed(), n))
+            })
+        }
         other => return Err(format!("unknown workload {other}")),
     })
+}
+
+/// Builds a runner for every subject (`compare`) or for the one named (`drive <subject>`).
+struct Runners {
+    /// `None`: every subject.
+    only: Option<String>,
+    workload: String,
+    live: usize,
+    built: Vec<(&'static str, Runner)>,
+    error: Option<String>,
+}
+
+impl VisitSubjects for Runners {
+    fn visit<S: Subject + 'static>(&mut self) {
+        if self.error.is_some() || self.only.as_ref().is_some_and(|name| name != S::name()) {
+            return;
+        }
+        match runner::<S>(&self.workload, self.live) {
+            Ok(run) => self.built.push((S::name(), run)),
+            Err(e) => self.error = Some(format!("{}: {e}", S::name())),
+        }
+    }
+}
+
+fn runners(only: Option<&str>, workload: &str, live: usize) -> Result<Vec<(&'static str, Runner)>, String> {
+    let mut r = Runners {
+        only: only.map(str::to_string),
+        workload: workload.to_string(),
+        live,
+        built: Vec::new(),
+        error: None,
+    };
+    visit_subjects(&mut r);
+    match (r.error, only) {
+        (Some(e), _) => Err(e),
+        (None, Some(name)) if r.built.is_empty() => Err(format!("unknown subject {name}")),
+        (None, _) => Ok(r.built),
+    }
+}
+
+fn drive(subject: &str, workload: &str, iterations: u64, live: usize) -> Result<(), String> {
+    let mut built = runners(Some(subject), workload, live)?;
+    let (name, run) = &mut built[0];
+    let (elapsed, per) = run(iterations)?;
+    println!("{name} {workload}: {:.2} ns per unit ({per} units)", elapsed.as_nanos() as f64 / per as f64);
+    Ok(())
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -126,15 +146,7 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn compare(workload: &str, rounds: usize, live: usize) -> Result<(), String> {
-    let mut subjects: Vec<(&str, Runner)> = vec![
-        (BudallocRaw::name(), runner::<BudallocRaw>(workload, live)?),
-        (BudallocLocal::name(), runner::<BudallocLocal>(workload, live)?),
-        (TalcSubject::name(), runner::<TalcSubject>(workload, live)?),
-        (RlsfSubject::name(), runner::<RlsfSubject>(workload, live)?),
-        (BuddySystem::name(), runner::<BuddySystem>(workload, live)?),
-        (BuddyAllocSubject::name(), runner::<BuddyAllocSubject>(workload, live)?),
-        (LinkedList::name(), runner::<LinkedList>(workload, live)?),
-    ];
+    let mut subjects = runners(None, workload, live)?;
     // Calibrate: iterations per chunk of about 20 ms (after a warm-up chunk).
     let mut chunk = Vec::new();
     for (_, run) in &mut subjects {
@@ -252,7 +264,7 @@ fn main() -> ExitCode {
     }
     if args.get(1).map(String::as_str) == Some("compare") {
         let (Some(workload), Some(rounds)) = (args.get(2), args.get(3).and_then(|r| r.parse().ok())) else {
-            eprintln!("usage: drive compare <a|b|c-free|c-cycle> <rounds> [live]");
+            eprintln!("usage: drive compare <a|b|c-free|c-cycle|d> <rounds> [live]");
             return ExitCode::FAILURE;
         };
         let live = args.get(4).and_then(|l| l.parse().ok()).unwrap_or(5000);
@@ -264,7 +276,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let usage = "usage: drive <subject> <a|b|c-free|c-cycle> <iterations> [live]";
+    let usage = "usage: drive <subject> <a|b|c-free|c-cycle|d> <iterations> [live]";
     let (Some(subject), Some(workload), Some(iterations)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!("{usage}");
         return ExitCode::FAILURE;
@@ -274,16 +286,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let live = args.get(4).and_then(|l| l.parse().ok()).unwrap_or(5000);
-    let result = match subject.as_str() {
-        "budalloc" => drive::<BudallocRaw>(workload, iterations, live),
-        "budalloc-local" => drive::<BudallocLocal>(workload, iterations, live),
-        "talc" => drive::<TalcSubject>(workload, iterations, live),
-        "rlsf" => drive::<RlsfSubject>(workload, iterations, live),
-        "buddy_system_allocator" => drive::<BuddySystem>(workload, iterations, live),
-        "buddy-alloc" => drive::<BuddyAllocSubject>(workload, iterations, live),
-        "linked_list_allocator" => drive::<LinkedList>(workload, iterations, live),
-        other => Err(format!("unknown subject {other}")),
-    };
+    let result = drive(subject, workload, iterations, live);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

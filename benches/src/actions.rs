@@ -17,7 +17,9 @@ use budalloc::allocator_api2::alloc::Allocator;
 use budalloc::DefaultBuddy;
 
 use crate::native::{Native, NativeAlloc};
-use crate::{out_of_memory, verify_live, Fixture, Region, Subject, XorShift, REGION_LEN, WORKLOAD_ALIGN};
+use crate::{
+    out_of_memory, verify_live, Fixture, Policy, Region, Subject, XorShift, REGION_LEN, WORKLOAD_ALIGN,
+};
 
 /// The parameters of a random-action workload.
 #[derive(Clone, Copy, Debug)]
@@ -298,22 +300,22 @@ impl<S: Subject> Shared for SpinLocked<S> {
     }
 }
 
-/// budalloc's thread-safe frontend, `budalloc::Locked<DefaultBuddy, Spin>`, over a region,
-/// called through the `allocator_api2` `Allocator` implementation of `&Locked`.
-pub struct BudallocLocked {
+/// A budalloc policy behind its thread-safe frontend, `budalloc::Locked<P, Spin>`, over a
+/// region, called through the `allocator_api2` `Allocator` implementation of `&Locked`.
+pub struct BudallocLocked<P: Policy = DefaultBuddy> {
     /// Declared first: dropped before the region.
-    heap: budalloc::Locked<DefaultBuddy>,
+    heap: budalloc::Locked<P>,
     region: Region,
 }
 
-impl Shared for BudallocLocked {
+impl<P: Policy + Send> Shared for BudallocLocked<P> {
     fn name() -> &'static str {
-        "budalloc"
+        P::NAME
     }
 
     fn build() -> Result<Self, String> {
         let region = Region::new(REGION_LEN)?;
-        let heap = budalloc::Locked::new(DefaultBuddy::new());
+        let heap = budalloc::Locked::new(P::default());
         // SAFETY: the region is valid for reads and writes of its size, used by nothing else,
         // and dropped after the heap (field order).
         unsafe { heap.claim_raw(region.start(), region.size()) }.map_err(|e| format!("claim_raw: {e:?}"))?;
@@ -337,16 +339,77 @@ impl Shared for BudallocLocked {
 
     #[inline(never)]
     unsafe fn realloc(&self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
-        let new = Layout::from_size_align(new_size, old.align()).ok()?;
-        let block = if new_size >= old.size() {
-            // SAFETY: `ptr` is live with `old`, and the new size is not smaller.
-            unsafe { (&self.heap).grow(ptr, old, new) }
-        } else {
-            // SAFETY: `ptr` is live with `old`, and the new size is smaller.
-            unsafe { (&self.heap).shrink(ptr, old, new) }
-        };
-        block.ok().map(NonNull::cast)
+        // SAFETY: forwarded from our caller.
+        unsafe { realloc_in(&self.heap, ptr, old, new_size) }
     }
+}
+
+/// The size-class heap with per-thread caches: `budalloc::Cached` in front of
+/// `budalloc::Locked<ClassesBuddy>` over a region. `Cached` needs a `'static` shared heap, so
+/// each build leaks its shared heap and its region (one per benchmark).
+pub struct BudallocCached {
+    heap: budalloc::Cached<budalloc::ClassesBuddy>,
+    region: &'static Region,
+}
+
+impl Shared for BudallocCached {
+    fn name() -> &'static str {
+        "budalloc-classes-cached"
+    }
+
+    fn build() -> Result<Self, String> {
+        let region: &'static Region = Box::leak(Box::new(Region::new(REGION_LEN)?));
+        let shared = Box::leak(Box::new(budalloc::Locked::new(budalloc::ClassesBuddy::default())));
+        // SAFETY: the region is valid for reads and writes of its size, used by nothing else,
+        // and never freed (leaked with the heap).
+        unsafe { shared.claim_raw(region.start(), region.size()) }
+            .map_err(|e| format!("claim_raw: {e:?}"))?;
+        Ok(BudallocCached { heap: budalloc::Cached::new(shared), region })
+    }
+
+    fn verify(&self, live: &mut [(NonNull<u8>, Layout)]) -> Result<(), String> {
+        verify_live(Some(self.region), live, "two threads")
+    }
+
+    #[inline(never)]
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        (&self.heap).allocate(layout).ok().map(NonNull::cast)
+    }
+
+    #[inline(never)]
+    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: `ptr` is live and `layout` fits it (our caller's promise).
+        unsafe { (&self.heap).deallocate(ptr, layout) }
+    }
+
+    #[inline(never)]
+    unsafe fn realloc(&self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from our caller.
+        unsafe { realloc_in(&self.heap, ptr, old, new_size) }
+    }
+}
+
+/// Resizes a block through an `allocator_api2` allocator: `grow` or `shrink` to `new_size`
+/// bytes, same alignment.
+///
+/// # Safety
+/// `ptr` must be live in `heap` with `old`; `new_size` must be non-zero.
+#[inline]
+pub unsafe fn realloc_in<A: Allocator>(
+    heap: A,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new_size: usize,
+) -> Option<NonNull<u8>> {
+    let new = Layout::from_size_align(new_size, old.align()).ok()?;
+    let block = if new_size >= old.size() {
+        // SAFETY: `ptr` is live with `old`, and the new size is not smaller.
+        unsafe { heap.grow(ptr, old, new) }
+    } else {
+        // SAFETY: `ptr` is live with `old`, and the new size is smaller.
+        unsafe { heap.shrink(ptr, old, new) }
+    };
+    block.ok().map(NonNull::cast)
 }
 
 impl<G: NativeAlloc> Shared for Native<G> {

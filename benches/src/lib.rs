@@ -17,14 +17,15 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use budalloc::allocator_api2::alloc::Allocator;
-use budalloc::{DefaultBuddy, RawAlloc};
+use budalloc::{Claim, DefaultBuddy, RawAlloc};
 
 mod actions;
 mod efficiency;
 mod native;
 
 pub use actions::{
-    ActionMix, ActionState, Actions, BudallocLocked, Handle, Ops, Shared, SpinLocked, TwoThreads, THREADS,
+    realloc_in, ActionMix, ActionState, Actions, BudallocCached, BudallocLocked, Handle, Ops, Shared,
+    SpinLocked, TwoThreads, THREADS,
 };
 pub use efficiency::{summarize, Efficiency, Score, Summary, CHURN_STEPS, EFF_REGION_LEN};
 pub use native::{MimallocSubject, Native, NativeAlloc, SystemSubject};
@@ -41,8 +42,8 @@ pub trait VisitSubjects {
 pub fn visit_subjects(v: &mut impl VisitSubjects) {
     v.visit::<BudallocRaw>();
     v.visit::<BudallocLocal>();
-    // The size-class heap (`budalloc::...`, in progress) goes here, as a `Subject` over the
-    // region like `BudallocRaw`.
+    v.visit::<Raw<budalloc::ExactBuddy>>();
+    v.visit::<Raw<budalloc::ClassesBuddy>>();
     v.visit::<TalcSubject>();
     v.visit::<RlsfSubject>();
     v.visit::<BuddySystem>();
@@ -64,7 +65,9 @@ pub trait VisitShared {
 /// shared heap is one line here** (and its `Shared` implementation).
 pub fn visit_shared(v: &mut impl VisitShared) {
     v.visit::<BudallocLocked>();
-    // The size-class heap's thread-safe frontend (in progress) goes here.
+    v.visit::<BudallocLocked<budalloc::ExactBuddy>>();
+    v.visit::<BudallocLocked<budalloc::ClassesBuddy>>();
+    v.visit::<BudallocCached>();
     v.visit::<SpinLocked<TalcSubject>>();
     v.visit::<SpinLocked<RlsfSubject>>();
     v.visit::<SpinLocked<BuddySystem>>();
@@ -215,19 +218,40 @@ pub trait Subject: Sized {
     }
 }
 
-/// budalloc's default buddy policy, called directly through [`RawAlloc`].
-pub struct BudallocRaw(DefaultBuddy);
+/// A budalloc policy the benchmarks call directly through [`RawAlloc`], with its report name.
+pub trait Policy: RawAlloc + Claim + Default {
+    /// Name in reports.
+    const NAME: &'static str;
+}
 
-impl Subject for BudallocRaw {
+impl Policy for DefaultBuddy {
+    const NAME: &'static str = "budalloc";
+}
+
+impl Policy for budalloc::ExactBuddy {
+    const NAME: &'static str = "budalloc-exact";
+}
+
+impl Policy for budalloc::ClassesBuddy {
+    const NAME: &'static str = "budalloc-classes";
+}
+
+/// A budalloc policy `P`, called directly through [`RawAlloc`].
+pub struct Raw<P>(P);
+
+/// budalloc's default buddy policy, called directly.
+pub type BudallocRaw = Raw<DefaultBuddy>;
+
+impl<P: Policy> Subject for Raw<P> {
     fn name() -> &'static str {
-        "budalloc"
+        P::NAME
     }
 
     unsafe fn new(region: *mut u8, len: usize) -> Result<Self, String> {
-        let mut buddy = DefaultBuddy::new();
+        let mut policy = P::default();
         // SAFETY: forwarded from our caller.
-        unsafe { buddy.claim_raw(region, len) }.map_err(|e| format!("claim_raw: {e:?}"))?;
-        Ok(BudallocRaw(buddy))
+        unsafe { policy.claim_raw(region, len) }.map_err(|e| format!("claim_raw: {e:?}"))?;
+        Ok(Raw(policy))
     }
 
     #[inline(never)]
@@ -284,15 +308,8 @@ impl Subject for BudallocLocal {
 
     #[inline(never)]
     unsafe fn realloc(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
-        let new = Layout::from_size_align(new_size, old.align()).ok()?;
-        let block = if new_size >= old.size() {
-            // SAFETY: `ptr` is live with `old`, and the new size is not smaller.
-            unsafe { (&self.0).grow(ptr, old, new) }
-        } else {
-            // SAFETY: `ptr` is live with `old`, and the new size is smaller.
-            unsafe { (&self.0).shrink(ptr, old, new) }
-        };
-        block.ok().map(NonNull::cast)
+        // SAFETY: forwarded from our caller.
+        unsafe { realloc_in(&self.0, ptr, old, new_size) }
     }
 }
 
