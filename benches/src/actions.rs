@@ -300,6 +300,29 @@ impl<S: Subject> Shared for SpinLocked<S> {
     }
 }
 
+/// The `alloc`, `free` and `realloc` of a [`Shared`] heap whose `heap` field is a budalloc
+/// frontend `H` with `&H: allocator_api2::alloc::Allocator`.
+macro_rules! shared_via_allocator {
+    () => {
+        #[inline(never)]
+        unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+            (&self.heap).allocate(layout).ok().map(NonNull::cast)
+        }
+
+        #[inline(never)]
+        unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+            // SAFETY: `ptr` is live and `layout` fits it (our caller's promise).
+            unsafe { (&self.heap).deallocate(ptr, layout) }
+        }
+
+        #[inline(never)]
+        unsafe fn realloc(&self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
+            // SAFETY: forwarded from our caller.
+            unsafe { realloc_in(&self.heap, ptr, old, new_size) }
+        }
+    };
+}
+
 /// A budalloc policy behind its thread-safe frontend, `budalloc::Locked<P, Spin>`, over a
 /// region, called through the `allocator_api2` `Allocator` implementation of `&Locked`.
 pub struct BudallocLocked<P: Policy = DefaultBuddy> {
@@ -326,22 +349,7 @@ impl<P: Policy + Send> Shared for BudallocLocked<P> {
         verify_live(Some(&self.region), live, "two threads")
     }
 
-    #[inline(never)]
-    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
-        (&self.heap).allocate(layout).ok().map(NonNull::cast)
-    }
-
-    #[inline(never)]
-    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: `ptr` is live and `layout` fits it (our caller's promise).
-        unsafe { (&self.heap).deallocate(ptr, layout) }
-    }
-
-    #[inline(never)]
-    unsafe fn realloc(&self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
-        // SAFETY: forwarded from our caller.
-        unsafe { realloc_in(&self.heap, ptr, old, new_size) }
-    }
+    shared_via_allocator!();
 }
 
 /// The size-class heap with per-thread caches: `budalloc::Cached` in front of
@@ -371,22 +379,7 @@ impl Shared for BudallocCached {
         verify_live(Some(self.region), live, "two threads")
     }
 
-    #[inline(never)]
-    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
-        (&self.heap).allocate(layout).ok().map(NonNull::cast)
-    }
-
-    #[inline(never)]
-    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: `ptr` is live and `layout` fits it (our caller's promise).
-        unsafe { (&self.heap).deallocate(ptr, layout) }
-    }
-
-    #[inline(never)]
-    unsafe fn realloc(&self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
-        // SAFETY: forwarded from our caller.
-        unsafe { realloc_in(&self.heap, ptr, old, new_size) }
-    }
+    shared_via_allocator!();
 }
 
 /// Resizes a block through an `allocator_api2` allocator: `grow` or `shrink` to `new_size`
