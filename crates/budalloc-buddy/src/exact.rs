@@ -22,6 +22,10 @@ use budalloc_core::{Corruption, Order};
 use crate::slot::Slot;
 
 /// Most pieces an allocation can have (one per order), and most free blocks a reshape absorbs.
+/// Best fit examines at most this many free blocks of each order (the heads of its lists) and
+/// stops one order past the first that gave a fit: a bounded search, close to best fit.
+const BEST_FIT_PROBES: usize = 16;
+
 pub(crate) const MAX_PIECES: usize = budalloc_core::MAX_ORDERS * 2;
 
 /// A small stack-allocated list, so the policy never allocates.
@@ -291,10 +295,10 @@ impl Slot {
     /// it). Reads only bits and the headers of the free blocks it walks (checked).
     ///
     /// Any such run holds a free block of order `floor(log2(need + 1)) - 1` or above, so only
-    /// those lists are walked. Cost: the blocks of those lists times the run lengths, in
-    /// fragments' blocks; the policy asks for the first fit only when no free block of the
-    /// request's order is left (one or two lists of smaller blocks), and for the best fit only for
-    /// large requests (few blocks that large).
+    /// those lists are walked. Cost: the blocks walked times the run lengths (in blocks). The
+    /// policy asks for the first fit only when no free block of the request's order is left
+    /// (one or two lists of smaller blocks); best fit walks at most [`BEST_FIT_PROBES`] blocks
+    /// of each order, up to one order past the first that gave a fit.
     pub fn find_run(
         &self,
         need: usize,
@@ -320,13 +324,28 @@ impl Slot {
                 return Ok(found.map(|(start, _)| start));
             }
         }
+        let mut fit_order = None;
         for j in lowest..=self.math().max_order().get().min(self.top()) {
+            // Best fit looks one order past the first that gave a fit: larger blocks make
+            // larger runs.
+            if fit_order.is_some_and(|f| j > f + 1) {
+                break;
+            }
             let Some(order) = Order::new(j) else { break };
             let mut at = self.head(order);
+            let mut probes = 0;
             while let Some(frag) = at {
                 let header = self.check_header(frag, order)?;
-                if consider(self.run_around(frag, order, need, align, parked, best)) {
+                let run = self.run_around(frag, order, need, align, parked, best);
+                if run.is_some() && fit_order.is_none() {
+                    fit_order = Some(j);
+                }
+                if consider(run) {
                     return Ok(found.map(|(start, _)| start));
+                }
+                probes += 1;
+                if best && probes == BEST_FIT_PROBES {
+                    break;
                 }
                 at = (header.next != crate::slot::NIL).then_some(header.next as usize);
             }

@@ -36,10 +36,12 @@ pub type Heap = Local<DefaultBuddy>;
 /// of free blocks when no block of its order is left.
 pub type ExactBuddy = Buddy<16, { 1 << 30 }, 8, true>;
 
-/// Size classes (4 per doubling, up to 32 KiB, in slabs) over the exact-fit buddy: the
-/// composition that is to become the default heap's policy (work in progress: see the README's
-/// status section).
-pub type ClassesBuddy = Classes<ExactBuddy>;
+/// Size classes (4 per doubling, 16 B .. 1 KiB, in slabs) over the exact-fit buddy: the
+/// composition that is to become the default heap's policy. The 1 KiB limit is measured: above
+/// it, the exact-fit buddy wastes less than a class would (under 16 bytes per block, placed best
+/// fit), and larger classes leave partly used slabs behind (heap efficiency on talc's recipe:
+/// 91% with a 1 KiB limit, 87% with 4 KiB, 70% with 32 KiB).
+pub type ClassesBuddy = Classes<ExactBuddy, 1024>;
 
 /// [`ClassesBuddy`] behind the [`Local`] frontend.
 pub type ClassesHeap = Local<ClassesBuddy>;
