@@ -144,13 +144,19 @@ fn flip_key<const EXACT: bool>(
     let expected =
         Corruption::GuardKey { which: if back { GuardKey::Back } else { GuardKey::Front }, addr: key };
     let blocks: Vec<Block> = h.alloc.blocks().collect();
-    let largest_free = |(s, e, _): (usize, usize, usize)| {
-        blocks.iter().filter(|b| !b.allocated && (s..e).contains(&b.addr)).map(|b| b.size).max().unwrap_or(0)
+    let free_in = |(s, e, _): (usize, usize, usize)| {
+        blocks.iter().filter(move |b| !b.allocated && (s..e).contains(&b.addr)).map(|b| b.size)
     };
     // An allocation of arena i's largest free block is served by arena i if no arena before it
-    // (the policy tries them in address order) has a block that large.
-    let largest = largest_free(arenas[i]);
-    let alloc_hits_i = largest > 0 && arenas[..i].iter().all(|&a| largest_free(a) < largest);
+    // (the policy tries them in address order) can serve it: none has a block that large or,
+    // with exact fit (which also places requests in runs of adjacent free blocks), none has that
+    // many free bytes.
+    let largest = free_in(arenas[i]).max().unwrap_or(0);
+    let alloc_hits_i = largest > 0
+        && arenas[..i].iter().all(|&a| {
+            let serves = if EXACT { free_in(a).sum::<usize>() } else { free_in(a).max().unwrap_or(0) };
+            serves < largest
+        });
 
     let by_alloc = by_alloc && alloc_hits_i;
     let kind = match (back, by_alloc) {

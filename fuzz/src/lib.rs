@@ -4,7 +4,8 @@
 //!   255 bytes, optionally cut into two adjacent arenas;
 //! - [`shape`]: maps raw [`Action`]s onto sizes and alignments worth trying (mostly small, some
 //!   around powers of two, some at the overflow boundaries, some anything);
-//! - [`run_actions`]: the body of `buddy_ops` and `buddy_exact_ops`;
+//! - [`run_actions`]: the body of `buddy_ops` and `buddy_exact_ops`; [`run_class_actions`]:
+//!   the body of `classes_ops` (size classes over the buddy);
 //! - [`count`]: per-kind injected / detected counters, printed when the process exits;
 //!   [`skipped`]: fault kinds left out on request (`BUDALLOC_FUZZ_SKIP`).
 //!
@@ -20,8 +21,9 @@ use std::sync::{Mutex, Once, OnceLock};
 
 use arbitrary::Arbitrary;
 use budalloc_buddy::Buddy;
-use budalloc_core::{Claim, RegionError};
-use budalloc_testkit::{Action, Fit, Geometry, Harness, Region};
+use budalloc_classes::Classes;
+use budalloc_core::{Claim, RawAlloc, RegionError};
+use budalloc_testkit::{Action, BadFree, Fit, Geometry, Harness, Model, Region};
 
 /// Smallest block of the fuzzed heaps.
 pub const MIN: usize = 16;
@@ -63,16 +65,24 @@ pub struct Memory {
 }
 
 impl Arenas {
-    /// Allocates the region and cuts it as described.
+    /// Allocates the region (at most [`MAX_REGION`] bytes, 4 KiB-aligned before the skew) and
+    /// cuts it as described.
     pub fn make(&self) -> Memory {
-        let len = usize::from(self.len) % (MAX_REGION + 1);
+        self.make_in(MAX_REGION, 4096)
+    }
+
+    /// As [`make`](Self::make), for a region of at most `max_region` bytes aligned to `align`
+    /// before the skew. Above 64 KiB the fuzzed length and cut are scaled by `max_region / 64 KiB`.
+    pub fn make_in(&self, max_region: usize, align: usize) -> Memory {
+        let unit = (max_region >> 16).max(1);
+        let len = usize::from(self.len) * unit % (max_region + 1);
         let skew = usize::from(self.skew);
-        let region = Region::new(len + skew, 4096);
+        let region = Region::new(len + skew, align);
         let (ptr, len) = region.skewed(skew);
         let regions = match self.cut {
             None => vec![(ptr, len)],
             Some(cut) => {
-                let cut = usize::from(cut) % (len + 1);
+                let cut = usize::from(cut) * unit % (len + 1);
                 vec![(ptr, cut), (ptr.wrapping_add(cut), len - cut)]
             }
         };
@@ -118,42 +128,74 @@ pub fn claim_into<A: Claim>(heap: &mut A, memory: &Memory) -> Vec<(*mut u8, usiz
     claimed
 }
 
-/// A fuzzed request size: mostly small, some around powers of two (`2^k - 2 ..= 2^k + 2`, up to
-/// `2^63`, wrapping at `2^0`), some just below `usize::MAX` and `isize::MAX`, some anything.
+/// The sizes and alignments a target asks for: see [`Scale::size`] and [`Scale::align_log2`].
+#[derive(Clone, Copy, Debug)]
+pub struct Scale {
+    /// Most requests are up to a quarter above this (the largest small object).
+    pub small: usize,
+    /// Some requests are up to a quarter above this (the largest block).
+    pub max: usize,
+}
+
+/// The scale of the buddy targets: everything up to [`MAX`].
+pub const BUDDY_SCALE: Scale = Scale { small: MAX, max: MAX };
+
+impl Scale {
+    /// A fuzzed request size: mostly small, some around powers of two (`2^k - 2 ..= 2^k + 2`, up
+    /// to `2^63`, wrapping at `2^0`), some just below `usize::MAX` and `isize::MAX`, some
+    /// anything; the rest up to `1.25 * small` (5 in 16) or `1.25 * max` (4 in 16).
+    pub fn size(self, raw: usize) -> usize {
+        let rest = raw >> 4;
+        match raw & 15 {
+            0 | 1 => rest % 65,
+            2 | 3 => {
+                let k = (rest % 64) as u32;
+                (1usize << k).wrapping_add((rest >> 6) % 5).wrapping_sub(2)
+            }
+            4 => usize::MAX - rest % 64,
+            5 => (usize::MAX >> 1) - rest % 64,
+            6 => rest,
+            7..=11 => rest % (self.small + self.small / 4),
+            _ => rest % (self.max + self.max / 4),
+        }
+    }
+
+    /// A fuzzed log2 alignment: mostly 1 to 8 bytes, some up to twice `max` (beyond it), some raw
+    /// (the harness caps them at `2^40`).
+    pub fn align_log2(self, raw: u8) -> u8 {
+        match raw {
+            0..=159 => raw % 4,
+            160..=239 => raw % (self.max.ilog2() as u8 + 2),
+            _ => raw,
+        }
+    }
+
+    /// `action` with its sizes and alignment passed through [`Scale::size`] and
+    /// [`Scale::align_log2`].
+    pub fn shape(self, action: &Action) -> Action {
+        match *action {
+            Action::Alloc { size: s, align_log2: a } => {
+                Action::Alloc { size: self.size(s), align_log2: self.align_log2(a) }
+            }
+            Action::Resize { pick, size: s } => Action::Resize { pick, size: self.size(s) },
+            ref other => other.clone(),
+        }
+    }
+}
+
+/// [`Scale::size`] of the buddy targets.
 pub fn size(raw: usize) -> usize {
-    let rest = raw >> 4;
-    match raw & 15 {
-        0 | 1 => rest % 65,
-        2 | 3 => {
-            let k = (rest % 64) as u32;
-            (1usize << k).wrapping_add((rest >> 6) % 5).wrapping_sub(2)
-        }
-        4 => usize::MAX - rest % 64,
-        5 => (usize::MAX >> 1) - rest % 64,
-        6 => rest,
-        _ => rest % (MAX + MAX / 4),
-    }
+    BUDDY_SCALE.size(raw)
 }
 
-/// A fuzzed log2 alignment: mostly 1 to 8 bytes, some up to `2^13` (beyond `MAX`), some raw (the
-/// harness caps them at `2^40`).
+/// [`Scale::align_log2`] of the buddy targets.
 pub fn align_log2(raw: u8) -> u8 {
-    match raw {
-        0..=159 => raw % 4,
-        160..=239 => raw % 14,
-        _ => raw,
-    }
+    BUDDY_SCALE.align_log2(raw)
 }
 
-/// `action` with its sizes and alignment passed through [`size`] and [`align_log2`].
+/// [`Scale::shape`] of the buddy targets.
 pub fn shape(action: &Action) -> Action {
-    match *action {
-        Action::Alloc { size: s, align_log2: a } => {
-            Action::Alloc { size: size(s), align_log2: align_log2(a) }
-        }
-        Action::Resize { pick, size: s } => Action::Resize { pick, size: size(s) },
-        ref other => other.clone(),
-    }
+    BUDDY_SCALE.shape(action)
 }
 
 /// The input of `buddy_ops` and `buddy_exact_ops`.
@@ -177,6 +219,91 @@ pub fn run_actions<const EXACT: bool>(input: &OpsInput) {
     }
     harness.finish();
     assert!(harness.alloc.is_pristine(), "not pristine after freeing everything");
+}
+
+// ---- size classes ------------------------------------------------------------------------------
+
+/// The fuzzed size classes: `Classes<Buddy<16, MAX, 2, EXACT>, LIMIT>`, requests above `LIMIT`
+/// (or aligned to more) going to the buddy. The targets use two shapes, see [`ClassOpsInput`].
+pub type ClassHeap<const LIMIT: usize, const MAX: usize, const EXACT: bool> =
+    Classes<Buddy<MIN, MAX, 2, EXACT>, LIMIT>;
+
+/// The narrow shape: classes up to 1 KiB (20 classes, slabs of 4 to 32 KiB, none of them the
+/// size of a class), a buddy up to 64 KiB, regions up to 256 KiB.
+pub const NARROW: (usize, usize, usize) = (1024, 64 * 1024, 256 * 1024);
+
+/// The wide shape: classes up to 4 KiB (28 classes, slabs of 4 to 128 KiB; the 4 KiB slabs are
+/// the block size of the classes above 2 KiB), a buddy up to 256 KiB, regions up to 1 MiB.
+pub const WIDE: (usize, usize, usize) = (4096, 256 * 1024, 1024 * 1024);
+
+/// The oracle's view of a [`ClassHeap`] whose buddy's largest block is `max`: errors as the
+/// buddy's, objects at least as long as asked.
+pub fn class_geometry(max: usize) -> Geometry {
+    Geometry { min: MIN, max, fit: Fit::AtLeast }
+}
+
+/// The input of `classes_ops`.
+#[derive(Arbitrary, Debug)]
+pub struct ClassOpsInput {
+    /// The heap's memory (up to 256 KiB or 1 MiB: the length and cut are scaled).
+    pub arenas: Arenas,
+    /// Bit 0: exact fit for the buddy (its large blocks and the slabs); bit 1: the [`WIDE`]
+    /// shape instead of the [`NARROW`] one.
+    pub flavour: u8,
+    /// What to do with it.
+    pub actions: Vec<Action>,
+}
+
+/// Runs `input` on the [`ClassHeap`] its flavour names.
+pub fn run_classes(input: &ClassOpsInput) {
+    match input.flavour & 3 {
+        0 => run_class_actions::<{ NARROW.0 }, { NARROW.1 }, false>(input, NARROW.2),
+        1 => run_class_actions::<{ NARROW.0 }, { NARROW.1 }, true>(input, NARROW.2),
+        2 => run_class_actions::<{ WIDE.0 }, { WIDE.1 }, false>(input, WIDE.2),
+        _ => run_class_actions::<{ WIDE.0 }, { WIDE.1 }, true>(input, WIDE.2),
+    }
+}
+
+/// Replays `input` on fresh size classes over a region of up to `max_region` bytes (aligned to
+/// `MAX` before the skew) with the testkit harness (every check after every step), then frees
+/// everything, flushes the cached slabs, checks the buddy's seeding is back and allocates the
+/// largest block.
+pub fn run_class_actions<const LIMIT: usize, const MAX: usize, const EXACT: bool>(
+    input: &ClassOpsInput,
+    max_region: usize,
+) {
+    let memory = input.arenas.make_in(max_region, MAX);
+    let mut heap = ClassHeap::<LIMIT, MAX, EXACT>::new(Buddy::new());
+    let claimed = claim_into(&mut heap, &memory);
+    let mut harness = Harness::new(heap, class_geometry(MAX), claimed);
+    let scale = Scale { small: LIMIT, max: MAX };
+    for action in &input.actions {
+        let action = scale.shape(action);
+        if frees_object_as_large(&harness.model, &action, LIMIT, MAX) && skipped("class_other_order_large") {
+            continue;
+        }
+        harness.step(&action);
+    }
+    harness.finish();
+    // `finish` ends with an allocation and a free of the largest request that must succeed,
+    // which may be an object: its empty slab stays cached until flushed.
+    harness.alloc.flush();
+    assert!(harness.alloc.backend_mut().is_pristine(), "buddy not pristine after freeing everything");
+}
+
+/// Whether `action` is a bad free for which the harness picks a live object of size classes up
+/// to `limit` and the layout of the next block size up, beyond `limit` (routed to the buddy, whose
+/// largest block is `max`). This mirrors the harness's choice (`other_order_layout`: the larger
+/// size for `offset % 3` of 0 or 2, or of 1 when there is no smaller one), so that this case can
+/// be left out with `BUDALLOC_FUZZ_SKIP=class_other_order_large`.
+fn frees_object_as_large(model: &Model, action: &Action, limit: usize, max: usize) -> bool {
+    let Action::Bad { kind: BadFree::OtherOrder, pick, offset } = *action else { return false };
+    let Some(addr) = model.pick(pick) else { return false };
+    let live = model.get(addr);
+    let object = live.len <= limit && live.layout.align() <= limit;
+    let has_smaller = live.len > MIN && live.layout.align() <= live.len / 2;
+    let bigger = offset % 3 != 1 || !has_smaller;
+    object && bigger && live.len * 2 > limit && live.len * 2 <= max
 }
 
 /// A layout, for sizes and alignments known to be valid.
