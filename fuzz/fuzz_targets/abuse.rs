@@ -11,6 +11,12 @@
 //!   B's header and fail with `Corrupted(Header)` for B (see `flip_header` for how the parked
 //!   last-freed block is dealt with).
 //!
+//! - with size classes over the buddy (`classes_ops`'s narrow shape: classes up to 1 KiB over a
+//!   64 KiB buddy), the same bad frees and frees of another heap's blocks, and a bit flipped in
+//!   the seal or the class index of the header of a slab holding a live object, then the free of
+//!   that object, which must fail with `Corrupted(Header)` for the slab (the seal covers the
+//!   slab's address and class; the other header fields are not promised to be checked).
+//!
 //! After a flip the metadata digest must be unchanged by the rejected call, and the bit is
 //! restored; an undetected flip panics, naming its kind. The injected / detected counts per kind
 //! are printed when the process exits. `BUDALLOC_FUZZ_SKIP=kind,...` leaves flip kinds out (to run
@@ -20,18 +26,43 @@
 use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
-use budalloc_buddy::Block;
-use budalloc_core::{AllocError, Corruption, FreeError, GuardKey, Inspect, RawAlloc};
-use budalloc_fuzz::{claim_into, count, geometry, layout, shape, skipped, Arenas, Heap, Memory, MAX, MIN};
+use budalloc_buddy::{Block, Buddy};
+use budalloc_core::{AllocError, Corruption, FreeError, GuardKey, Inspect, RawAlloc, SizeClasses};
+use budalloc_fuzz::{
+    claim_into, class_geometry, count, frees_object_as_large, geometry, layout, skipped, Arenas, ClassHeap,
+    Heap, Memory, Scale, BUDDY_SCALE, MAX, MIN, NARROW,
+};
 use budalloc_testkit::{metadata_digest, Action, BadFree, Harness, Region};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
     arenas: Arenas,
-    /// Exact fit (`Buddy<16, 4096, 2, true>`) instead of whole power-of-two blocks.
-    exact: bool,
+    /// Bit 0: exact fit (`Buddy<.., true>`) instead of whole power-of-two blocks. Bit 1: size
+    /// classes over such a buddy ([`Classes`]) instead of the buddy `Buddy<16, 4096, 2, _>` alone.
+    flavour: u8,
     steps: Vec<Step>,
+}
+
+/// The size classes `abuse` drives: `classes_ops`'s narrow shape.
+type Classes<const EXACT: bool> = ClassHeap<{ NARROW.0 }, { NARROW.1 }, EXACT>;
+
+/// Another heap, whose blocks are freed into the heap under test; made on first use. Its heap
+/// is dropped before its region (tuple fields drop in order).
+type Other = Option<(Heap<false>, Region)>;
+
+fn other_heap_of(other: &mut Other) -> &mut Heap<false> {
+    &mut other
+        .get_or_insert_with(|| {
+            let region = Region::new(8 * 1024, 4096);
+            let mut heap = Heap::<false>::new();
+            let (ptr, len) = region.whole();
+            // SAFETY: the region is valid, used by this heap only, and dropped after it (tuple
+            // fields drop in order).
+            unsafe { heap.claim_raw(ptr, len) }.expect("claim of the other heap");
+            (heap, region)
+        })
+        .0
 }
 
 #[derive(Arbitrary, Debug)]
@@ -45,47 +76,41 @@ enum Step {
     /// Flip a bit of a guard key of arena `arena`; try a free or (`by_alloc`) an allocation.
     FlipKey { arena: u8, back: bool, bit: u8, by_alloc: bool, pick: usize },
     /// Flip a bit in the header of a free block with a live buddy of order `order` (made if
-    /// needed); free the buddy.
+    /// needed); free the buddy. With size classes: flip a bit of the seal or class of the slab
+    /// of live object `pick` (made if needed); free the object.
     FlipHeader { pick: usize, bit: u8, order: u8 },
     /// Free a block of another heap.
     OtherHeap { size: u16, align_log2: u8 },
 }
 
-fuzz_target!(|input: Input| {
-    if input.exact {
-        run::<true>(&input);
-    } else {
-        run::<false>(&input);
-    }
+fuzz_target!(|input: Input| match input.flavour & 3 {
+    0 => run::<false>(&input),
+    1 => run::<true>(&input),
+    2 => run_classes::<false>(&input),
+    _ => run_classes::<true>(&input),
 });
 
 fn run<const EXACT: bool>(input: &Input) {
     let memory = input.arenas.make();
-    // Another heap, made on first use; its heap is dropped before its region.
-    let mut other: Option<(Heap<false>, Region)> = None;
+    let mut other: Other = None;
     let mut heap = Heap::<EXACT>::new();
     let claimed = claim_into(&mut heap, &memory);
     let mut h = Harness::new(heap, geometry(EXACT), claimed);
     for step in &input.steps {
         match *step {
-            Step::Act(ref action) => act(&mut h, action),
-            Step::Alloc { size, align_log2 } => act(&mut h, &Action::Alloc { size, align_log2 }),
-            Step::Bad { kind, pick, offset } => act(&mut h, &Action::Bad { kind, pick, offset }),
+            Step::Act(ref action) => act(&mut h, BUDDY_SCALE, None, action),
+            Step::Alloc { size, align_log2 } => {
+                act(&mut h, BUDDY_SCALE, None, &Action::Alloc { size, align_log2 })
+            }
+            Step::Bad { kind, pick, offset } => {
+                act(&mut h, BUDDY_SCALE, None, &Action::Bad { kind, pick, offset })
+            }
             Step::FlipKey { arena, back, bit, by_alloc, pick } => {
                 flip_key(&mut h, &memory, arena, back, bit, by_alloc, pick)
             }
             Step::FlipHeader { pick, bit, order } => flip_header(&mut h, &memory, pick, bit, order),
             Step::OtherHeap { size, align_log2 } => {
-                let (other, _) = other.get_or_insert_with(|| {
-                    let region = Region::new(8 * 1024, 4096);
-                    let mut heap = Heap::<false>::new();
-                    let (ptr, len) = region.whole();
-                    // SAFETY: the region is valid, used by this heap only, and dropped after it
-                    // (tuple fields drop in order).
-                    unsafe { heap.claim_raw(ptr, len) }.expect("claim of the other heap");
-                    (heap, region)
-                });
-                other_heap(&mut h, other, size, align_log2);
+                other_heap(&mut h, other_heap_of(&mut other), size, align_log2)
             }
         }
     }
@@ -93,19 +118,69 @@ fn run<const EXACT: bool>(input: &Input) {
     assert!(h.alloc.is_pristine(), "not pristine after freeing everything");
 }
 
-/// One harness step; a bad free that the harness saw rejected (or, same-size, accepted) counts as
-/// injected and detected (an undetected one panics inside the harness).
-fn act<const EXACT: bool>(h: &mut Harness<Heap<EXACT>>, action: &Action) {
+fn run_classes<const EXACT: bool>(input: &Input) {
+    let (limit, max, max_region) = NARROW;
+    let memory = input.arenas.make_in(max_region, max);
+    let mut other: Other = None;
+    let mut heap = Classes::<EXACT>::new(Buddy::new());
+    let claimed = claim_into(&mut heap, &memory);
+    let mut h = Harness::new(heap, class_geometry(max), claimed);
+    let scale = Scale { small: limit, max };
+    let limits = Some((limit, max));
+    for step in &input.steps {
+        match *step {
+            Step::Act(ref action) => act(&mut h, scale, limits, action),
+            Step::Alloc { size, align_log2 } => {
+                act(&mut h, scale, limits, &Action::Alloc { size, align_log2 })
+            }
+            Step::Bad { kind, pick, offset } => {
+                act(&mut h, scale, limits, &Action::Bad { kind, pick, offset })
+            }
+            // The buddy's guard keys: the buddy flavours flip them.
+            Step::FlipKey { .. } => {}
+            Step::FlipHeader { pick, bit, .. } => flip_slab_header(&mut h, &memory, pick, bit),
+            Step::OtherHeap { size, align_log2 } => {
+                other_heap(&mut h, other_heap_of(&mut other), size, align_log2)
+            }
+        }
+    }
+    h.finish();
+    // `finish` ends with an allocation and a free that may leave an empty slab cached.
+    h.alloc.flush();
+    assert!(h.alloc.backend_mut().is_pristine(), "buddy not pristine after freeing everything");
+}
+
+/// One harness step, sizes shaped by `scale`; a bad free that the harness saw rejected (or,
+/// same-size, accepted) counts as injected and detected (an undetected one panics inside the
+/// harness). With size classes (`classes`: their limit and the buddy's largest block), the kinds
+/// are counted with a `class_` prefix, and the `class_other_order_large` gap can be skipped.
+fn act<A: RawAlloc + Inspect>(
+    h: &mut Harness<A>,
+    scale: Scale,
+    classes: Option<(usize, usize)>,
+    action: &Action,
+) {
+    let action = scale.shape(action);
+    if let Some((limit, max)) = classes {
+        if frees_object_as_large(&h.model, &action, limit, max) && skipped("class_other_order_large") {
+            return;
+        }
+    }
     let before = (h.tally.rejected, h.tally.fits_accepted);
-    h.step(&shape(action));
-    if let Action::Bad { kind, .. } = *action {
+    h.step(&action);
+    if let Action::Bad { kind, .. } = action {
         if (h.tally.rejected, h.tally.fits_accepted) != before {
-            let name = match kind {
-                BadFree::Double => "bad_double_or_stale",
-                BadFree::Interior => "bad_interior",
-                BadFree::Foreign => "bad_foreign",
-                BadFree::OtherOrder => "bad_other_order",
-                BadFree::SameOrder => "same_order_accepted",
+            let name = match (kind, classes.is_some()) {
+                (BadFree::Double, false) => "bad_double_or_stale",
+                (BadFree::Interior, false) => "bad_interior",
+                (BadFree::Foreign, false) => "bad_foreign",
+                (BadFree::OtherOrder, false) => "bad_other_order",
+                (BadFree::SameOrder, false) => "same_order_accepted",
+                (BadFree::Double, true) => "class_bad_double_or_stale",
+                (BadFree::Interior, true) => "class_bad_interior",
+                (BadFree::Foreign, true) => "class_bad_foreign",
+                (BadFree::OtherOrder, true) => "class_bad_other_order",
+                (BadFree::SameOrder, true) => "class_same_order_accepted",
             };
             count(name, true);
         }
@@ -318,13 +393,72 @@ fn flip_header<const EXACT: bool>(
     h.alloc.check_invariants().unwrap_or_else(|e| panic!("{kind}: after restoring the header: {e}"));
 }
 
-/// Frees a block of another heap into the heap under test: `ForeignPointer`, nothing changed.
-fn other_heap<const EXACT: bool>(
-    h: &mut Harness<Heap<EXACT>>,
-    other: &mut Heap<false>,
-    size: u16,
-    align_log2: u8,
+/// Flips bit `bit` of the seal or the class index of the header of the slab holding a live
+/// object (allocated first if there is none), then frees the object, which must fail with
+/// `Corrupted(Header)` for the slab and change nothing; then restores the bit.
+fn flip_slab_header<const EXACT: bool>(
+    h: &mut Harness<Classes<EXACT>>,
+    memory: &Memory,
+    pick: usize,
+    bit: u8,
 ) {
+    // The header starts with the seal (bytes 0..8) and the class index (8..10).
+    let bit = u32::from(bit) % 80;
+    let kind = if bit < 64 { "slab_seal" } else { "slab_class" };
+    if skipped(kind) {
+        return;
+    }
+    let is_object = |layout| <Classes<EXACT> as SizeClasses>::class_of(layout).is_some();
+    let mut objects: Vec<usize> =
+        h.model.addresses().into_iter().filter(|&a| is_object(h.model.get(a).layout)).collect();
+    if objects.is_empty() {
+        let object_layout = layout(MIN << (pick % 6), 1);
+        let Ok(object) = h.alloc.allocate(object_layout) else { return };
+        h.model.insert(object.cast(), object_layout, object.len());
+        h.tally.allocs += 1;
+        objects.push(object.cast::<u8>().addr().get());
+    }
+    let addr = objects[pick % objects.len()];
+    let live = h.model.get(addr).clone();
+    let class = Classes::<EXACT>::TABLE.class(class_index::<EXACT>(live.layout));
+    let base = addr & !(class.slab_size() - 1);
+    // Only a slab: a live block of the buddy with the slab layout that holds the object.
+    if !memory.contains(base)
+        || h.alloc.backend().validate(memory.pointer_to(base), class.slab_layout).is_err()
+    {
+        return;
+    }
+    let byte = base + (bit / 8) as usize;
+    memory.flip_bit(byte, bit);
+    let before = metadata_digest(&h.alloc);
+    live.verify();
+    // SAFETY: the object is live in the model, which owns it; if the free went through, the
+    // assertion below fails before anything touches it.
+    let result = unsafe { h.alloc.try_deallocate(live.ptr, live.layout) };
+    let detected = matches!(result, Err(FreeError::Corrupted(Corruption::Header { addr })) if addr == base);
+    count(kind, detected);
+    assert!(
+        detected,
+        "undetected {kind}: bit {} of byte {} of the header of the slab {base:#x} ({} B, class of {} B) \
+         flipped; the free of its live object {addr:#x} ({:?}) gave {result:?}",
+        bit % 8,
+        bit / 8,
+        class.slab_size(),
+        class.size,
+        live.layout
+    );
+    assert_eq!(metadata_digest(&h.alloc), before, "{kind}: the rejected free changed metadata");
+    memory.flip_bit(byte, bit);
+    h.alloc.check_invariants().unwrap_or_else(|e| panic!("{kind}: after restoring the header: {e}"));
+}
+
+/// The class of an object's layout.
+fn class_index<const EXACT: bool>(layout: std::alloc::Layout) -> usize {
+    <Classes<EXACT> as SizeClasses>::class_of(layout).expect("an object's layout maps to a class")
+}
+
+/// Frees a block of another heap into the heap under test: `ForeignPointer`, nothing changed.
+fn other_heap<A: RawAlloc + Inspect>(h: &mut Harness<A>, other: &mut Heap<false>, size: u16, align_log2: u8) {
     let block_layout = layout(usize::from(size) % 1024 + 1, 1 << (align_log2 % 5));
     let Ok(block) = other.allocate(block_layout) else { return };
     let ptr = block.cast::<u8>();

@@ -100,6 +100,12 @@ impl Memory {
         base.with_addr(NonZeroUsize::new(addr).expect("inside the region, so not null"))
     }
 
+    /// Whether `addr` lies in the test region.
+    pub fn contains(&self, addr: usize) -> bool {
+        let (base, len) = self.region.whole();
+        addr.wrapping_sub(base.addr()) < len
+    }
+
     /// Flips bit `bit` (0..8) of the byte at `addr` in the region: a simulated stray write.
     pub fn flip_bit(&self, addr: usize, bit: u32) {
         let ptr = self.pointer_to(addr);
@@ -296,7 +302,7 @@ pub fn run_class_actions<const LIMIT: usize, const MAX: usize, const EXACT: bool
 /// largest block is `max`). This mirrors the harness's choice (`other_order_layout`: the larger
 /// size for `offset % 3` of 0 or 2, or of 1 when there is no smaller one), so that this case can
 /// be left out with `BUDALLOC_FUZZ_SKIP=class_other_order_large`.
-fn frees_object_as_large(model: &Model, action: &Action, limit: usize, max: usize) -> bool {
+pub fn frees_object_as_large(model: &Model, action: &Action, limit: usize, max: usize) -> bool {
     let Action::Bad { kind: BadFree::OtherOrder, pick, offset } = *action else { return false };
     let Some(addr) = model.pick(pick) else { return false };
     let live = model.get(addr);
@@ -374,7 +380,7 @@ extern "C" fn print_counts() {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "fault injection in this process (kind: injected / detected):");
     for (kind, injected, detected, skipped) in counts.iter() {
-        let _ = write!(err, "  {kind:<22} {injected:>12} / {detected}");
+        let _ = write!(err, "  {kind:<26} {injected:>12} / {detected}");
         let _ = if *skipped > 0 { writeln!(err, " (skipped on request: {skipped})") } else { writeln!(err) };
     }
 }
