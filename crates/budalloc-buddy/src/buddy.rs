@@ -15,7 +15,7 @@ use crate::slot::{bits_for, poison, Slot, FREED, FRESH, HEADER_SIZE};
 /// With exact fit, requests of at least this many bytes are placed best fit, in the tightest
 /// run of free blocks (a TLSF-like good fit), instead of splitting the smallest free block of
 /// their order, which may sit in the largest hole.
-pub const BEST_FIT_FROM: usize = 1024;
+pub const BEST_FIT_FROM: usize = 2048;
 
 /// A binary buddy allocator over up to `ARENAS` caller-given regions.
 ///

@@ -26,6 +26,10 @@ use crate::slot::Slot;
 /// stops one order past the first that gave a fit: a bounded search, close to best fit.
 const BEST_FIT_PROBES: usize = 16;
 
+/// A run is looked for from a free block back over at most this many free blocks before it
+/// (the start of a long run of small blocks is not worth a long walk).
+const RUN_STEPS_BACK: usize = 4;
+
 pub(crate) const MAX_PIECES: usize = budalloc_core::MAX_ORDERS * 2;
 
 /// A small stack-allocated list, so the policy never allocates.
@@ -307,20 +311,25 @@ impl Slot {
         best: bool,
     ) -> Result<Option<usize>, Corruption> {
         let lowest = (need + 1).ilog2().saturating_sub(1);
-        // (start, run length) of the tightest run so far.
+        // (start, run length) of the tightest run so far. Whether to stop: at the first fit, or
+        // at an exact one. A run longer than the tightest so far is not measured to its end.
         let mut found: Option<(usize, usize)> = None;
-        let mut consider = |run: Option<(usize, usize)>| -> bool {
+        let consider = |found: &mut Option<(usize, usize)>, run: Option<(usize, usize)>| -> bool {
             if let Some((start, len)) = run {
                 if found.is_none_or(|(_, best_len)| len < best_len) {
-                    found = Some((start, len));
+                    *found = Some((start, len));
                 }
-                // Stop at the first fit, or at an exact one.
                 return !best || len == need;
             }
             false
         };
+        // Runs are measured up to twice the request at most: all longer runs fit equally loosely.
+        let loose = need.saturating_mul(2);
+        let cap =
+            |found: &Option<(usize, usize)>| best.then(|| found.map_or(loose, |(_, len)| len.min(loose)));
         if let Some((frag, order)) = parked.filter(|&(_, order)| order.get() >= lowest) {
-            if consider(self.run_around(frag, order, need, align, parked, best)) {
+            let run = self.run_around(frag, order, need, align, parked, cap(&found));
+            if consider(&mut found, run) {
                 return Ok(found.map(|(start, _)| start));
             }
         }
@@ -336,11 +345,11 @@ impl Slot {
             let mut probes = 0;
             while let Some(frag) = at {
                 let header = self.check_header(frag, order)?;
-                let run = self.run_around(frag, order, need, align, parked, best);
+                let run = self.run_around(frag, order, need, align, parked, cap(&found));
                 if run.is_some() && fit_order.is_none() {
                     fit_order = Some(j);
                 }
-                if consider(run) {
+                if consider(&mut found, run) {
                     return Ok(found.map(|(start, _)| start));
                 }
                 probes += 1;
@@ -355,7 +364,8 @@ impl Slot {
 
     /// Whether the run of free blocks holding the free block `frag` of order `order` can hold
     /// `need` fragments aligned to `align`: `(start, length of the run from start)`. With
-    /// `whole`, the run is measured to its end; else only as far as `need`.
+    /// `Some(cap)`, the run is measured to its end or to `cap` fragments past its start, whichever
+    /// comes first; with `None`, only as far as `need`.
     fn run_around(
         &self,
         frag: usize,
@@ -363,21 +373,24 @@ impl Slot {
         need: usize,
         align: usize,
         parked: Option<(usize, Order)>,
-        whole: bool,
+        cap: Option<usize>,
     ) -> Option<(usize, usize)> {
         let free = |block: crate::slot::Found| !block.allocated || Some(block.frag) == parked.map(|p| p.0);
         // The run holding this block: back to its first free block, then forward.
         let mut lo = frag;
-        while lo > 0 {
+        let mut steps = 0;
+        while lo > 0 && steps < RUN_STEPS_BACK {
             let before = self.find_block(lo - 1);
             if !free(before) {
                 break;
             }
             lo = before.frag;
+            steps += 1;
         }
         let start = self.abs(lo).next_multiple_of(align) - self.arena.first_absolute();
         let mut hi = frag + order.fragments();
-        while (whole || hi < start + need) && hi < self.arena.fragments() {
+        let until = start.saturating_add(cap.unwrap_or(need).max(need));
+        while hi < until && hi < self.arena.fragments() {
             let after = self.find_block(hi);
             if !free(after) {
                 break;

@@ -150,7 +150,7 @@ fn grow_in_place_stops_at_a_live_neighbour() {
 /// run's start.
 fn unaligned_run(heap: &mut Exact, size: usize) -> NonNull<u8> {
     let mut blocks = Vec::new();
-    while let Ok(block) = heap.allocate(layout(size, 8)) {
+    while let Ok(block) = heap.allocate(layout(size, size)) {
         blocks.push(block.cast::<u8>());
     }
     blocks.sort_by_key(|p| p.addr());
@@ -161,8 +161,8 @@ fn unaligned_run(heap: &mut Exact, size: usize) -> NonNull<u8> {
         })
         .expect("two adjacent blocks that are not buddies");
     let start = blocks[i];
-    free(heap, blocks[i], size, 8);
-    free(heap, blocks[i + 1], size, 8);
+    free(heap, blocks[i], size, size);
+    free(heap, blocks[i + 1], size, size);
     assert!(heap.stats().largest_free < 2 * size, "the run holds no block of twice the size");
     start
 }
@@ -181,24 +181,25 @@ fn a_small_request_with_no_block_of_its_order_left_takes_the_first_run() {
 
 #[test]
 fn a_large_request_is_placed_best_fit_in_a_run_of_free_blocks() {
-    let (mut heap, _region) = exact(16 * 1024);
-    let start = unaligned_run(&mut heap, 1024);
-    // 1040 bytes want a 2 KiB block; there is none, but the run is long enough.
-    let ptr = alloc(&mut heap, 1040, 8);
+    let (mut heap, _region) = exact(32 * 1024);
+    let start = unaligned_run(&mut heap, 2048);
+    // 2080 bytes (at least BEST_FIT_FROM) want a 4 KiB block; there is none, but the run is
+    // long enough.
+    let ptr = alloc(&mut heap, 2080, 8);
     assert_eq!(ptr, start);
     heap.check_invariants().unwrap();
-    // A 2 KiB-aligned request cannot use the run.
+    // A 4 KiB-aligned request cannot use the run.
     let before = budalloc_testkit::metadata_digest(&heap);
-    assert!(heap.allocate(layout(64, 2048)).is_err());
+    assert!(heap.allocate(layout(64, 4096)).is_err());
     assert_eq!(budalloc_testkit::metadata_digest(&heap), before, "refused allocation changed metadata");
     // The run allocation is checked as any other: a later piece, another size, a double free.
-    let later = ptr.map_addr(|a| a.checked_add(1024).unwrap_or(a));
+    let later = ptr.map_addr(|a| a.checked_add(2048).unwrap_or(a));
     assert!(matches!(rejected(&mut heap, later, layout(16, 8)), FreeError::InteriorPointer { .. }));
-    assert!(matches!(rejected(&mut heap, ptr, layout(2048, 8)), FreeError::LayoutMismatch { .. }));
-    free(&mut heap, ptr, 1040, 8);
-    assert!(matches!(rejected(&mut heap, ptr, layout(1040, 8)), FreeError::DoubleFree { .. }));
-    // Freed, the run merged back: the whole run serves a 2 KiB request again.
-    assert_eq!(alloc(&mut heap, 2048, 8), start);
+    assert!(matches!(rejected(&mut heap, ptr, layout(4096, 8)), FreeError::LayoutMismatch { .. }));
+    free(&mut heap, ptr, 2080, 8);
+    assert!(matches!(rejected(&mut heap, ptr, layout(2080, 8)), FreeError::DoubleFree { .. }));
+    // Freed, the run merged back: the whole run serves a 4 KiB request again.
+    assert_eq!(alloc(&mut heap, 4096, 8), start);
     heap.check_invariants().unwrap();
 }
 
@@ -207,7 +208,7 @@ fn a_run_allocation_grows_and_shrinks_in_place() {
     let (mut heap, _region) = exact(16 * 1024);
     let start = unaligned_run(&mut heap, 1024);
     let ptr = alloc(&mut heap, 1040, 8);
-    assert_eq!(ptr, start);
+    assert_eq!(ptr, start, "first fit: no 2 KiB block is left");
     // SAFETY: `ptr` is live with a layout of 1040 bytes; 2048 is larger.
     let grown =
         unsafe { heap.grow_in_place(ptr, layout(1040, 8), layout(2048, 8)) }.expect("grow into the run");
@@ -229,28 +230,28 @@ fn a_run_allocation_grows_and_shrinks_in_place() {
 
 #[test]
 fn best_fit_takes_the_tightest_run_not_the_first_aligned_block() {
-    let (mut heap, _region) = exact(32 * 1024);
+    let (mut heap, _region) = exact(96 * 1024);
     let mut blocks = Vec::new();
-    while let Ok(block) = heap.allocate(layout(1024, 8)) {
+    while let Ok(block) = heap.allocate(layout(2048, 2048)) {
         blocks.push(block.cast::<u8>());
     }
     blocks.sort_by_key(|p| p.addr());
     let adjacent = |i: usize, n: usize| {
-        (i..i + n - 1).all(|k| blocks[k + 1].addr().get() == blocks[k].addr().get() + 1024)
+        (i..i + n - 1).all(|k| blocks[k + 1].addr().get() == blocks[k].addr().get() + 2048)
     };
-    // A 3 KiB run starting at an odd KiB (it holds an aligned 2 KiB block) and, apart from it,
-    // a 2 KiB run that holds none.
+    // A 6 KiB run starting at an odd 2 KiB (it holds an aligned 4 KiB block) and, apart from
+    // it, a 4 KiB run that holds none.
     let wide = (0..blocks.len() - 3)
-        .find(|&i| blocks[i].addr().get() % 2048 == 1024 && adjacent(i, 3))
+        .find(|&i| blocks[i].addr().get() % 4096 == 2048 && adjacent(i, 3))
         .expect("three adjacent blocks");
     let tight = (wide + 4..blocks.len() - 1)
-        .find(|&i| blocks[i].addr().get() % 2048 == 1024 && adjacent(i, 2))
+        .find(|&i| blocks[i].addr().get() % 4096 == 2048 && adjacent(i, 2))
         .expect("two adjacent blocks past them");
     for &i in &[wide, wide + 1, wide + 2, tight, tight + 1] {
-        free(&mut heap, blocks[i], 1024, 8);
+        free(&mut heap, blocks[i], 2048, 2048);
     }
     heap.flush();
-    // 1100 bytes fit both runs; the 2 KiB one fits tightest.
-    assert_eq!(alloc(&mut heap, 1100, 8), blocks[tight]);
+    // 2200 bytes (at least BEST_FIT_FROM) fit both runs; the 4 KiB one fits tightest.
+    assert_eq!(alloc(&mut heap, 2200, 8), blocks[tight]);
     heap.check_invariants().unwrap();
 }
