@@ -1,15 +1,19 @@
-//! Subjects and workloads for comparing budalloc with peer region allocators.
+//! Subjects and workloads for comparing budalloc with its peers.
 //!
-//! Every allocator under test (a [`Subject`]) gets a fresh [`Region`] of [`REGION_LEN`] bytes
-//! whose start address is aligned to exactly [`REGION_ALIGN`] bytes (a multiple of 4096 that is
-//! not a multiple of 8192: buddy allocators that split by absolute address behave differently
-//! with more alignment). Every call into a subject goes through an `#[inline(never)]` method, as
-//! calls into a `#[global_allocator]` do.
+//! Every region allocator under test (a [`Subject`]) gets a fresh [`Region`] of [`REGION_LEN`]
+//! bytes whose start address is aligned to exactly [`REGION_ALIGN`] bytes (a multiple of 4096
+//! that is not a multiple of 8192: buddy allocators that split by absolute address behave
+//! differently with more alignment); the system allocator and mimalloc ([`Native`]) get memory
+//! themselves. Every call into a subject goes through an `#[inline(never)]` method, as calls
+//! into a `#[global_allocator]` do. [`visit_subjects`] lists the subjects and
+//! [`visit_shared`] the heaps shared by threads: a new allocator is one line there.
 //!
-//! The workloads ([`Pair`], [`Batch`], [`Fragmented`]) own their [`Fixture`] (subject plus
-//! region) and every pointer they hold, so their methods are safe; an allocation that fails is
-//! returned as an `Err` with a reason, never a panic. [`check`] is the correctness check run
-//! before a subject is benchmarked.
+//! The workloads ([`Pair`], [`Batch`] with its [`FreeOrder`], [`Fragmented`], [`Actions`],
+//! [`TwoThreads`], and the untimed heap-efficiency runs of [`Efficiency`]) own their
+//! [`Fixture`] (subject plus region) and every pointer they hold, so their methods are safe; an
+//! allocation that fails is returned as an `Err` with a reason, never a panic. [`check`] is the
+//! correctness check run before a subject is benchmarked; [`verify_live`] checks a workload's
+//! live blocks (aligned, inside the region, disjoint) outside the timed loops.
 
 use std::alloc::{self, Layout};
 use std::hint::black_box;
