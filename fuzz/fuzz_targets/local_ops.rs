@@ -1,5 +1,6 @@
-//! F1 through the frontend, `local_ops`: drives `&Local<Buddy<16, 4096, 2, EXACT>>` as an
-//! allocator-api2 `Allocator` (allocate, allocate_zeroed, grow, grow_zeroed, shrink, deallocate,
+//! F1 through the frontend, `local_ops`: drives `&Local<Buddy<16, 4096, 2, EXACT>>`, or (flavour
+//! bit 1) `&Local<Classes<Buddy<16, 64 KiB, 2, EXACT>, 1 KiB>>` (`classes_ops`'s narrow shape: size
+//! classes over the buddy, whose slabs are reused across classes) as an allocator-api2 `Allocator` (allocate, allocate_zeroed, grow, grow_zeroed, shrink, deallocate,
 //! zero sizes included, alignment changes on resize, layouts anywhere in the "fits" range) against
 //! a shadow model with fill patterns. Checked after every call: alignment, length, inside a
 //! claimed arena, disjoint from every live block, zeroed memory is zero (also when the block was
@@ -14,8 +15,11 @@ use std::ptr::NonNull;
 
 use allocator_api2::alloc::Allocator;
 use arbitrary::Arbitrary;
-use budalloc_core::{Inspect, RawAlloc};
-use budalloc_fuzz::{align_log2, claim_into, geometry, size, Arenas, Heap};
+use budalloc_buddy::Buddy;
+use budalloc_core::{Claim, Inspect, RawAlloc};
+use budalloc_fuzz::{
+    claim_into, class_geometry, geometry, Arenas, ClassHeap, Heap, Memory, Scale, BUDDY_SCALE, NARROW,
+};
 use budalloc_sync::Local;
 use budalloc_testkit::Geometry;
 use libfuzzer_sys::fuzz_target;
@@ -23,7 +27,8 @@ use libfuzzer_sys::fuzz_target;
 #[derive(Arbitrary, Debug)]
 struct Input {
     arenas: Arenas,
-    exact: bool,
+    /// Bit 0: exact fit for the buddy; bit 1: size classes over it.
+    flavour: u8,
     ops: Vec<Op>,
 }
 
@@ -58,10 +63,25 @@ enum Op {
 }
 
 fuzz_target!(|input: Input| {
-    if input.exact {
-        run::<true>(&input);
-    } else {
-        run::<false>(&input);
+    let (limit, max, max_region) = NARROW;
+    let classes = Scale { small: limit, max };
+    match input.flavour & 3 {
+        0 => run(&input, Heap::<false>::new(), input.arenas.make(), geometry(false), BUDDY_SCALE, |h| {
+            h.is_pristine()
+        }),
+        1 => run(&input, Heap::<true>::new(), input.arenas.make(), geometry(true), BUDDY_SCALE, |h| {
+            h.is_pristine()
+        }),
+        2 => {
+            let heap = ClassHeap::<{ NARROW.0 }, { NARROW.1 }, false>::new(Buddy::new());
+            let memory = input.arenas.make_in(max_region, max);
+            run(&input, heap, memory, class_geometry(max), classes, |h| h.backend_mut().is_pristine())
+        }
+        _ => {
+            let heap = ClassHeap::<{ NARROW.0 }, { NARROW.1 }, true>::new(Buddy::new());
+            let memory = input.arenas.make_in(max_region, max);
+            run(&input, heap, memory, class_geometry(max), classes, |h| h.backend_mut().is_pristine())
+        }
     }
 });
 
@@ -178,11 +198,7 @@ fn fitting(live: &Live, fit: usize) -> Layout {
 
 /// Whether a failed request for `layout` was allowed: the oracle refuses it, or no free block is
 /// as large as the block it needs.
-fn failure_allowed<const EXACT: bool>(
-    local: &Local<Heap<EXACT>>,
-    geometry: &Geometry,
-    layout: Layout,
-) -> bool {
+fn failure_allowed<P: RawAlloc>(local: &Local<P>, geometry: &Geometry, layout: Layout) -> bool {
     match geometry.expect(layout.size(), layout.align()) {
         Err(_) => true,
         Ok(block) => {
@@ -192,12 +208,18 @@ fn failure_allowed<const EXACT: bool>(
     }
 }
 
-fn run<const EXACT: bool>(input: &Input) {
-    let memory = input.arenas.make();
-    let mut heap = Heap::<EXACT>::new();
+/// Runs `input` on `heap` over `memory`, which the oracle sees as `geometry`, with requests
+/// shaped by `scale`; at the end, after freeing everything and flushing, `pristine` must hold.
+fn run<P: RawAlloc + Inspect + Claim>(
+    input: &Input,
+    mut heap: P,
+    memory: Memory,
+    geometry: Geometry,
+    scale: Scale,
+    pristine: impl FnOnce(&mut P) -> bool,
+) {
     let claimed = claim_into(&mut heap, &memory);
     let mut local = Local::new(heap);
-    let geometry = geometry(EXACT);
     let mut model = Model {
         geometry,
         regions: claimed.iter().map(|&(p, l)| (p.addr(), l)).collect(),
@@ -210,7 +232,9 @@ fn run<const EXACT: bool>(input: &Input) {
         for op in &input.ops {
             match *op {
                 Op::Alloc { size: s, align_log2: al, zeroed } => {
-                    let Ok(layout) = Layout::from_size_align(size(s), 1 << align_log2(al).min(40)) else {
+                    let Ok(layout) =
+                        Layout::from_size_align(scale.size(s), 1 << scale.align_log2(al).min(40))
+                    else {
                         continue;
                     };
                     let result = if zeroed { a.allocate_zeroed(layout) } else { a.allocate(layout) };
@@ -230,8 +254,8 @@ fn run<const EXACT: bool>(input: &Input) {
                 Op::Grow { pick, fit, size: s, align_log2: al, zeroed } => {
                     let Some(live) = model.take(pick) else { continue };
                     let old = fitting(&live, fit);
-                    let align = al.map_or(old.align(), |al| 1 << align_log2(al).min(40));
-                    let Some(new_size) = old.size().checked_add(size(s)) else {
+                    let align = al.map_or(old.align(), |al| 1 << scale.align_log2(al).min(40));
+                    let Some(new_size) = old.size().checked_add(scale.size(s)) else {
                         model.put_back(live);
                         continue;
                     };
@@ -264,8 +288,8 @@ fn run<const EXACT: bool>(input: &Input) {
                 Op::Shrink { pick, fit, size: s, align_log2: al } => {
                     let Some(live) = model.take(pick) else { continue };
                     let old = fitting(&live, fit);
-                    let align = al.map_or(old.align(), |al| 1 << align_log2(al).min(40));
-                    let Ok(new) = Layout::from_size_align(size(s) % (old.size() + 1), align) else {
+                    let align = al.map_or(old.align(), |al| 1 << scale.align_log2(al).min(40));
+                    let Ok(new) = Layout::from_size_align(scale.size(s) % (old.size() + 1), align) else {
                         model.put_back(live);
                         continue;
                     };
@@ -298,5 +322,7 @@ fn run<const EXACT: bool>(input: &Input) {
     }
     let heap = local.get_mut();
     heap.check_invariants().expect("invariants after freeing everything");
-    assert!(heap.is_pristine(), "not pristine after freeing everything");
+    // The size classes keep an emptied slab cached until flushed.
+    heap.flush();
+    assert!(pristine(heap), "not pristine after freeing everything");
 }
