@@ -321,7 +321,10 @@ impl VisitSubjects for Timed<'_, '_> {
         let (group, name) = (&mut *self.group, self.name.as_str());
         match self.workload {
             Workload::Pair => run_bench::<Pair<S>>(group, name, S::name(), |lazy, iters| {
-                let dry_run = |w: &mut Pair<S>| (0..DRY_RUNS * 10).try_for_each(|_| w.run());
+                let dry_run = |w: &mut Pair<S>| {
+                    (0..DRY_RUNS * 10).try_for_each(|_| w.run())?;
+                    w.verify()
+                };
                 lazy.time(|| Pair::new(PAIR_SIZE), dry_run, |w, t| time_units(iters, t, || w.run()))
             }),
             Workload::Batch { n, min, max, order } => {

@@ -787,6 +787,22 @@ impl<S: Subject> Pair<S> {
         unsafe { self.fx.subject.free(ptr, self.layout) };
         Ok(())
     }
+
+    /// One pair outside any timing, checking the block (aligned, inside the region) while it is
+    /// live.
+    ///
+    /// # Errors
+    /// The allocation failed or the check did not hold.
+    pub fn verify(&mut self) -> Result<(), String> {
+        // SAFETY: the size is at least 1 (`workload_layout`).
+        let Some(ptr) = (unsafe { self.fx.subject.alloc(self.layout) }) else {
+            return Err(out_of_memory("pair", self.layout, 0));
+        };
+        let result = verify_live(self.fx.region(), &mut [(ptr, self.layout)], "pair");
+        // SAFETY: `ptr` was just allocated with `layout`.
+        unsafe { self.fx.subject.free(ptr, self.layout) };
+        result
+    }
 }
 
 /// The order in which [`Batch`] frees its blocks.

@@ -210,6 +210,8 @@ fn load(report: &Path, criterion: &Path) -> Result<Vec<Group>> {
             }
         }
     }
+    // Groups that criterion's filter left out ran no subject.
+    groups.retain(|g| !g.rows.is_empty());
     for (subject, reason) in checker {
         for group in &mut groups {
             let row = group.row(&subject);
