@@ -13,7 +13,8 @@ fn one_rectangle_per_block_and_escaped_labels() {
     // 8 fragments of 16 B: a 64 B block allocated, then 32 B and 32 B free.
     let moment = [block(0, 2, true), block(4, 1, false), block(6, 1, false)];
     let fresh = [block(0, 3, false)];
-    let rows = [SvgRow { label: "fresh <arena>", blocks: &fresh }, SvgRow { label: "a & b", blocks: &moment }];
+    let rows =
+        [SvgRow { label: "fresh <arena>", blocks: &fresh }, SvgRow { label: "a & b", blocks: &moment }];
     let mut svg = String::new();
     write_svg(&mut svg, "t", 8, 16, &rows).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
