@@ -30,6 +30,16 @@ const fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What a pointer freed with a class layout is.
+#[derive(Clone, Copy, Debug)]
+enum Found {
+    /// Object `index` of `slab`.
+    Object(Slab, usize),
+    /// A block of the backend allocated with a class layout when no slab could be had (see
+    /// `allocate_fallback`).
+    Block,
+}
+
 /// A doubly linked list of slabs, through their headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct List {
@@ -332,6 +342,17 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         Ok(slab)
     }
 
+    /// A request of a class whose slab the backend cannot give: the backend serves the request
+    /// itself, as it would a large one. The free with the same layout finds no object there and
+    /// asks the backend, which recognises its block. (A deviation from "classes serve small
+    /// requests": without it, a heap whose largest free block is smaller than a class's slab
+    /// fails requests that the backend could serve, and a small heap fails early.)
+    #[cold]
+    #[inline(never)]
+    fn allocate_fallback(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.backend.allocate(layout)
+    }
+
     /// The live slab of size `2^log2` at `base`, if the backend holds a live block of the slab
     /// layout there (a metadata-only check; nothing of the block is read).
     #[inline]
@@ -341,11 +362,11 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         self.backend.validate(ptr, layout).is_ok().then_some(ptr)
     }
 
-    /// Finds the live object `ptr` of class `c` that `layout` (mapping to `c`) fits:
-    /// `(slab, index)`. Reads the backend's metadata, then the slab's seal and bitmap; changes
-    /// nothing.
+    /// Finds the live object `ptr` of class `c` that `layout` (mapping to `c`) fits, or the
+    /// backend block allocated for `layout` in its place. Reads the backend's metadata, then the
+    /// slab's seal and bitmap; changes nothing.
     #[inline]
-    fn locate(&self, ptr: NonNull<u8>, layout: Layout, c: usize) -> Result<(Slab, usize), FreeError> {
+    fn locate(&self, ptr: NonNull<u8>, layout: Layout, c: usize) -> Result<Found, FreeError> {
         let addr = ptr.addr().get();
         let class = Self::class(c);
         let base = addr & !(class.slab_size() - 1);
@@ -366,10 +387,24 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
                         && class.first + index * class.size == offset
                         && !slab.is_free(index)
                     {
-                        return Ok((slab, index));
+                        return Ok(Found::Object(slab, index));
                     }
                 }
             }
+        }
+        self.locate_slow(ptr, layout, c)
+    }
+
+    /// Not an object: a fallback block of the backend, or an error.
+    #[cold]
+    #[inline(never)]
+    fn locate_slow(&self, ptr: NonNull<u8>, layout: Layout, c: usize) -> Result<Found, FreeError> {
+        // A block of the backend that validates with a class layout and is not a slab of ours
+        // is one `allocate_fallback` handed out.
+        if self.backend.validate(ptr, layout).is_ok() {
+            // Unless it is one of our slabs, whose size a class layout may have.
+            self.not_a_slab(ptr, layout)?;
+            return Ok(Found::Block);
         }
         Err(self.diagnose(ptr, layout, c))
     }
@@ -383,51 +418,70 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         if !self.backend.owns(ptr) {
             return FreeError::ForeignPointer { addr };
         }
-        // A slab holding `ptr`: first of the layout's slab size, then of every other size.
-        let own = Self::class(c).slab_log2;
+        let size = Self::class(c).size;
+        match self.slab_view(ptr, layout, size) {
+            Some(error) => error,
+            None => self.backend_view(ptr, layout, size),
+        }
+    }
+
+    /// If `ptr` lies in a slab of ours, why it cannot be freed with `layout` (which implies
+    /// blocks of `layout_block` bytes). Only slabs found in our own lists are read (O(slabs) per
+    /// slab size: error paths only). Changes nothing.
+    fn slab_view(&self, ptr: NonNull<u8>, layout: Layout, layout_block: usize) -> Option<FreeError> {
+        let addr = ptr.addr().get();
         let (sizes, n) = Self::SLAB_SIZES;
-        for log2 in core::iter::once(own).chain(sizes[..n].iter().copied().filter(|&l| l != own)) {
+        for &log2 in &sizes[..n] {
             let base = addr & !((1 << log2) - 1);
-            if base == addr {
-                continue; // a slab base is never an object
-            }
             let Some(block) = self.live_block(base, log2) else { continue };
-            // SAFETY: a live block of the backend of at least a word, word-aligned (residual
-            // case of the crate docs if it is not a slab of ours).
+            if !self.holds_slab(base, log2) {
+                continue; // a block of someone else's
+            }
+            // SAFETY: one of our slabs (found in our lists), live in the backend: its header is
+            // ours to read.
             let seal = unsafe { Slab::seal_at(block) };
             let class = (0..Self::TABLE.len)
                 .find(|&k| Self::class(k).slab_log2 == log2 && seal == self.seal(base, k));
-            match class {
-                Some(k) => {
-                    // SAFETY: sealed for class `k` at its address: a slab of ours.
-                    let slab = unsafe { Slab::new(block) };
-                    return self.classify(slab, k, addr, layout, c);
-                }
-                None if self.holds_slab(base, log2) => {
-                    return FreeError::Corrupted(Corruption::Header { addr: base });
-                }
-                None => {} // a block of someone else's: not a slab
-            }
+            return Some(match class {
+                // SAFETY: as above.
+                Some(k) => self.classify(unsafe { Slab::new(block) }, k, addr, layout, layout_block),
+                None => FreeError::Corrupted(Corruption::Header { addr: base }),
+            });
         }
-        self.backend_view(ptr, layout, c)
+        None
     }
 
-    /// The error for `addr` freed with `layout` (class `c`) where it lies in `slab` of class `k`.
-    fn classify(&self, slab: Slab, k: usize, addr: usize, layout: Layout, c: usize) -> FreeError {
+    /// A backend's rejection of `ptr` with a layout routed to it, in this layer's terms: memory
+    /// of a slab of ours is no block the caller holds (the backend sees one live block there).
+    #[cold]
+    #[inline(never)]
+    fn reclassify(&self, ptr: NonNull<u8>, layout: Layout, error: FreeError) -> FreeError {
+        match error {
+            FreeError::ForeignPointer { .. } | FreeError::Corrupted(_) => error,
+            _ => {
+                let layout_block = self.backend.usable_size(layout).unwrap_or(0);
+                self.slab_view(ptr, layout, layout_block).unwrap_or(error)
+            }
+        }
+    }
+
+    /// The error for `addr` freed with `layout` (implying blocks of `layout_block` bytes) where
+    /// it lies in `slab` of class `k`.
+    fn classify(&self, slab: Slab, k: usize, addr: usize, layout: Layout, layout_block: usize) -> FreeError {
         let h = slab.get();
         if usize::from(h.class) != k {
             return FreeError::Corrupted(Corruption::Header { addr: slab.addr() });
         }
         let class = Self::class(k);
-        let wanted = Self::class(c);
         let offset = addr - slab.addr();
         let index = class.index_of(offset.wrapping_sub(class.first));
-        // Where an object of the layout could have been, freed memory means a double free.
-        let could_be_object = addr % wanted.align == 0;
+        // Where a block of the layout could have been (an object, or a fallback block of the
+        // backend aligned only as asked), freed memory means a double free.
+        let could_be_object = addr % layout.align() == 0;
         if offset < class.first || index >= class.objects {
             // In the header or the tail: memory no object uses.
             return if could_be_object {
-                FreeError::DoubleFree { addr, size: wanted.size }
+                FreeError::DoubleFree { addr, size: layout_block }
             } else {
                 FreeError::InteriorPointer { addr, block: slab.addr() }
             };
@@ -447,28 +501,27 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
                 block_size: class.size,
                 size: layout.size(),
                 align: layout.align(),
-                layout_block: wanted.size,
+                layout_block,
             }
         }
     }
 
-    /// The error for `ptr` freed with `layout` (class `c`) where no slab holds it: what the
-    /// backend says about the smallest layout there (free memory, inside or at the start of a
-    /// block), in the terms of class `c`.
-    fn backend_view(&self, ptr: NonNull<u8>, layout: Layout, c: usize) -> FreeError {
+    /// The error for `ptr` freed with a class layout (objects of `layout_block` bytes) where no
+    /// slab holds it: what the backend says about the smallest layout there (free memory,
+    /// inside or at the start of a block).
+    fn backend_view(&self, ptr: NonNull<u8>, layout: Layout, layout_block: usize) -> FreeError {
         let addr = ptr.addr().get();
-        let wanted = Self::class(c);
         let mismatch = |block_size| FreeError::LayoutMismatch {
             addr,
             block_size,
             size: layout.size(),
             align: layout.align(),
-            layout_block: wanted.size,
+            layout_block,
         };
         let probe = Layout::new::<u8>();
         match self.backend.validate(ptr, probe) {
-            Err(FreeError::DoubleFree { .. }) if addr % wanted.align == 0 => {
-                FreeError::DoubleFree { addr, size: wanted.size }
+            Err(FreeError::DoubleFree { .. }) if addr % layout.align() == 0 => {
+                FreeError::DoubleFree { addr, size: layout_block }
             }
             Err(FreeError::DoubleFree { .. }) => FreeError::InteriorPointer { addr, block: addr },
             Err(FreeError::LayoutMismatch { block_size, .. }) => mismatch(block_size),
@@ -478,11 +531,12 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     }
 
     /// Whether a slab of ours of size `2^log2` starts at `base`, by walking the lists of the
-    /// classes with that slab size (O(slabs); cold paths only). Reads only our own headers.
+    /// classes with that slab size (O(slabs); cold paths only). Reads only our own headers; a
+    /// slab whose seal is damaged is found through its predecessor's link (or the list head).
     pub(crate) fn holds_slab(&self, base: usize, log2: u32) -> bool {
         (0..Self::TABLE.len)
             .filter(|&c| Self::class(c).slab_log2 == log2)
-            .any(|c| (0..3).any(|kind| self.slabs(kind, c).any(|s| s.addr() == base)))
+            .any(|c| (0..3).any(|kind| self.slabs(kind, c).any(|s| s.addr() == base || s.get().next == base)))
     }
 
     /// The slabs of list `kind` of class `c`, front to back, at most `len` of them (a damaged
@@ -583,29 +637,39 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         grow: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let table = const { &Self::TABLE };
-        let from = table.class_of(old.size(), old.align());
-        let to = table.class_of(new.size(), new.align());
-        match from {
-            Some(c) => {
-                self.locate(ptr, old, c).map_err(invalid_block)?;
+        let from = match table.class_of(old.size(), old.align()) {
+            Some(c) => self.locate(ptr, old, c).map_err(invalid_block)?,
+            None => {
+                self.not_a_slab(ptr, old).map_err(invalid_block)?;
+                Found::Block
             }
-            None => self.not_a_slab(ptr, old).map_err(invalid_block)?,
-        }
-        match (from, to) {
-            (Some(a), Some(b)) if a == b => Ok(NonNull::slice_from_raw_parts(ptr, Self::class(a).size)),
+        };
+        match from {
+            Found::Object(slab, _) => {
+                let c = usize::from(slab.get().class);
+                if table.class_of(new.size(), new.align()) == Some(c) {
+                    Ok(NonNull::slice_from_raw_parts(ptr, Self::class(c).size))
+                } else {
+                    Err(AllocError::OutOfMemory {
+                        size: new.size(),
+                        block: self.usable_size(new).unwrap_or(0),
+                    })
+                }
+            }
+            // A block of the backend stays one whatever `new` maps to: a free with a class
+            // layout finds it through the backend (see `locate_slow`).
             // SAFETY: `ptr` is a block of the backend (not a slab of ours, checked above) that
             // `old` fits (our caller's promise), and `new` is as the caller promised.
-            (None, None) if grow => unsafe { self.backend.grow_in_place(ptr, old, new) },
+            Found::Block if grow => unsafe { self.backend.grow_in_place(ptr, old, new) },
             // SAFETY: as above.
-            (None, None) => unsafe { self.backend.shrink_in_place(ptr, old, new) },
-            _ => Err(AllocError::OutOfMemory { size: new.size(), block: self.usable_size(new).unwrap_or(0) }),
+            Found::Block => unsafe { self.backend.shrink_in_place(ptr, old, new) },
         }
     }
 
-    /// The largest power of two such that every request whose block `max(size, align)` rounds
-    /// up to at most it succeeds now: every class up to it has a partial or cached slab or its
-    /// slab fits the backend's largest free block, and above `LIMIT`, the backend's largest free
-    /// block.
+    /// The largest power of two `P` such that every request with `max(size, align)` at most
+    /// `P` succeeds now. The backend serves any request up to its largest free block (directly,
+    /// or as a fallback for a class whose slab it cannot give); beyond that, classes with a
+    /// partial or cached slab serve, up to the first class without one.
     fn largest_request(&self, backend_largest: usize) -> usize {
         for c in 0..Self::TABLE.len {
             let class = Self::class(c);
@@ -613,7 +677,8 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
                 || self.lists[EMPTY][c].len > 0
                 || backend_largest >= class.slab_size();
             if !ready {
-                return if class.size > 16 { 1 << (class.size - 1).ilog2() } else { 0 };
+                let below = if class.size > 16 { 1 << (class.size - 1).ilog2() } else { 0 };
+                return backend_largest.max(below);
             }
         }
         LIMIT.max(backend_largest)
@@ -641,7 +706,10 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
-            Some(c) => self.allocate_object(c, layout),
+            Some(c) => match self.allocate_object(c, layout) {
+                Err(AllocError::OutOfMemory { .. }) => self.allocate_fallback(layout),
+                other => other,
+            },
             None => self.backend.allocate(layout),
         }
     }
@@ -649,15 +717,18 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
     #[inline]
     unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
-            Some(c) => {
-                let (slab, index) = self.locate(ptr, layout, c)?;
-                self.release(c, slab, index)
-            }
+            Some(c) => match self.locate(ptr, layout, c)? {
+                Found::Object(slab, index) => self.release(c, slab, index),
+                // SAFETY: a block of the backend that `layout` fits (validated), not a slab (no
+                // slab validates with a class layout); the caller owns it.
+                Found::Block => unsafe { self.backend.try_deallocate(ptr, layout) },
+            },
             None => {
                 self.not_a_slab(ptr, layout)?;
                 // SAFETY: not a slab of ours; the caller's promise about `ptr` holds for the
                 // backend, which holds every block that is not an object.
                 unsafe { self.backend.try_deallocate(ptr, layout) }
+                    .map_err(|e| self.reclassify(ptr, layout, e))
             }
         }
     }
@@ -668,7 +739,7 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
             Some(c) => self.locate(ptr, layout, c).map(|_| ()),
             None => {
                 self.not_a_slab(ptr, layout)?;
-                self.backend.validate(ptr, layout)
+                self.backend.validate(ptr, layout).map_err(|e| self.reclassify(ptr, layout, e))
             }
         }
     }

@@ -100,10 +100,12 @@ impl Class {
         1 << self.slab_log2
     }
 
-    /// `offset / size`, without a division (see the module docs); `offset` must lie in a slab.
+    /// `offset / size`, without a division (see the module docs), for `offset` below the slab
+    /// size; for larger offsets the result is some number (wrapping arithmetic), which callers
+    /// range-check.
     #[inline]
     pub const fn index_of(&self, offset: usize) -> usize {
-        (((offset >> self.shift) as u64 * self.recip) >> 32) as usize
+        (((offset >> self.shift) as u64).wrapping_mul(self.recip) >> 32) as usize
     }
 
     /// Bytes of the slab lost to the header, alignment padding and the tail.
