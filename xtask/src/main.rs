@@ -24,7 +24,7 @@ mod bench;
 // ---------------------------------------------------------------------------------------------
 
 /// Packages whose tests run under Miri.
-const MIRI_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy", "budalloc-sync"];
+const MIRI_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy", "budalloc-classes", "budalloc-sync"];
 
 /// Flags for the Miri run: tree borrows, strict provenance, symbolic alignment.
 const MIRIFLAGS: &str = "-Zmiri-tree-borrows -Zmiri-strict-provenance -Zmiri-symbolic-alignment-check";
@@ -49,13 +49,13 @@ const MIRI_PROPTEST_CASES: &str = "8";
 
 /// Packages whose tests also run in release builds, so that the size arithmetic is checked
 /// without debug-mode overflow checks.
-const RELEASE_TEST_PACKAGES: &[&str] = &["budalloc-buddy", "budalloc-core"];
+const RELEASE_TEST_PACKAGES: &[&str] = &["budalloc-buddy", "budalloc-classes", "budalloc-core"];
 
 /// Embedded target the `no_std` crates must build for.
 const NOSTD_TARGET: &str = "thumbv7em-none-eabihf";
 
 /// Packages that must build for [`NOSTD_TARGET`] without default features.
-const NOSTD_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy", "budalloc-sync", "budalloc"];
+const NOSTD_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy", "budalloc-classes", "budalloc-sync", "budalloc"];
 
 /// Package holding the criterion benchmarks.
 const BENCH_PACKAGE: &str = "budalloc-benches";
