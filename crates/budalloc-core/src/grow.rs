@@ -132,3 +132,14 @@ impl<P: Claim, S> Claim for Grow<P, S> {
         unsafe { self.policy.claim_raw(ptr, len) }
     }
 }
+
+#[cfg(feature = "check-invariants")]
+impl<P: crate::Inspect, S> crate::Inspect for Grow<P, S> {
+    fn check_invariants(&self) -> Result<(), crate::InvariantError> {
+        self.policy.check_invariants()
+    }
+
+    fn visit_metadata(&self, sink: &mut dyn FnMut(&[u8])) {
+        self.policy.visit_metadata(sink);
+    }
+}

@@ -1,11 +1,12 @@
-//! [`Global`]: the ready `#[global_allocator]` for programs with `std`.
+//! [`Global`] and [`CachedGlobal`]: the ready `#[global_allocator]`s for programs with `std`.
 
 use core::alloc::{GlobalAlloc, Layout};
 
-use budalloc_core::{Grow, Stats};
-use budalloc_sync::{Locked, Spin, SystemSource};
+use budalloc_classes::Classes;
+use budalloc_core::{FreeError, Grow, Stats};
+use budalloc_sync::{Cached, Locked, Spin, SystemSource};
 
-use crate::GlobalBuddy;
+use crate::{ExactGlobalBuddy, GlobalBuddy};
 
 /// The buddy policy behind a spin lock, growing region by region from the OS:
 ///
@@ -72,5 +73,93 @@ unsafe impl GlobalAlloc for Global {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded from our caller.
         unsafe { self.heap.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// The policy behind [`CachedGlobal`]: size classes (up to 1 KiB) over the exact-fit buddy,
+/// growing region by region from the OS.
+pub type GlobalClasses = Classes<Grow<ExactGlobalBuddy, SystemSource>, 1024>;
+
+/// The one shared heap behind every [`CachedGlobal`] (a process has one global allocator).
+static SHARED: Locked<GlobalClasses, Spin> =
+    Locked::new_spin(Classes::new(Grow::new(ExactGlobalBuddy::new(), SystemSource::new())));
+
+/// Per-thread caches ([`Cached`]) over size classes over the exact-fit buddy, growing from the
+/// OS: the global allocator for multi-threaded programs.
+///
+/// ```no_run
+/// #[global_allocator]
+/// static ALLOC: budalloc::CachedGlobal = budalloc::CachedGlobal::new();
+/// # fn main() {}
+/// ```
+///
+/// Allocations and frees of up to 1 KiB go through the calling thread's magazines without a
+/// lock; larger ones, refills and flushes take the shared heap's spin lock. As with [`Global`],
+/// nothing panics: out of memory returns null and detected misuse aborts with one line; but a
+/// misuse of a small block other than a double free into the thread's own magazine is detected
+/// when the magazine is flushed, not at the faulty call (see [`Cached`]). Use [`Global`] where
+/// every free must be checked at once.
+pub struct CachedGlobal {
+    cached: Cached<GlobalClasses, Spin>,
+}
+
+impl CachedGlobal {
+    /// The global allocator; the first allocation maps the first region.
+    pub const fn new() -> Self {
+        CachedGlobal { cached: Cached::new(&SHARED) }
+    }
+
+    /// The shared heap's figures (takes the lock). Objects in threads' magazines count as
+    /// allocated: call [`flush_thread`](Self::flush_thread) first for the calling thread's.
+    pub fn stats(&self) -> Stats {
+        SHARED.stats()
+    }
+
+    /// Gives the calling thread's cached objects back to the shared heap (threads do it when
+    /// they exit).
+    ///
+    /// # Errors
+    /// A cached object was rejected by the shared heap (misuse detected late).
+    pub fn flush_thread(&self) -> Result<(), FreeError> {
+        self.cached.flush_thread()
+    }
+
+    /// Runs `f` on the shared policy under the lock, to look at it. `f` must not allocate
+    /// through this allocator (the spin lock does not re-enter).
+    pub fn inspect<R>(&self, f: impl FnOnce(&GlobalClasses) -> R) -> R {
+        SHARED.with(|policy| f(policy))
+    }
+}
+
+impl Default for CachedGlobal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: forwards to `Cached`'s `GlobalAlloc`, which never panics and whose blocks come from
+// the shared policy's contract.
+unsafe impl GlobalAlloc for CachedGlobal {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.cached.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.cached.alloc_zeroed(layout) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.cached.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.cached.realloc(ptr, layout, new_size) }
     }
 }

@@ -22,7 +22,7 @@ pub use budalloc_core::{Inspect, InvariantError};
 #[cfg(feature = "std")]
 mod global;
 #[cfg(feature = "std")]
-pub use global::Global;
+pub use global::{CachedGlobal, Global, GlobalClasses};
 
 /// The default buddy policy: 16-byte smallest blocks, 1 GiB largest block (and alignment), up to
 /// 8 arenas.
@@ -45,6 +45,9 @@ pub type ClassesBuddy = Classes<ExactBuddy, 1024>;
 
 /// [`ClassesBuddy`] behind the [`Local`] frontend.
 pub type ClassesHeap = Local<ClassesBuddy>;
+
+/// The exact-fit buddy behind [`CachedGlobal`]'s size classes, with room for 32 arenas.
+pub type ExactGlobalBuddy = Buddy<16, { 1 << 30 }, 32, true>;
 
 /// The buddy policy behind [`Global`]: like [`DefaultBuddy`], with room for 32 arenas (regions
 /// double in size as the heap grows, so 32 arenas reach far beyond any real heap).
