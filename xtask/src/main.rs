@@ -356,13 +356,14 @@ fn miri(runner: &mut Runner) -> Result {
         test = test.args(["-p", package]);
     }
     runner.run_step("miri tree borrows", miri_env(test.arg("--all-features"), MIRIFLAGS))?;
-    let global = cargo(["+nightly", "miri", "test", "-p", "budalloc", "--all-features", "--test", "global"]);
+    let global = cargo(["+nightly", "miri", "test", "-p", "budalloc", "--all-features"])
+        .args(["--test", "global", "--test", "cached_global"]);
     runner.run_step("miri tree borrows: global allocator", miri_env(global, MIRIFLAGS))?;
     // 2. The threaded tests under several schedules.
     let seeds = format!("{MIRIFLAGS} -Zmiri-many-seeds=0..{MIRI_SEEDS}");
     let threaded =
         cargo(["+nightly", "miri", "test", "-p", "budalloc-sync", "--all-features", "--test", "all"])
-            .args(["--", "threads_share_one_heap"]);
+            .args(["--", "threads_share"]);
     runner.run_step("miri tree borrows: threads, many seeds", miri_env(threaded, &seeds))?;
     // 3. Stacked Borrows where bitvec is not involved (bitvec 1.1 itself breaks Stacked Borrows,
     //    ferrilab/bitvec#193, on every bitmap access).

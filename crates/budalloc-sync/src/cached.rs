@@ -9,9 +9,9 @@
 //! thread exits, its magazines go back to the shared policy, so nothing is lost.
 //!
 //! What is checked, and when:
-//! - a double free of an object that sits in the thread's magazine is caught at once: a freed
-//!   object carries a key in its first word (as glibc's tcache), and a free of an object that
-//!   carries it is looked up in the magazine;
+//! - a double free of an object that sits in the thread's magazine is caught at once: every
+//!   free looks the pointer up in its magazine (at most [`MAGAZINE`] compares; the allocator
+//!   never reads or writes a cached object, which may hold uninitialised bytes);
 //! - every other misuse (foreign, interior or stale pointer, wrong layout) is caught by the
 //!   shared policy's checked free when the magazine is flushed, at most [`MAGAZINE`] frees later,
 //!   before the object can be handed out by any other thread but possibly after this thread
@@ -55,7 +55,7 @@ pub const CACHED_CLASSES: usize = 40;
 pub struct Magazines {
     /// Per class, the cached objects. Invariant: `objects[c][..len[c]]` are distinct objects of
     /// class `c`, allocated from the shared policy with `class_layout(c)`, owned by this cache
-    /// (no user holds them), each with [`key`] of its address in its first word; oldest first.
+    /// (no user holds them); oldest first.
     objects: [[Option<NonNull<u8>>; MAGAZINE]; CACHED_CLASSES],
     /// Per class, how many objects are cached.
     len: [u8; CACHED_CLASSES],
@@ -65,13 +65,6 @@ pub struct Magazines {
 // magazines to another thread moves that ownership; `NonNull` is not `Send` only because it may
 // alias, which the invariant of `objects` rules out.
 unsafe impl Send for Magazines {}
-
-/// The word a cached object carries: its address mixed with a constant, so that user data
-/// carrying it by chance is unlikely (and then only costs a magazine scan).
-#[inline]
-fn key(addr: usize) -> usize {
-    addr.rotate_left(17) ^ (0x9e37_79b9_7f4a_7c15_u64 as usize)
-}
 
 impl Magazines {
     /// Empty magazines.
@@ -111,9 +104,6 @@ impl Magazines {
         let n = usize::from(self.len[class]) - 1;
         let object = self.objects[class][n].take()?;
         self.len[class] = n as u8;
-        // SAFETY: the object is ours (invariant of `objects`), at least 16 bytes and aligned to
-        // its class (>= a word): wipe the key so live user data never carries it by our doing.
-        unsafe { object.cast::<usize>().write(0) };
         Some(Ok(NonNull::slice_from_raw_parts(object, class_layout.size())))
     }
 
@@ -132,9 +122,6 @@ impl Magazines {
                 match policy.allocate(layout) {
                     Ok(block) => {
                         let object = block.cast::<u8>();
-                        // SAFETY: a fresh block of the class, ours, at least a word long and
-                        // aligned.
-                        unsafe { object.cast::<usize>().write(key(object.addr().get())) };
                         let n = usize::from(self.len[class]);
                         self.objects[class][n] = Some(object);
                         self.len[class] += 1;
@@ -171,10 +158,7 @@ impl Magazines {
     ) -> Option<Result<(), FreeError>> {
         let class = Self::class::<A>(layout)?;
         let addr = ptr.addr().get();
-        // SAFETY: the caller gives us the block: it is at least a word long (classes are at
-        // least 16 bytes) and aligned to its class.
-        let word = unsafe { ptr.cast::<usize>().read() };
-        if word == key(addr) && self.objects[class][..usize::from(self.len[class])].contains(&Some(ptr)) {
+        if self.objects[class][..usize::from(self.len[class])].contains(&Some(ptr)) {
             let size = A::class_layout(class).size();
             return Some(Err(FreeError::DoubleFree { addr, size }));
         }
@@ -184,8 +168,6 @@ impl Magazines {
                 return Some(Err(error));
             }
         }
-        // SAFETY: as above; the block is ours from now on, written through the caller's pointer.
-        unsafe { ptr.cast::<usize>().write(key(addr)) };
         let n = usize::from(self.len[class]);
         self.objects[class][n] = Some(ptr);
         self.len[class] += 1;

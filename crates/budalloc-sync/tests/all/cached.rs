@@ -134,8 +134,8 @@ fn a_foreign_pointer_is_reported_when_its_magazine_is_flushed() {
     let heap = guard.heap();
     let mut foreign = [0u64; 8];
     let ptr = NonNull::from(&mut foreign).cast::<u8>();
-    // SAFETY: deliberately a foreign pointer: accepted into the magazine (only the key word is
-    // written, into our own array), rejected when the magazine goes back.
+    // SAFETY: deliberately a foreign pointer: accepted into the magazine (which never touches
+    // the memory), rejected when the magazine goes back.
     unsafe { allocator_api2::alloc::Allocator::deallocate(&heap, ptr, Layout::new::<[u64; 8]>()) }
     let error = heap.flush_thread().expect_err("the shared heap rejects it");
     assert!(matches!(error, FreeError::ForeignPointer { .. }), "{error}");
