@@ -66,20 +66,63 @@ impl<T: Copy, const N: usize> List<T, N> {
     }
 }
 
+/// The canonical pieces of a range of fragments: its decomposition into maximal naturally
+/// aligned blocks (of at most order `top`). The decomposition is unique, so it is found greedily
+/// from either end: the largest block aligned at the front that fits, or the largest block
+/// ending at the back whose start is aligned to its size. No storage, in either direction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pieces {
+    /// Absolute index of the arena's fragment 0 (alignment is absolute).
+    first: usize,
+    /// The range still to decompose: `front .. back` (arena fragments).
+    front: usize,
+    back: usize,
+    /// The largest order a piece may have.
+    top: u32,
+}
+
+impl Pieces {
+    /// The pieces of `front .. back` in an arena whose fragment 0 has absolute index `first`.
+    pub(crate) const fn new(first: usize, front: usize, back: usize, top: u32) -> Pieces {
+        Pieces { first, front, back, top }
+    }
+}
+
+impl Iterator for Pieces {
+    type Item = (usize, Order);
+
+    #[inline]
+    fn next(&mut self) -> Option<(usize, Order)> {
+        if self.front >= self.back {
+            return None;
+        }
+        let j = (self.first + self.front).trailing_zeros().min((self.back - self.front).ilog2()).min(self.top);
+        let order = Order::new(j).unwrap_or(Order::ZERO);
+        let piece = (self.front, order);
+        self.front += order.fragments();
+        Some(piece)
+    }
+}
+
+impl DoubleEndedIterator for Pieces {
+    #[inline]
+    fn next_back(&mut self) -> Option<(usize, Order)> {
+        if self.front >= self.back {
+            return None;
+        }
+        let j = (self.first + self.back).trailing_zeros().min((self.back - self.front).ilog2()).min(self.top);
+        let order = Order::new(j).unwrap_or(Order::ZERO);
+        self.back -= order.fragments();
+        Some((self.back, order))
+    }
+}
+
 impl Slot {
     /// The pieces of the range of `need` fragments at `frag`, in address order: the largest
     /// naturally aligned block (at most `MAX`) at each position that still fits.
-    pub(crate) fn pieces(&self, frag: usize, need: usize) -> List<(usize, Order), MAX_PIECES> {
-        let mut list = List::new();
-        let (mut p, end) = (frag, frag + need);
-        let top = self.math().max_order().get();
-        while p < end {
-            let j = self.abs(p).trailing_zeros().min((end - p).ilog2()).min(top);
-            let order = Order::new(j).unwrap_or(Order::ZERO);
-            list.push((p, order));
-            p += order.fragments();
-        }
-        list
+    #[inline]
+    pub(crate) fn pieces(&self, frag: usize, need: usize) -> Pieces {
+        Pieces::new(self.arena.first_absolute(), frag, frag + need, self.math().max_order().get())
     }
 
     /// Whether a live allocation of `need` fragments (a `2^k`-fragment request) starts at
@@ -97,7 +140,7 @@ impl Slot {
         if !self.exact || frag + need > self.arena.fragments() {
             return false;
         }
-        let pieces_ok = self.pieces(frag, need).iter().all(|(p, j)| {
+        let pieces_ok = self.pieces(frag, need).all(|(p, j)| {
             self.is_block(p, j) && self.is_allocated(p) && self.is_continuation(p) == (p != frag)
         });
         pieces_ok && !self.is_continuation(frag + need)
@@ -179,9 +222,8 @@ impl Slot {
     /// Frees the live allocation of `need` fragments at `frag`, merging every piece. On `Err`
     /// nothing changed.
     pub fn free_pieces(&mut self, frag: usize, need: usize) -> Result<(), Corruption> {
-        let pieces = self.pieces(frag, need);
-        self.plan_release(pieces.iter().rev())?;
-        for (p, j) in pieces.iter().rev() {
+        self.plan_release(self.pieces(frag, need).rev())?;
+        for (p, j) in self.pieces(frag, need).rev() {
             self.set_continuation(p, false);
             self.free(p, j)?;
         }
@@ -208,9 +250,9 @@ impl Slot {
         // Pieces wholly past the new end are freed; the one that straddles it is trimmed (the
         // canonical pieces of a shorter range are a prefix of the longer one's, the last cut).
         let pieces = self.pieces(frag, old);
-        let outside = pieces.iter().filter(|&(p, _)| p >= end);
+        let outside = pieces.filter(|&(p, _)| p >= end);
         self.plan_release(outside.clone().rev())?;
-        if let Some((p, j)) = pieces.iter().find(|&(p, j)| p < end && end < p + j.fragments()) {
+        if let Some((p, j)) = pieces.clone().find(|&(p, j)| p < end && end < p + j.fragments()) {
             self.trim(p, j, end - p);
         }
         for (p, j) in outside.rev() {
@@ -237,7 +279,7 @@ impl Slot {
             self.check_header(at, block.order)?;
             at += block.order.fragments();
         }
-        for (p, _) in self.pieces(frag, old).iter() {
+        for (p, _) in self.pieces(frag, old) {
             self.set_allocated(p, false);
             self.set_continuation(p, false);
         }
@@ -265,14 +307,14 @@ impl Slot {
     /// `end .. hi`. Each piece becomes a block: its node and those below unsplit, its ancestors
     /// split up to the first that already is.
     fn lay_out(&mut self, lo: usize, start: usize, end: usize, hi: usize) {
-        for (p, j) in self.pieces(start, end - start).iter() {
+        for (p, j) in self.pieces(start, end - start) {
             self.make_block(p, j);
             self.set_allocated(p, true);
             self.set_continuation(p, p != start);
         }
         for (from, to) in [(lo, start), (end, hi)] {
             if from < to {
-                for (p, j) in self.pieces(from, to - from).iter() {
+                for (p, j) in self.pieces(from, to - from) {
                     self.make_block(p, j);
                     self.push(p, j);
                     self.allocated -= self.math().block_size(j);

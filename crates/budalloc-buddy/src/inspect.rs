@@ -118,7 +118,7 @@ fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
             }
         } else if block.allocated {
             let len = slot.allocation_len(frag);
-            let canonical = slot.pieces(frag, len).iter().all(|(p, j)| {
+            let canonical = slot.pieces(frag, len).all(|(p, j)| {
                 let piece = slot.find_block(p);
                 piece.frag == p && piece.order == j && piece.allocated
             });

@@ -42,3 +42,29 @@ fn smoke_alloc_free_restores_seeding() {
     assert!(map.contains("iiii") && !map.contains('?'), "{map}");
     let _ = heap; // the heap goes before the buffer it manages
 }
+
+#[test]
+fn pieces_are_the_same_from_either_end_and_tile_the_range_with_aligned_blocks() {
+    use crate::exact::Pieces;
+    for first in [0usize, 1, 3, 8, 1000, 4097] {
+        for front in 0..70 {
+            for len in 0..140 {
+                for top in [3u32, 6, 30] {
+                    let pieces = Pieces::new(first, front, front + len, top);
+                    let forward: Vec<_> = pieces.collect();
+                    let mut backward: Vec<_> = pieces.rev().collect();
+                    backward.reverse();
+                    assert_eq!(forward, backward, "first {first} front {front} len {len} top {top}");
+                    let mut at = front;
+                    for (p, order) in forward {
+                        assert_eq!(p, at, "pieces tile the range");
+                        assert!(order.get() <= top);
+                        assert_eq!((first + p) % order.fragments(), 0, "a piece is aligned to its size");
+                        at += order.fragments();
+                    }
+                    assert_eq!(at, front + len);
+                }
+            }
+        }
+    }
+}
