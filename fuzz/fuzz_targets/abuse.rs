@@ -29,8 +29,8 @@ use arbitrary::Arbitrary;
 use budalloc_buddy::{Block, Buddy};
 use budalloc_core::{AllocError, Corruption, FreeError, GuardKey, Inspect, RawAlloc, SizeClasses};
 use budalloc_fuzz::{
-    claim_into, class_geometry, count, frees_object_as_large, geometry, layout, skipped, Arenas, ClassHeap,
-    Heap, Memory, Scale, BUDDY_SCALE, MAX, MIN, NARROW,
+    claim_into, class_geometry, count, geometry, layout, skipped, Arenas, ClassHeap, Heap, Memory, Scale,
+    BUDDY_SCALE, MAX, MIN, NARROW,
 };
 use budalloc_testkit::{metadata_digest, Action, BadFree, Harness, Region};
 use libfuzzer_sys::fuzz_target;
@@ -98,12 +98,12 @@ fn run<const EXACT: bool>(input: &Input) {
     let mut h = Harness::new(heap, geometry(EXACT), claimed);
     for step in &input.steps {
         match *step {
-            Step::Act(ref action) => act(&mut h, BUDDY_SCALE, None, action),
+            Step::Act(ref action) => act(&mut h, BUDDY_SCALE, false, action),
             Step::Alloc { size, align_log2 } => {
-                act(&mut h, BUDDY_SCALE, None, &Action::Alloc { size, align_log2 })
+                act(&mut h, BUDDY_SCALE, false, &Action::Alloc { size, align_log2 })
             }
             Step::Bad { kind, pick, offset } => {
-                act(&mut h, BUDDY_SCALE, None, &Action::Bad { kind, pick, offset })
+                act(&mut h, BUDDY_SCALE, false, &Action::Bad { kind, pick, offset })
             }
             Step::FlipKey { arena, back, bit, by_alloc, pick } => {
                 flip_key(&mut h, &memory, arena, back, bit, by_alloc, pick)
@@ -126,16 +126,11 @@ fn run_classes<const EXACT: bool>(input: &Input) {
     let claimed = claim_into(&mut heap, &memory);
     let mut h = Harness::new(heap, class_geometry(max), claimed);
     let scale = Scale { small: limit, max };
-    let limits = Some((limit, max));
     for step in &input.steps {
         match *step {
-            Step::Act(ref action) => act(&mut h, scale, limits, action),
-            Step::Alloc { size, align_log2 } => {
-                act(&mut h, scale, limits, &Action::Alloc { size, align_log2 })
-            }
-            Step::Bad { kind, pick, offset } => {
-                act(&mut h, scale, limits, &Action::Bad { kind, pick, offset })
-            }
+            Step::Act(ref action) => act(&mut h, scale, true, action),
+            Step::Alloc { size, align_log2 } => act(&mut h, scale, true, &Action::Alloc { size, align_log2 }),
+            Step::Bad { kind, pick, offset } => act(&mut h, scale, true, &Action::Bad { kind, pick, offset }),
             // The buddy's guard keys: the buddy flavours flip them.
             Step::FlipKey { .. } => {}
             Step::FlipHeader { pick, bit, .. } => flip_slab_header(&mut h, &memory, pick, bit),
@@ -152,25 +147,14 @@ fn run_classes<const EXACT: bool>(input: &Input) {
 
 /// One harness step, sizes shaped by `scale`; a bad free that the harness saw rejected (or,
 /// same-size, accepted) counts as injected and detected (an undetected one panics inside the
-/// harness). With size classes (`classes`: their limit and the buddy's largest block), the kinds
-/// are counted with a `class_` prefix, and the `class_other_order_large` gap can be skipped.
-fn act<A: RawAlloc + Inspect>(
-    h: &mut Harness<A>,
-    scale: Scale,
-    classes: Option<(usize, usize)>,
-    action: &Action,
-) {
+/// harness). With size `classes`, the kinds are counted with a `class_` prefix.
+fn act<A: RawAlloc + Inspect>(h: &mut Harness<A>, scale: Scale, classes: bool, action: &Action) {
     let action = scale.shape(action);
-    if let Some((limit, max)) = classes {
-        if frees_object_as_large(&h.model, &action, limit, max) && skipped("class_other_order_large") {
-            return;
-        }
-    }
     let before = (h.tally.rejected, h.tally.fits_accepted);
     h.step(&action);
     if let Action::Bad { kind, .. } = action {
         if (h.tally.rejected, h.tally.fits_accepted) != before {
-            let name = match (kind, classes.is_some()) {
+            let name = match (kind, classes) {
                 (BadFree::Double, false) => "bad_double_or_stale",
                 (BadFree::Interior, false) => "bad_interior",
                 (BadFree::Foreign, false) => "bad_foreign",

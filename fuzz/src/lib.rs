@@ -23,7 +23,7 @@ use arbitrary::Arbitrary;
 use budalloc_buddy::Buddy;
 use budalloc_classes::Classes;
 use budalloc_core::{Claim, RawAlloc, RegionError};
-use budalloc_testkit::{Action, BadFree, Fit, Geometry, Harness, Model, Region};
+use budalloc_testkit::{Action, Fit, Geometry, Harness, Region};
 
 /// Smallest block of the fuzzed heaps.
 pub const MIN: usize = 16;
@@ -284,32 +284,13 @@ pub fn run_class_actions<const LIMIT: usize, const MAX: usize, const EXACT: bool
     let mut harness = Harness::new(heap, class_geometry(MAX), claimed);
     let scale = Scale { small: LIMIT, max: MAX };
     for action in &input.actions {
-        let action = scale.shape(action);
-        if frees_object_as_large(&harness.model, &action, LIMIT, MAX) && skipped("class_other_order_large") {
-            continue;
-        }
-        harness.step(&action);
+        harness.step(&scale.shape(action));
     }
     harness.finish();
     // `finish` ends with an allocation and a free of the largest request that must succeed,
     // which may be an object: its empty slab stays cached until flushed.
     harness.alloc.flush();
     assert!(harness.alloc.backend_mut().is_pristine(), "buddy not pristine after freeing everything");
-}
-
-/// Whether `action` is a bad free for which the harness picks a live object of size classes up
-/// to `limit` and the layout of the next block size up, beyond `limit` (routed to the buddy, whose
-/// largest block is `max`). This mirrors the harness's choice (`other_order_layout`: the larger
-/// size for `offset % 3` of 0 or 2, or of 1 when there is no smaller one), so that this case can
-/// be left out with `BUDALLOC_FUZZ_SKIP=class_other_order_large`.
-pub fn frees_object_as_large(model: &Model, action: &Action, limit: usize, max: usize) -> bool {
-    let Action::Bad { kind: BadFree::OtherOrder, pick, offset } = *action else { return false };
-    let Some(addr) = model.pick(pick) else { return false };
-    let live = model.get(addr);
-    let object = live.len <= limit && live.layout.align() <= limit;
-    let has_smaller = live.len > MIN && live.layout.align() <= live.len / 2;
-    let bigger = offset % 3 != 1 || !has_smaller;
-    object && bigger && live.len * 2 > limit && live.len * 2 <= max
 }
 
 /// A layout, for sizes and alignments known to be valid.

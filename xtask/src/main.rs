@@ -83,13 +83,6 @@ const FUZZ_WORK_DIR: &str = "fuzz/corpus-run";
 /// Seconds per target of the `fuzz-smoke` stage of `cargo xtask ci`.
 const FUZZ_SMOKE_SECS: u64 = 15;
 
-/// Fault kinds the `fuzz-smoke` stage leaves out (`BUDALLOC_FUZZ_SKIP`): known detection gaps,
-/// reported to their owners, that a short run may or may not hit. Remove an entry once fixed;
-/// `cargo xtask fuzz` never leaves anything out.
-/// - `class_other_order_large`: a live size-class object freed with the layout of a block above
-///   the class limit gets `InteriorPointer` (of its slab) instead of `LayoutMismatch`.
-const FUZZ_SMOKE_SKIP: &[&str] = &["class_other_order_large"];
-
 /// Working corpora of `fuzz-smoke`, one directory per target, emptied before each run (inside
 /// the fuzz workspace's git-ignored target directory): every smoke run starts from the committed
 /// seeds alone and writes nothing into the source tree.
@@ -507,10 +500,7 @@ fn fuzz_smoke(runner: &mut Runner) -> Result {
             Err(e) => return Err(Failure(format!("cannot empty {}: {e}", work.display()))),
         }
         fs::create_dir_all(&work).map_err(|e| Failure(format!("cannot create {}: {e}", work.display())))?;
-        let mut command = fuzz_command(target, FUZZ_SMOKE_DIR, FUZZ_SMOKE_SECS, true);
-        if !FUZZ_SMOKE_SKIP.is_empty() {
-            command = command.env("BUDALLOC_FUZZ_SKIP", &FUZZ_SMOKE_SKIP.join(","));
-        }
+        let command = fuzz_command(target, FUZZ_SMOKE_DIR, FUZZ_SMOKE_SECS, true);
         runner.run_step(&format!("fuzz-smoke {target}"), command)?;
     }
     Ok(())
