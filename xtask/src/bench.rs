@@ -244,6 +244,8 @@ struct Context {
     rustc: String,
     versions: String,
     command: String,
+    /// The workspace's commit (and whether the tree had uncommitted changes).
+    commit: String,
 }
 
 impl Context {
@@ -261,16 +263,25 @@ impl Context {
             .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
         let memory = mem_kib.map_or(String::new(), |k| format!(", {:.0} GiB", k as f64 / (1 << 20) as f64));
         let machine = format!("{cpu}, {cores} logical CPUs{memory}, {}", std::env::consts::OS);
-        let rustc = Cmd { program: "rustc", args: vec!["-V".to_string()], env: Vec::new() };
-        let rustc =
-            runner.capture(&rustc).map_or_else(|_| "rustc (version unknown)".into(), |v| v.trim().into());
+        let quiet = |program: &'static str, args: &[&str]| {
+            let cmd = Cmd { program, args: args.iter().map(|a| a.to_string()).collect(), env: Vec::new() };
+            runner.capture(&cmd).map(|out| out.trim().to_string()).unwrap_or_default()
+        };
+        let rustc = quiet("rustc", &["-V"]);
+        let commit = quiet("git", &["rev-parse", "--short", "HEAD"]);
+        let dirty = !quiet("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+        let commit = match (commit.is_empty(), dirty) {
+            (true, _) => "an unknown commit".to_string(),
+            (false, false) => format!("commit {commit}"),
+            (false, true) => format!("commit {commit} with uncommitted changes"),
+        };
         let lock = fs::read_to_string(runner.root.join("Cargo.lock")).unwrap_or_default();
         let versions = PEER_CRATES
             .iter()
             .filter_map(|name| locked_version(&lock, name).map(|v| format!("{name} {v}")))
             .collect::<Vec<_>>()
             .join(", ");
-        Context { date: utc_now(), machine, rustc, versions, command: command.to_string() }
+        Context { date: utc_now(), machine, rustc, versions, command: command.to_string(), commit }
     }
 }
 
@@ -333,8 +344,8 @@ fn markdown(groups: &[Group], context: &Context) -> String {
     let _ = writeln!(s, "# Benchmarks\n");
     let _ = writeln!(
         s,
-        "Measured {} on {} with `{}` ({}). Versions: {}.\n",
-        context.date, context.machine, context.command, context.rustc, context.versions
+        "Measured {} on {} with `{}` at {} ({}). Versions: {}.\n",
+        context.date, context.machine, context.command, context.commit, context.rustc, context.versions
     );
     let _ = writeln!(
         s,
@@ -637,6 +648,7 @@ mod tests {
             rustc: "r".into(),
             versions: "v".into(),
             command: "c".into(),
+            commit: "commit x".into(),
         };
         let page = markdown(&groups, &context);
         assert!(page.contains("| broken | FAILED: out of memory | – |"));
