@@ -61,7 +61,7 @@ mod inspect;
 mod slab;
 pub mod table;
 
-pub use classes::Classes;
+pub use classes::{Classes, DEFAULT_LIMIT};
 pub use slab::HEADER_FIXED;
 pub use table::{Class, Table, MAX_CLASSES};
 

@@ -14,9 +14,13 @@ use budalloc_classes::Classes;
 use budalloc_core::{Claim, Inspect, RawAlloc};
 use budalloc_testkit::{Action, Fit, Geometry, Harness, Region};
 
-/// Small-object limit of the tested heaps: the default 32 KiB natively; 1 KiB under Miri, where
-/// the largest slab is then 32 KiB and the arenas stay small.
+/// Small-object limit of most tested heaps: 32 KiB natively (the largest table in use: slabs
+/// up to 1 MiB, fallback blocks); the default 1 KiB under Miri, where slabs stay at most 32 KiB
+/// and the arenas small. [`DefaultHeap`] covers the default natively too.
 pub const LIMIT: usize = if cfg!(miri) { 1024 } else { 32 * 1024 };
+
+/// The default composition: size classes with the default limit over the exact-fit buddy.
+pub type DefaultHeap = Classes<Buddy<16, { 1 << 30 }, 8, true>>;
 
 /// Size classes over the exact-fit buddy: the default composition of issue 3.
 pub type Exact = Classes<Buddy<16, { 1 << 30 }, 8, true>, LIMIT>;

@@ -29,6 +29,12 @@ proptest! {
         crate::replay::<Exact>(&actions, ARENA, skew);
     }
 
+    /// The same with the default limit.
+    #[test]
+    fn random_actions_default_limit(actions in actions(4 * budalloc_classes::DEFAULT_LIMIT, STEPS), skew in 0usize..96) {
+        crate::replay::<crate::DefaultHeap>(&actions, ARENA, skew);
+    }
+
     /// The same over the plain buddy.
     #[test]
     fn random_actions_over_the_plain_buddy(actions in actions(SIZES, STEPS), skew in 0usize..96) {
