@@ -22,8 +22,9 @@ use budalloc_core::{Corruption, Order};
 use crate::slot::Slot;
 
 /// Most pieces an allocation can have (one per order), and most free blocks a reshape absorbs.
-/// Best fit examines at most this many free blocks of each order (the heads of its lists) and
-/// stops one order past the first that gave a fit: a bounded search, close to best fit.
+/// Best fit examines at most this many free blocks of each order smaller than the request (the
+/// heads of its lists), then the first block that fits alone: a bounded search, close to best
+/// fit.
 const BEST_FIT_PROBES: usize = 16;
 
 /// A run is looked for from a free block back over at most this many free blocks before it
@@ -344,7 +345,8 @@ impl Slot {
     /// those lists are walked. Cost: the blocks walked times the run lengths (in blocks). The
     /// policy asks for the first fit only when no free block of the request's order is left
     /// (one or two lists of smaller blocks); best fit walks at most [`BEST_FIT_PROBES`] blocks
-    /// of each order, up to one order past the first that gave a fit.
+    /// of each of the one or two orders below the request's, and stops at the first block that
+    /// fits alone or once no larger order can give a tighter run.
     pub fn find_run(
         &self,
         need: usize,
@@ -375,23 +377,23 @@ impl Slot {
                 return Ok(found.map(|(start, _)| start));
             }
         }
-        let mut fit_order = None;
         for j in lowest..=self.math().max_order().get().min(self.top()) {
-            // Best fit looks one order past the first that gave a fit: larger blocks make
-            // larger runs.
-            if fit_order.is_some_and(|f| j > f + 1) {
+            let Some(order) = Order::new(j) else { break };
+            // Every run through a block of this order is at least that long: none beats a fit
+            // as tight, nor does any larger order.
+            if best && found.is_some_and(|(_, len)| order.fragments() >= len) {
                 break;
             }
-            let Some(order) = Order::new(j) else { break };
+            // Blocks this large fit by themselves: the first one is as good as the others.
+            let alone = order.fragments() >= need;
             let mut at = self.head(order);
             let mut probes = 0;
             while let Some(frag) = at {
-                let header = self.check_header(frag, order)?;
+                // Only `next` is followed here: the seal covers it (the full check comes before
+                // any unlink).
+                let header = self.check_seal(frag, order)?;
                 let run = self.run_around(frag, order, need, align, parked, cap(&found));
-                if run.is_some() && fit_order.is_none() {
-                    fit_order = Some(j);
-                }
-                if consider(&mut found, run) {
+                if consider(&mut found, run) || (alone && found.is_some()) {
                     return Ok(found.map(|(start, _)| start));
                 }
                 probes += 1;

@@ -356,19 +356,29 @@ impl Slot {
         unsafe { self.header_ptr(frag).write(header) };
     }
 
-    /// Checks the header of the free block of order `k` at `frag`: seal, order, and links that
-    /// point at free blocks of the same order (so that unlinking never writes into a live block).
-    pub fn check_header(&self, frag: usize, k: Order) -> Result<FreeHeader, Corruption> {
+    /// Checks the seal of the header of the free block of order `k` at `frag` (which covers
+    /// its order and `next`, and `next` names a fragment of the arena): enough to follow the
+    /// list, not to unlink (see [`Self::check_header`]).
+    #[inline]
+    pub fn check_seal(&self, frag: usize, k: Order) -> Result<FreeHeader, Corruption> {
         let header = self.header(frag);
-        let bad = Corruption::Header { addr: self.arena.addr_of(frag) };
-        let n = self.arena.fragments();
         let sealed = header.seal == self.seal(frag, k, header.next)
             && u32::from(header.order) == k.get()
             && header._pad == [0; 3]
-            && (header.next == NIL || (header.next as usize) < n);
-        if !sealed {
-            return Err(bad);
+            && (header.next == NIL || (header.next as usize) < self.arena.fragments());
+        if sealed {
+            Ok(header)
+        } else {
+            Err(Corruption::Header { addr: self.arena.addr_of(frag) })
         }
+    }
+
+    /// Checks the header of the free block of order `k` at `frag`: seal, order, and links that
+    /// point at free blocks of the same order (so that unlinking never writes into a live block).
+    pub fn check_header(&self, frag: usize, k: Order) -> Result<FreeHeader, Corruption> {
+        let header = self.check_seal(frag, k)?;
+        let bad = Corruption::Header { addr: self.arena.addr_of(frag) };
+        let n = self.arena.fragments();
         let prev_ok = if header.prev == NIL {
             self.heads[k.index()] == frag as u32
         } else {
