@@ -6,7 +6,7 @@ use budalloc_classes::Classes;
 use budalloc_core::{FreeError, Grow, Stats};
 use budalloc_sync::{Cached, Locked, Spin, SystemSource};
 
-use crate::{ExactGlobalBuddy, GlobalBuddy};
+use crate::GlobalBuddy;
 
 /// The buddy policy behind a spin lock, growing region by region from the OS:
 ///
@@ -76,16 +76,18 @@ unsafe impl GlobalAlloc for Global {
     }
 }
 
-/// The policy behind [`CachedGlobal`]: size classes (up to 1 KiB) over the exact-fit buddy,
-/// growing region by region from the OS.
-pub type GlobalClasses = Classes<Grow<ExactGlobalBuddy, SystemSource>, 1024>;
+/// The policy behind [`CachedGlobal`]: size classes up to 32 KiB over the plain buddy, growing
+/// region by region from the OS. A global allocator is judged on speed first: the classes serve
+/// (and the per-thread magazines cache) nearly every request, and the plain buddy serves the rest
+/// without the exact-fit buddy's best-fit search (see the README's performance section).
+pub type GlobalClasses = Classes<Grow<GlobalBuddy, SystemSource>, { 32 * 1024 }>;
 
 /// The one shared heap behind every [`CachedGlobal`] (a process has one global allocator).
 static SHARED: Locked<GlobalClasses, Spin> =
-    Locked::new_spin(Classes::new(Grow::new(ExactGlobalBuddy::new(), SystemSource::new())));
+    Locked::new_spin(Classes::new(Grow::new(GlobalBuddy::new(), SystemSource::new())));
 
-/// Per-thread caches ([`Cached`]) over size classes over the exact-fit buddy, growing from the
-/// OS: the global allocator for multi-threaded programs.
+/// Per-thread caches ([`Cached`]) over size classes over the buddy, growing from the OS: the
+/// global allocator for multi-threaded programs.
 ///
 /// ```no_run
 /// #[global_allocator]
@@ -93,8 +95,9 @@ static SHARED: Locked<GlobalClasses, Spin> =
 /// # fn main() {}
 /// ```
 ///
-/// Allocations and frees of up to 1 KiB go through the calling thread's magazines without a
-/// lock; larger ones, refills and flushes take the shared heap's spin lock. As with [`Global`],
+/// Allocations and frees of the smaller classes (up to about 16 KiB) go through the calling
+/// thread's magazines without a lock; larger ones, refills and flushes take the shared heap's
+/// spin lock. As with [`Global`],
 /// nothing panics: out of memory returns null and detected misuse aborts with one line; but a
 /// misuse of a small block other than a double free into the thread's own magazine is detected
 /// when the magazine is flushed, not at the faulty call (see [`Cached`]). Use [`Global`] where

@@ -46,10 +46,8 @@ pub type ClassesBuddy = Classes<ExactBuddy, 1024>;
 /// [`ClassesBuddy`] behind the [`Local`] frontend.
 pub type ClassesHeap = Local<ClassesBuddy>;
 
-/// The exact-fit buddy behind [`CachedGlobal`]'s size classes, with room for 32 arenas.
-pub type ExactGlobalBuddy = Buddy<16, { 1 << 30 }, 32, true>;
-
-/// The buddy policy behind [`Global`]: like [`DefaultBuddy`], with room for 32 arenas (regions
+/// The buddy policy behind [`Global`] and [`CachedGlobal`]'s size classes: like
+/// [`DefaultBuddy`], with room for 32 arenas (regions
 /// double in size as the heap grows, so 32 arenas reach far beyond any real heap).
 pub type GlobalBuddy = Buddy<16, { 1 << 30 }, 32>;
 

@@ -1,4 +1,4 @@
-//! `budalloc::CachedGlobal` (per-thread caches over size classes over the exact-fit buddy) as
+//! `budalloc::CachedGlobal` (per-thread caches over size classes over the buddy) as
 //! the process's global allocator, running the same real-use workload as `global.rs`: threads
 //! allocate and free through their magazines, free blocks other threads allocated, and drain
 //! their magazines when they exit; the accounting after a second run must equal the first's.
@@ -11,9 +11,7 @@ use real_use::{workload, THREADS};
 static ALLOC: budalloc::CachedGlobal = budalloc::CachedGlobal::new();
 
 fn main() {
-    // std allocates the main thread's handle the first time it parks (waiting on a channel),
-    // which depends on timing: make it exist before the baseline.
-    let _ = std::thread::current();
+    real_use::warm_up();
     println!("cached global allocator test: first run (also warms std's lazily allocated state)");
     workload();
     ALLOC.flush_thread().expect("the main thread's magazines go back");

@@ -11,9 +11,7 @@ use real_use::{workload, THREADS};
 static ALLOC: budalloc::Global = budalloc::Global::new();
 
 fn main() {
-    // std allocates the main thread's handle the first time it parks (waiting on a channel),
-    // which depends on timing: make it exist before the baseline.
-    let _ = std::thread::current();
+    real_use::warm_up();
     println!("global allocator test: first run (also warms std's lazily allocated state)");
     workload();
     let baseline = ALLOC.stats().allocated;

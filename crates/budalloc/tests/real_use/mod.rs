@@ -85,3 +85,17 @@ pub fn workload() -> usize {
     assert_eq!(reparsed, parsed);
     text.len()
 }
+
+/// Makes std allocate the calling thread's lazily allocated state before a baseline is taken:
+/// its handle, and the context a blocking channel operation keeps in a thread-local (both
+/// allocated the first time the thread actually blocks, which in `workload` depends on timing).
+pub fn warm_up() {
+    let _ = thread::current();
+    let (tx, rx) = mpsc::channel::<()>();
+    let sender = thread::spawn(move || {
+        thread::sleep(std::time::Duration::from_millis(20));
+        tx.send(()).unwrap();
+    });
+    rx.recv().unwrap();
+    sender.join().unwrap();
+}
