@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use budalloc_benches::{
     check, summarize, visit_shared, visit_subjects, ActionMix, Actions, Batch, Efficiency, Fragmented,
-    FreeOrder, Pair, Shared, Subject, TwoThreads, VisitShared, VisitSubjects,
+    FreeOrder, Pair, Shared, Subject, Threads, VisitShared, VisitSubjects, THREADS,
 };
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
@@ -303,10 +303,21 @@ fn efficiency(_: &mut Criterion) {
 #[derive(Clone, Copy)]
 enum Workload {
     Pair,
-    Batch { n: usize, min: usize, max: usize, order: FreeOrder },
-    FreeFragmented { live: usize },
-    CycleFragmented { live: usize },
+    Batch {
+        n: usize,
+        min: usize,
+        max: usize,
+        order: FreeOrder,
+    },
+    FreeFragmented {
+        live: usize,
+    },
+    CycleFragmented {
+        live: usize,
+    },
     Actions(ActionMix),
+    /// Actions on this many threads against one shared heap.
+    Threads(ActionMix, usize),
 }
 
 /// One criterion group: a workload on every subject.
@@ -361,23 +372,25 @@ impl VisitSubjects for Timed<'_, '_> {
                 };
                 lazy.time(|| Actions::new(mix), dry_run, |w, t| time_units(1, t, || w.run(iters)))
             }),
+            // Multi-threaded workloads run on the shared heaps (`VisitShared`), not here.
+            Workload::Threads(..) => {}
         }
     }
 }
 
 impl VisitShared for Timed<'_, '_> {
     fn visit<T: Shared + 'static>(&mut self) {
-        let Workload::Actions(mix) = self.workload else { return };
-        run_bench::<TwoThreads<T>>(self.group, &self.name, T::name(), |lazy, iters| {
-            let dry_run = |w: &mut TwoThreads<T>| {
+        let Workload::Threads(mix, threads) = self.workload else { return };
+        run_bench::<Threads<T>>(self.group, &self.name, T::name(), |lazy, iters| {
+            let dry_run = |w: &mut Threads<T>| {
                 w.run(DRY_ACTIONS)?;
                 w.verify()
             };
-            let body = |w: &mut TwoThreads<T>, t: &mut Duration| {
+            let body = |w: &mut Threads<T>, t: &mut Duration| {
                 *t += w.run(iters)?;
                 Ok(())
             };
-            lazy.time(|| TwoThreads::new(mix), dry_run, body)
+            lazy.time(|| Threads::new(mix, threads), dry_run, body)
         });
     }
 }
@@ -472,14 +485,19 @@ fn d_actions(c: &mut Criterion) {
 
 fn e_threads(c: &mut Criterion) {
     let mix = ActionMix { max_size: THREAD_MAX_SIZE, realloc: true, max_live: ACTION_MAX_LIVE };
-    let name = format!("threads_2_actions_realloc_{THREAD_MAX_SIZE}B");
-    let description = format!(
-        "2 threads, one heap: random alloc / free / realloc, 8 B–{THREAD_MAX_SIZE} B (wall time per action)"
-    );
-    record(&["group", &name, "ns/op", &description]);
-    let mut group = c.benchmark_group(&name);
-    visit_shared(&mut Timed { group: &mut group, name: name.clone(), workload: Workload::Actions(mix) });
-    group.finish();
+    // One thread first: the same shared heaps, for the scaling ratio.
+    for threads in [1, THREADS] {
+        let name = format!("threads_{threads}_actions_realloc_{THREAD_MAX_SIZE}B");
+        let description = format!(
+            "{threads} thread(s), one heap: random alloc / free / realloc, 8 B–{THREAD_MAX_SIZE} B \
+             (wall time per action)"
+        );
+        record(&["group", &name, "ns/op", &description]);
+        let mut group = c.benchmark_group(&name);
+        let workload = Workload::Threads(mix, threads);
+        visit_shared(&mut Timed { group: &mut group, name: name.clone(), workload });
+        group.finish();
+    }
 }
 
 fn config() -> Criterion {

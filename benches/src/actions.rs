@@ -352,22 +352,43 @@ impl<P: Policy + Send> Shared for BudallocLocked<P> {
     shared_via_allocator!();
 }
 
-/// The size-class heap with per-thread caches: `budalloc::Cached` in front of
-/// `budalloc::Locked<ClassesBuddy>` over a region. `Cached` needs a `'static` shared heap, so
-/// each build leaks its shared heap and its region (one per benchmark).
-pub struct BudallocCached {
-    heap: budalloc::Cached<budalloc::ClassesBuddy>,
+/// A size-class policy that a per-thread cache can front, with its report name.
+pub trait CachedPolicy: Policy + budalloc::SizeClasses + Send {
+    /// Name in reports of `Cached` in front of this policy.
+    const CACHED_NAME: &'static str;
+}
+
+impl CachedPolicy for budalloc::ClassesBuddy {
+    const CACHED_NAME: &'static str = "budalloc-classes-cached";
+}
+
+/// `CachedGlobal`'s composition over a region: classes up to 32 KiB over the plain buddy.
+pub type PlainClasses = budalloc::Classes<DefaultBuddy, { 32 * 1024 }>;
+
+impl Policy for PlainClasses {
+    const NAME: &'static str = "budalloc-classes-plain";
+}
+
+impl CachedPolicy for PlainClasses {
+    const CACHED_NAME: &'static str = "budalloc-cached";
+}
+
+/// A size-class heap with per-thread caches: `budalloc::Cached` in front of
+/// `budalloc::Locked<P>` over a region. `Cached` needs a `'static` shared heap, so each build
+/// leaks its shared heap and its region (one per benchmark).
+pub struct BudallocCached<P: CachedPolicy + 'static = budalloc::ClassesBuddy> {
+    heap: budalloc::Cached<P>,
     region: &'static Region,
 }
 
-impl Shared for BudallocCached {
+impl<P: CachedPolicy + 'static> Shared for BudallocCached<P> {
     fn name() -> &'static str {
-        "budalloc-classes-cached"
+        P::CACHED_NAME
     }
 
     fn build() -> Result<Self, String> {
         let region: &'static Region = Box::leak(Box::new(Region::new(REGION_LEN)?));
-        let shared = Box::leak(Box::new(budalloc::Locked::new(budalloc::ClassesBuddy::default())));
+        let shared = Box::leak(Box::new(budalloc::Locked::new(P::default())));
         // SAFETY: the region is valid for reads and writes of its size, used by nothing else,
         // and never freed (leaked with the heap).
         unsafe { shared.claim_raw(region.start(), region.size()) }
@@ -376,7 +397,7 @@ impl Shared for BudallocCached {
     }
 
     fn verify(&self, live: &mut [(NonNull<u8>, Layout)]) -> Result<(), String> {
-        verify_live(Some(self.region), live, "two threads")
+        verify_live(Some(self.region), live, "threads")
     }
 
     shared_via_allocator!();
@@ -434,24 +455,29 @@ impl<G: NativeAlloc> Shared for Native<G> {
     }
 }
 
-/// Threads of the two-thread workload.
+/// Threads of the multi-thread workload (this machine has two cores); the same workload on one
+/// thread gives the scaling.
 pub const THREADS: usize = 2;
 
-/// Random actions on [`THREADS`] threads against one shared heap; each thread has its own live
+/// Random actions on `threads` threads against one shared heap; each thread has its own live
 /// blocks (and frees only those), all from the same heap.
-pub struct TwoThreads<T: Shared> {
+pub struct Threads<T: Shared> {
     heap: T,
     states: Vec<ActionState>,
 }
 
-impl<T: Shared> TwoThreads<T> {
-    /// A fresh heap and no live block.
+/// The workload on [`THREADS`] threads.
+pub type TwoThreads<T> = Threads<T>;
+
+impl<T: Shared> Threads<T> {
+    /// A fresh heap, `threads` threads and no live block.
     ///
     /// # Errors
     /// As [`Shared::build`].
-    pub fn new(mix: ActionMix) -> Result<Self, String> {
-        let states = (0..THREADS as u64).map(|i| ActionState::new(mix, 0x5EED_0000_0000_0070 + i)).collect();
-        Ok(TwoThreads { heap: T::build()?, states })
+    pub fn new(mix: ActionMix, threads: usize) -> Result<Self, String> {
+        let states =
+            (0..threads.max(1) as u64).map(|i| ActionState::new(mix, 0x5EED_0000_0000_0070 + i)).collect();
+        Ok(Threads { heap: T::build()?, states })
     }
 
     /// `total` actions split evenly between the threads; returns the wall time from the moment
@@ -460,9 +486,10 @@ impl<T: Shared> TwoThreads<T> {
     /// # Errors
     /// An allocation or reallocation failed on some thread (the first error).
     pub fn run(&mut self, total: u64) -> Result<Duration, String> {
-        let per_thread = total.div_ceil(THREADS as u64);
+        let threads = self.states.len();
+        let per_thread = total.div_ceil(threads as u64);
         let heap = &self.heap;
-        let ready = Barrier::new(THREADS + 1);
+        let ready = Barrier::new(threads + 1);
         let (elapsed, results) = std::thread::scope(|scope| {
             let ready = &ready;
             let workers: Vec<_> = self
@@ -484,7 +511,7 @@ impl<T: Shared> TwoThreads<T> {
         for result in results {
             result.map_err(|_| "a worker thread panicked".to_string())??;
         }
-        Ok(elapsed.mul_f64(total as f64 / (per_thread * THREADS as u64) as f64))
+        Ok(elapsed.mul_f64(total as f64 / (per_thread * threads as u64) as f64))
     }
 
     /// Checks the live blocks of all threads together: aligned, inside the region, disjoint.
@@ -497,7 +524,7 @@ impl<T: Shared> TwoThreads<T> {
     }
 }
 
-impl<T: Shared> Drop for TwoThreads<T> {
+impl<T: Shared> Drop for Threads<T> {
     fn drop(&mut self) {
         let mut handle = Handle(&self.heap);
         for state in &mut self.states {

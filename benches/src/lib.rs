@@ -28,8 +28,8 @@ mod efficiency;
 mod native;
 
 pub use actions::{
-    realloc_in, ActionMix, ActionState, Actions, BudallocCached, BudallocLocked, Handle, Ops, Shared,
-    SpinLocked, TwoThreads, THREADS,
+    realloc_in, ActionMix, ActionState, Actions, BudallocCached, BudallocLocked, CachedPolicy, Handle, Ops,
+    PlainClasses, Shared, SpinLocked, Threads, TwoThreads, THREADS,
 };
 pub use efficiency::{summarize, Efficiency, Score, Summary, CHURN_STEPS, EFF_REGION_LEN};
 pub use native::{MimallocSubject, Native, NativeAlloc, SystemSubject};
@@ -48,6 +48,7 @@ pub fn visit_subjects(v: &mut impl VisitSubjects) {
     v.visit::<BudallocLocal>();
     v.visit::<Raw<budalloc::ExactBuddy>>();
     v.visit::<Raw<budalloc::ClassesBuddy>>();
+    v.visit::<Raw<PlainClasses>>();
     v.visit::<TalcSubject>();
     v.visit::<RlsfSubject>();
     v.visit::<BuddySystem>();
@@ -72,6 +73,8 @@ pub fn visit_shared(v: &mut impl VisitShared) {
     v.visit::<BudallocLocked<budalloc::ExactBuddy>>();
     v.visit::<BudallocLocked<budalloc::ClassesBuddy>>();
     v.visit::<BudallocCached>();
+    v.visit::<BudallocLocked<PlainClasses>>();
+    v.visit::<BudallocCached<PlainClasses>>();
     v.visit::<SpinLocked<TalcSubject>>();
     v.visit::<SpinLocked<RlsfSubject>>();
     v.visit::<SpinLocked<BuddySystem>>();
