@@ -55,7 +55,8 @@ const RELEASE_TEST_PACKAGES: &[&str] = &["budalloc-buddy", "budalloc-classes", "
 const NOSTD_TARGET: &str = "thumbv7em-none-eabihf";
 
 /// Packages that must build for [`NOSTD_TARGET`] without default features.
-const NOSTD_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy", "budalloc-classes", "budalloc-sync", "budalloc"];
+const NOSTD_PACKAGES: &[&str] =
+    &["budalloc-core", "budalloc-buddy", "budalloc-classes", "budalloc-sync", "budalloc"];
 
 /// Package holding the criterion benchmarks.
 const BENCH_PACKAGE: &str = "budalloc-benches";
@@ -349,8 +350,12 @@ fn miri(runner: &mut Runner) -> Result {
         test = test.args(["-p", package]);
     }
     runner.run_step("miri tree borrows", miri_env(test.arg("--all-features"), MIRIFLAGS))?;
-    let global = cargo(["+nightly", "miri", "test", "-p", "budalloc", "--all-features"])
-        .args(["--test", "global", "--test", "cached_global"]);
+    let global = cargo(["+nightly", "miri", "test", "-p", "budalloc", "--all-features"]).args([
+        "--test",
+        "global",
+        "--test",
+        "cached_global",
+    ]);
     runner.run_step("miri tree borrows: global allocator", miri_env(global, MIRIFLAGS))?;
     // 2. The threaded tests under several schedules.
     let seeds = format!("{MIRIFLAGS} -Zmiri-many-seeds=0..{MIRI_SEEDS}");

@@ -97,7 +97,8 @@ impl Iterator for Pieces {
         if self.front >= self.back {
             return None;
         }
-        let j = (self.first + self.front).trailing_zeros().min((self.back - self.front).ilog2()).min(self.top);
+        let j =
+            (self.first + self.front).trailing_zeros().min((self.back - self.front).ilog2()).min(self.top);
         let order = Order::new(j).unwrap_or(Order::ZERO);
         let piece = (self.front, order);
         self.front += order.fragments();
