@@ -9,8 +9,8 @@
 //! unchanged. Requests above the limit go straight to the backing policy.
 //!
 //! Architecture invariant: this crate depends on `budalloc-core` only. It knows nothing of
-//! arenas, buddies, threads or `allocator-api2`: its backend is any [`RawAlloc`]
-//! (`budalloc_core::RawAlloc`), reached only through that trait's methods (blocks, `validate`,
+//! arenas, buddies, threads or `allocator-api2`: its backend is any
+//! [`RawAlloc`](budalloc_core::RawAlloc), reached only through that trait's methods (blocks, `validate`,
 //! `rebase`, `owns`, `stats`), and [`Classes`] is a plain struct used through `&mut self`. It
 //! is `#![no_std]` and allocation-free; pointers to slab headers are rebuilt with the backend's
 //! `rebase` and `with_addr`/`map_addr`, never from integers and never through a caller's
