@@ -347,7 +347,7 @@ fn nostd(runner: &mut Runner) -> Result {
 const MIRI_SKIPPED: &[&str] = &[
     "random_actions_over_the_plain_buddy",
     "random_actions_with_large_slabs",
-    "random_actions_over_two_arenas",
+    "random_class_actions_over_two_arenas",
 ];
 
 fn miri(runner: &mut Runner) -> Result {

@@ -49,7 +49,7 @@ proptest! {
 
     /// The same over two arenas that are not adjacent.
     #[test]
-    fn random_actions_over_two_arenas(actions in actions(SIZES, STEPS)) {
+    fn random_class_actions_over_two_arenas(actions in actions(SIZES, STEPS)) {
         let first = Region::new(ARENA / 2, 1 << 20);
         let second = Region::new(ARENA / 2 + 1000, 4096);
         let mut heap = Exact::new(Default::default());
