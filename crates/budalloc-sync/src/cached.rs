@@ -234,25 +234,27 @@ impl Default for Magazines {
 /// until the thread exits (then it flushes into it): declare the heap as a `static`.
 ///
 /// ```
+/// use core::mem::MaybeUninit;
+/// use budalloc_buddy::Buddy;
 /// use budalloc_sync::{Cached, Locked};
-/// # use budalloc_core::*; use core::alloc::Layout; use core::ptr::NonNull;
-/// # struct Classes; // stands for a `budalloc_classes::Classes` over a grown buddy
-/// # unsafe impl RawAlloc for Classes {
-/// #     fn allocate(&mut self, l: Layout) -> Result<NonNull<[u8]>, AllocError> { Err(AllocError::OutOfMemory { size: l.size(), block: 0 }) }
-/// #     unsafe fn try_deallocate(&mut self, p: NonNull<u8>, _: Layout) -> Result<(), FreeError> { Err(FreeError::ForeignPointer { addr: p.addr().get() }) }
-/// #     fn validate(&self, p: NonNull<u8>, _: Layout) -> Result<(), FreeError> { Err(FreeError::ForeignPointer { addr: p.addr().get() }) }
-/// #     fn rebase(&self, _: NonNull<u8>) -> Option<NonNull<u8>> { None }
-/// #     unsafe fn grow_in_place(&mut self, _: NonNull<u8>, _: Layout, n: Layout) -> Result<NonNull<[u8]>, AllocError> { Err(AllocError::OutOfMemory { size: n.size(), block: 0 }) }
-/// #     unsafe fn shrink_in_place(&mut self, _: NonNull<u8>, _: Layout, n: Layout) -> Result<NonNull<[u8]>, AllocError> { Err(AllocError::OutOfMemory { size: n.size(), block: 0 }) }
-/// #     fn owns(&self, _: NonNull<u8>) -> bool { false }
-/// #     fn usable_size(&self, l: Layout) -> Result<usize, AllocError> { Ok(l.size()) }
-/// #     fn stats(&self) -> Stats { unimplemented!() }
-/// # }
-/// # impl SizeClasses for Classes { const CLASSES: usize = 0; fn class_of(_: Layout) -> Option<usize> { None } fn class_layout(_: usize) -> Layout { Layout::new::<u8>() } }
-/// static SHARED: Locked<Classes> = Locked::new_spin(Classes);
-/// static HEAP: Cached<Classes> = Cached::new(&SHARED);
-/// let v = allocator_api2::vec::Vec::<u8, _>::new_in(&HEAP);
-/// assert!(v.is_empty());
+/// // A stand-in size-class policy from the test kit: a buddy's blocks of 16 B .. 2 KiB as classes
+/// // (`budalloc::ClassesBuddy` is the real one).
+/// use budalloc_testkit::PowerClasses;
+///
+/// static SHARED: Locked<PowerClasses<Buddy<16, 4096, 1>>> = Locked::new_spin(PowerClasses::new(Buddy::new()));
+/// static HEAP: Cached<PowerClasses<Buddy<16, 4096, 1>>> = Cached::new(&SHARED);
+///
+/// #[repr(C, align(4096))]
+/// struct Region([MaybeUninit<u8>; 64 * 1024]);
+/// let region = Box::leak(Box::new(Region([MaybeUninit::uninit(); 64 * 1024])));
+/// SHARED.claim(&mut region.0).unwrap();
+///
+/// let mut v = allocator_api2::vec::Vec::new_in(&HEAP);
+/// v.extend(0..100u32);
+/// assert_eq!(v.iter().sum::<u32>(), 4950);
+/// drop(v);
+/// HEAP.flush_thread().unwrap(); // this thread's cached objects go back to SHARED
+/// assert_eq!(SHARED.stats().allocated, 0);
 /// ```
 pub struct Cached<A: 'static, L: RawLock + 'static = Spin> {
     shared: &'static Locked<A, L>,
