@@ -107,7 +107,8 @@ impl Magazines {
         Some(Ok(NonNull::slice_from_raw_parts(object, class_layout.size())))
     }
 
-    /// Takes up to [`BATCH`] objects of `class` from `shared`, under one lock.
+    /// Takes up to half the magazine's [`capacity`] of objects of `class` from `shared`, under
+    /// one lock.
     #[cold]
     fn refill<A: SizeClasses, L: RawLock>(
         &mut self,
