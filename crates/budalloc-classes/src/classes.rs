@@ -86,7 +86,8 @@ impl List {
 ///   waste are in the [`table`](crate::table) docs and the crate README).
 /// - `CACHE`: how many empty slabs each class keeps instead of returning them to `B` (at least
 ///   1, default 1): a class that empties and refills a slab in turn does not go to `B` each
-///   time. [`RawAlloc::flush`] returns them.
+///   time. Besides these, a class's last partial slab stays partial when it empties, so a class
+///   holds at most `CACHE + 1` empty slabs. [`RawAlloc::flush`] returns them all.
 ///
 /// A slab of a class is one block of `B` of a power-of-two size `S`, allocated as `(S, S)` so
 /// that its base is `addr & !(S - 1)` for any address inside it. Its header (seal, class,
@@ -96,7 +97,7 @@ impl List {
 /// | operation | cost |
 /// |---|---|
 /// | allocate a small object | O(1): class lookup, pop from the class's first partial slab (a bit scan from a hint) |
-/// | free a small object | O(1): slab base by masking, metadata-only `B::validate` of the slab, seal and bit checks |
+/// | free a small object | O(1): slab base by masking; if it is not the class's current or last-freed-into slab, a metadata-only `B::validate` of it; seal and bit checks |
 /// | large allocate / free | `B`'s, plus (free) an O(slabs of that size) walk when the block has the size and alignment of a slab we hold |
 ///
 /// Bad `LIMIT` / `STEPS` / `CACHE` fail the build when [`Classes::new`] is instantiated:
@@ -112,9 +113,11 @@ pub struct Classes<B, const LIMIT: usize = DEFAULT_LIMIT, const STEPS: usize = 4
     pub(crate) backend: B,
     /// Per list kind ([`PARTIAL`], [`FULL`], [`EMPTY`]) and class: the class's slabs, doubly
     /// linked through their headers (the seed's `fragHeaders[N_ALLOCATION_SIZES]`).
-    /// Invariants: `lists[PARTIAL][c]` holds exactly the slabs of class `c` with some but not
-    /// all objects free; `lists[FULL][c]` those with no object free; `lists[EMPTY][c]` the
-    /// cached slabs with every object free, at most `CACHE` of them, newest first. Every slab
+    /// Invariants: `lists[PARTIAL][c]` holds the slabs of class `c` with some but not all
+    /// objects free, and at most one slab with every object free (the class's last partial
+    /// slab, kept when it emptied, see `release`); `lists[FULL][c]` those with no object free;
+    /// `lists[EMPTY][c]` the other slabs with every object free, at most `CACHE` of them,
+    /// newest first. Every slab
     /// is in exactly one list, carries the seal of its address and class, and its `free` count
     /// is the number of set bits of its bitmap. `len` is the length of each list.
     pub(crate) lists: [[List; MAX_CLASSES]; 3],
@@ -132,6 +135,11 @@ pub struct Classes<B, const LIMIT: usize = DEFAULT_LIMIT, const STEPS: usize = 4
     pub(crate) secret: u64,
     /// Whether `secret` was stirred.
     pub(crate) keyed: bool,
+    /// Per class: the slab an object was last freed into, if we still hold it. A free into it
+    /// (or into the head of the class's partial list) is known to be a free into one of our
+    /// slabs without asking the backend. Invariant: `None` or a slab in one of class `c`'s
+    /// lists.
+    pub(crate) recent: [Option<Slab>; MAX_CLASSES],
 }
 
 // SAFETY: a `Classes` owns its slabs exclusively (they are blocks of its backend, which it
@@ -176,6 +184,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             slab_waste: 0,
             secret: SECRET,
             keyed: false,
+            recent: [None; MAX_CLASSES],
         }
     }
 
@@ -395,8 +404,15 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         let class = Self::class(c);
         let base = addr & !(class.slab_size() - 1);
         let offset = addr - base;
-        if offset != 0 && self.backend.owns(ptr) {
-            if let Some(base) = self.live_block(base, class.slab_log2) {
+        if offset != 0 {
+            // A slab of one of our lists is live by the invariant of `lists`: no need to ask
+            // the backend. Otherwise a live block of the backend at `base` of the slab size
+            // (which holds `ptr` too) whose first word is our seal.
+            let base = match self.known_slab(base, c) {
+                Some(slab) => Some(slab.ptr()),
+                None => self.live_block(base, class.slab_log2),
+            };
+            if let Some(base) = base {
                 // SAFETY: a live block of the backend of the slab size: at least a word,
                 // word-aligned. (If it is not one of our slabs, this reads its first word: the
                 // residual case of the crate docs.)
@@ -417,6 +433,25 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             }
         }
         self.locate_slow(ptr, layout, c)
+    }
+
+    /// The slab at `base`, if it is one that class `c`'s free path knows without asking the
+    /// backend: the head of its partial list, or the slab last freed into.
+    #[inline]
+    fn known_slab(&self, base: usize, c: usize) -> Option<Slab> {
+        let known = |slab: &Slab| slab.addr() == base;
+        self.lists[PARTIAL][c].head.filter(known).or_else(|| self.recent[c].filter(known))
+    }
+
+    /// Takes the accounting of slab `slab` of class `c` off this heap, which just handed it
+    /// back to the backend (after unlinking it).
+    fn forget(&mut self, c: usize, slab: Slab) {
+        let class = Self::class(c);
+        self.slab_bytes -= class.slab_size();
+        self.slab_waste -= class.slab_waste();
+        if self.recent[c] == Some(slab) {
+            self.recent[c] = None;
+        }
     }
 
     /// Not an object: a fallback block of the backend, or an error.
@@ -611,7 +646,10 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         let class = Self::class(c);
         let mut h = slab.get();
         let was_full = h.free == 0;
-        let empties = h.free as usize + 1 == class.objects;
+        // The class's only partial slab stays partial when it empties (at most one empty slab
+        // sits in a partial list): a class that allocates and frees one object in turn touches
+        // no list and does not take a slab back from the cache each time.
+        let empties = h.free as usize + 1 == class.objects && (was_full || self.lists[PARTIAL][c].len != 1);
         let moves = was_full || empties;
         let from = if was_full { FULL } else { PARTIAL };
         let neighbours = if moves { Some(self.links(from, c, slab, &h)?) } else { None };
@@ -632,8 +670,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             unsafe { self.backend.try_deallocate(oldest.ptr(), class.slab_layout) }?;
             // `oldest` is the tail: only its predecessor (or the head) changes.
             self.unlink(EMPTY, c, &oh, prev, None);
-            self.slab_bytes -= class.slab_size();
-            self.slab_waste -= class.slab_waste();
+            self.forget(c, oldest);
         }
         let w = index / BITS;
         slab.set_word(w, slab.word(w) | 1 << (index % BITS));
@@ -645,6 +682,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         }
         slab.put(h);
         self.object_bytes -= class.size;
+        self.recent[c] = Some(slab);
         Ok(())
     }
 
@@ -776,6 +814,19 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
     fn flush(&mut self) {
         for c in 0..Self::TABLE.len {
             let class = Self::class(c);
+            // The empty slab a partial list may keep (at most one).
+            let idle = self.slabs(PARTIAL, c).find(|slab| slab.get().free as usize == class.objects);
+            if let Some(slab) = idle {
+                let h = slab.get();
+                if let Ok((prev, next)) = self.links(PARTIAL, c, slab, &h) {
+                    // SAFETY: a slab of a list is a block currently allocated from the backend
+                    // with the slab layout (invariant of `lists`); every object of it is free.
+                    if unsafe { self.backend.try_deallocate(slab.ptr(), class.slab_layout) }.is_ok() {
+                        self.unlink(PARTIAL, c, &h, prev, next);
+                        self.forget(c, slab);
+                    }
+                }
+            }
             while let Some(slab) = self.lists[EMPTY][c].head {
                 let h = slab.get();
                 // A damaged header or a refusing backend leaves the slab cached; the next
@@ -787,8 +838,7 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
                     break;
                 }
                 self.unlink(EMPTY, c, &h, None, next);
-                self.slab_bytes -= class.slab_size();
-                self.slab_waste -= class.slab_waste();
+                self.forget(c, slab);
             }
         }
         self.backend.flush();

@@ -24,6 +24,7 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
                 }
                 let mut prev = 0;
                 let mut walked = 0;
+                let mut idle = 0;
                 for slab in self.slabs(kind, c) {
                     let at = slab.addr();
                     let h = slab.get();
@@ -59,14 +60,15 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
                         return broken("a slab's free count is the number of set bits of its bitmap", at);
                     }
                     let free = h.free as usize;
+                    idle += usize::from(free == class.objects);
                     let right_list = match kind {
-                        PARTIAL => free > 0 && free < class.objects,
+                        PARTIAL => free > 0 && idle <= 1,
                         FULL => free == 0,
                         _ => free == class.objects,
                     };
                     if !right_list {
                         return broken(
-                            "partial slabs have some objects free, full none, cached empty all",
+                            "partial slabs have some objects free (all: one at most), full none, cached empty all",
                             at,
                         );
                     }
@@ -81,6 +83,13 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
         }
         if objects != self.object_bytes || slabs != self.slab_bytes || waste != self.slab_waste {
             return broken("object, slab and waste byte counts are the sums over held slabs", 0);
+        }
+        for c in 0..Self::TABLE.len {
+            if let Some(slab) = self.recent[c] {
+                if ![PARTIAL, FULL, EMPTY].iter().any(|&kind| self.slabs(kind, c).any(|s| s == slab)) {
+                    return broken("the slab last freed into is one of its class's slabs", slab.addr());
+                }
+            }
         }
         if self.slab_bytes > 0 && !self.keyed {
             return broken("the secret is stirred whenever a slab is held", 0);
@@ -100,6 +109,9 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
             ],
             sink,
         );
+        for recent in &self.recent {
+            feed_words(&[recent.map_or(0, |s| s.addr())], sink);
+        }
         for c in 0..Self::TABLE.len {
             let class = Self::TABLE.class(c);
             for kind in [PARTIAL, FULL, EMPTY] {

@@ -38,7 +38,7 @@
 //! // SAFETY: a double free is reported, not performed.
 //! let again = unsafe { heap.try_deallocate(object.cast(), layout) };
 //! assert!(matches!(again, Err(FreeError::DoubleFree { .. })));
-//! heap.flush(); // the cached empty slab goes back to the buddy
+//! heap.flush(); // the empty slab the class kept goes back to the buddy
 //! assert!(heap.backend_mut().is_pristine());
 //! ```
 //!

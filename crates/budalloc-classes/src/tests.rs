@@ -331,11 +331,46 @@ fn objects_fill_a_slab_then_a_second_and_all_go_back() {
         unsafe { heap.try_deallocate(ptr, l) }.unwrap();
         heap.check_invariants().unwrap();
     }
-    // One empty slab stays cached; flush returns it.
-    assert_eq!(heap.backend().live.len(), 1);
+    // The first slab to empty is cached; the second, then the class's only partial slab, stays
+    // partial. Flush returns both.
+    assert_eq!(heap.backend().live.len(), 2);
+    assert_eq!(heap.lists[crate::classes::EMPTY][0..].iter().map(|l| l.len).sum::<usize>(), 1);
     assert_eq!(heap.stats().allocated, 0);
     heap.flush();
     assert!(heap.backend().live.is_empty());
+    heap.check_invariants().unwrap();
+}
+
+#[test]
+fn a_class_that_allocates_and_frees_in_turn_keeps_its_slab_partial() {
+    let region = Region::new(64 * 1024, 4096);
+    let mut heap = heap(&region);
+    let l = layout(64, 8);
+    let c = Heap::TABLE.class_of(64, 8).unwrap();
+    for _ in 0..3 {
+        let block = heap.allocate(l).unwrap().cast::<u8>();
+        // SAFETY: live, allocated with `l`.
+        unsafe { heap.try_deallocate(block, l) }.unwrap();
+        heap.check_invariants().unwrap();
+        // The emptied slab stayed the class's partial slab: nothing cached, nothing returned,
+        // and the next free into it needs no backend lookup.
+        assert_eq!(heap.backend().live.len(), 1);
+        assert_eq!(heap.lists[crate::classes::PARTIAL][c].len, 1);
+        assert_eq!(heap.lists[crate::classes::EMPTY][c].len, 0);
+        assert_eq!(heap.recent[c], heap.lists[crate::classes::PARTIAL][c].head);
+    }
+    // A double free into the kept slab is still caught, with nothing changed.
+    let block = heap.allocate(l).unwrap().cast::<u8>();
+    // SAFETY: live, allocated with `l`.
+    unsafe { heap.try_deallocate(block, l) }.unwrap();
+    let before = metadata_digest(&heap);
+    // SAFETY: a double free, which the heap must reject.
+    let e = unsafe { heap.try_deallocate(block, l) }.unwrap_err();
+    assert!(matches!(e, FreeError::DoubleFree { .. }), "{e:?}");
+    assert_eq!(metadata_digest(&heap), before);
+    heap.flush();
+    assert!(heap.backend().live.is_empty(), "flush returns the kept slab");
+    assert_eq!(heap.recent[c], None);
     heap.check_invariants().unwrap();
 }
 

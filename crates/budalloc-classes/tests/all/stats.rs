@@ -22,7 +22,7 @@ fn stats_count_objects_at_class_size_and_slab_headers_as_overhead() {
         // SAFETY: live with `l`.
         unsafe { heap.try_deallocate(p, l) }.unwrap();
     }
-    // The empty slab stays cached (free to the user) until flushed.
+    // The empty slab stays (free to the user) until flushed.
     assert_eq!(heap.stats().allocated, 0);
     assert_eq!(heap.backend().stats().allocated, class.slab_size());
     heap.flush();
