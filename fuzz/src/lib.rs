@@ -248,13 +248,17 @@ pub fn class_geometry(max: usize) -> Geometry {
     Geometry { min: MIN, max, fit: Fit::AtLeast }
 }
 
+/// The large shape, the global heap's (`budalloc::GlobalClasses`): classes up to 32 KiB (slabs
+/// up to 1 MiB), a buddy up to 2 MiB, regions up to 4 MiB.
+pub const LARGE: (usize, usize, usize) = (32 * 1024, 2 * 1024 * 1024, 4 * 1024 * 1024);
+
 /// The input of `classes_ops`.
 #[derive(Arbitrary, Debug)]
 pub struct ClassOpsInput {
     /// The heap's memory (up to 256 KiB or 1 MiB: the length and cut are scaled).
     pub arenas: Arenas,
-    /// Bit 0: exact fit for the buddy (its large blocks and the slabs); bit 1: the [`WIDE`]
-    /// shape instead of the [`NARROW`] one.
+    /// Bit 0: exact fit for the buddy (its large blocks and the slabs); `(flavour >> 1) % 3`:
+    /// the [`NARROW`], [`WIDE`] or [`LARGE`] shape.
     pub flavour: u8,
     /// What to do with it.
     pub actions: Vec<Action>,
@@ -262,11 +266,13 @@ pub struct ClassOpsInput {
 
 /// Runs `input` on the [`ClassHeap`] its flavour names.
 pub fn run_classes(input: &ClassOpsInput) {
-    match input.flavour & 3 {
-        0 => run_class_actions::<{ NARROW.0 }, { NARROW.1 }, false>(input, NARROW.2),
-        1 => run_class_actions::<{ NARROW.0 }, { NARROW.1 }, true>(input, NARROW.2),
-        2 => run_class_actions::<{ WIDE.0 }, { WIDE.1 }, false>(input, WIDE.2),
-        _ => run_class_actions::<{ WIDE.0 }, { WIDE.1 }, true>(input, WIDE.2),
+    match ((input.flavour >> 1) % 3, input.flavour & 1 != 0) {
+        (0, false) => run_class_actions::<{ NARROW.0 }, { NARROW.1 }, false>(input, NARROW.2),
+        (0, true) => run_class_actions::<{ NARROW.0 }, { NARROW.1 }, true>(input, NARROW.2),
+        (1, false) => run_class_actions::<{ WIDE.0 }, { WIDE.1 }, false>(input, WIDE.2),
+        (1, true) => run_class_actions::<{ WIDE.0 }, { WIDE.1 }, true>(input, WIDE.2),
+        (_, false) => run_class_actions::<{ LARGE.0 }, { LARGE.1 }, false>(input, LARGE.2),
+        (_, true) => run_class_actions::<{ LARGE.0 }, { LARGE.1 }, true>(input, LARGE.2),
     }
 }
 
