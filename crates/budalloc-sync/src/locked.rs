@@ -5,7 +5,7 @@ use core::mem::MaybeUninit;
 use budalloc_core::{Claim, RawAlloc, RegionError, Stats};
 
 use crate::frontend::{allocator_via_frontend, global_via_frontend, Frontend};
-use crate::sync_prim::{spin_loop, AtomicBool, Ordering, UnsafeCell};
+use crate::sync_prim::{AtomicBool, Backoff, Ordering, UnsafeCell};
 
 /// A lock without data: what [`Locked`] is generic over.
 ///
@@ -29,7 +29,8 @@ pub unsafe trait RawLock {
     unsafe fn unlock(&self);
 }
 
-/// A test-and-test-and-set spin lock: `no_std`, no allocation, checked by loom.
+/// A test-and-test-and-set spin lock with exponential backoff (and, with `std`, a yield to the
+/// OS once the backoff is long): `no_std`, no allocation, checked by loom.
 #[derive(Debug)]
 pub struct Spin {
     locked: AtomicBool,
@@ -52,11 +53,10 @@ unsafe impl RawLock for Spin {
 
     #[inline]
     fn lock(&self) {
-        while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            while self.locked.load(Ordering::Relaxed) {
-                spin_loop();
-            }
+        if self.try_lock() {
+            return;
         }
+        self.lock_contended();
     }
 
     #[inline]
@@ -67,6 +67,24 @@ unsafe impl RawLock for Spin {
     #[inline]
     unsafe fn unlock(&self) {
         self.locked.store(false, Ordering::Release);
+    }
+}
+
+impl Spin {
+    /// The slow path of `lock`: test-and-test-and-set with exponential backoff, then yields to
+    /// the OS (with `std`) so that a preempted holder gets the core back.
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        let mut backoff = Backoff::default();
+        loop {
+            while self.locked.load(Ordering::Relaxed) {
+                backoff.snooze();
+            }
+            if self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return;
+            }
+        }
     }
 }
 
