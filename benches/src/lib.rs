@@ -286,9 +286,9 @@ impl<P: Policy> Subject for Raw<P> {
     }
 }
 
-/// budalloc's default heap (`budalloc::Heap`, the [`budalloc::Local`] frontend over the default
-/// policy), called through the `allocator_api2` `Allocator` implementation of `&Heap`.
-pub struct BudallocLocal(budalloc::Heap);
+/// The plain buddy behind the [`budalloc::Local`] frontend (`budalloc::BuddyHeap`), called
+/// through the `allocator_api2` `Allocator` implementation of `&BuddyHeap`.
+pub struct BudallocLocal(budalloc::BuddyHeap);
 
 impl Subject for BudallocLocal {
     fn name() -> &'static str {
@@ -296,7 +296,7 @@ impl Subject for BudallocLocal {
     }
 
     unsafe fn new(region: *mut u8, len: usize) -> Result<Self, String> {
-        let heap = budalloc::Heap::new(DefaultBuddy::new());
+        let heap = budalloc::BuddyHeap::new(DefaultBuddy::new());
         // SAFETY: forwarded from our caller.
         unsafe { heap.claim_raw(region, len) }.map_err(|e| format!("claim_raw: {e:?}"))?;
         Ok(BudallocLocal(heap))

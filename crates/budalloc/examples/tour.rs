@@ -10,7 +10,7 @@ use core::mem::MaybeUninit;
 
 use allocator_api2::boxed::Box as ABox;
 use allocator_api2::vec::Vec as AVec;
-use budalloc::{Buddy, Heap, Local, Order, RawAlloc};
+use budalloc::{Buddy, BuddyHeap, Local, Order, RawAlloc};
 use budalloc_core::{write_svg, BlockView, SvgRow};
 
 fn main() {
@@ -19,19 +19,19 @@ fn main() {
     #[repr(C, align(65536))]
     struct Region([MaybeUninit<u8>; 256 * 1024]);
     let region = Box::leak(Box::new(Region([MaybeUninit::uninit(); 256 * 1024])));
-    let heap = Heap::default();
+    let heap = BuddyHeap::default();
     heap.claim(&mut region.0).expect("a 256 KiB region is large enough");
     println!("== a fresh arena: the largest naturally aligned blocks first, then smaller ones");
     print_heap(&heap);
 
     // 2. Collections from allocator-api2 and hashbrown, all on the arena.
-    let mut numbers: AVec<u64, &Heap> = AVec::new_in(&heap);
+    let mut numbers: AVec<u64, &BuddyHeap> = AVec::new_in(&heap);
     numbers.extend(0..2_000);
     let mut names = hashbrown::HashMap::new_in(&heap);
     for i in 0..300u32 {
         names.insert(i, ABox::new_in([i; 8], &heap));
     }
-    let mut strings: AVec<AVec<u8, &Heap>, &Heap> = AVec::new_in(&heap);
+    let mut strings: AVec<AVec<u8, &BuddyHeap>, &BuddyHeap> = AVec::new_in(&heap);
     for i in 0..200usize {
         let mut s = AVec::with_capacity_in(8 + i % 120, &heap);
         s.extend(core::iter::repeat_n(b'x', i % 100));

@@ -1,0 +1,62 @@
+//! The allocator-api2 conformance suite on the facade's single-threaded compositions, as a user
+//! gets them: the default `Heap` (size classes over the exact-fit `SlabBuddy`) and `BuddyHeap`
+//! (the plain buddy). The policies' own suites (shadow model, properties, bad input, Miri) run
+//! in their crates over the same types with other parameters.
+
+use budalloc::{BuddyHeap, Claim, Heap, Local, RawAlloc};
+use budalloc_testkit::Region;
+
+/// Region length: large enough for a slab of every class and a few large blocks.
+const LEN: usize = 4 << 20;
+
+/// A fresh `Local` heap of policy `P` over a region (declared after it in the tuple, so dropped
+/// after it).
+fn local<P: RawAlloc + Claim + Default>() -> (Local<P>, Region) {
+    let region = Region::new(LEN, 1 << 20);
+    let heap = Local::new(P::default());
+    let (ptr, len) = region.skewed(0);
+    // SAFETY: the region is ours and outlives the heap.
+    unsafe { heap.claim_raw(ptr, len) }.expect("claim");
+    (heap, region)
+}
+
+/// A fresh default heap.
+fn heap() -> (Heap, Region) {
+    local()
+}
+
+/// A fresh plain-buddy heap.
+fn buddy_heap() -> (BuddyHeap, Region) {
+    local()
+}
+
+mod default_heap {
+    budalloc_testkit::allocator_conformance!(super::heap());
+}
+
+mod plain_buddy_heap {
+    budalloc_testkit::allocator_conformance!(super::buddy_heap());
+}
+
+#[test]
+fn the_default_heap_packs_small_objects_and_free_all_restores_the_seeding() {
+    let (mut heap, _region) = heap();
+    let before = heap.stats();
+    // 100-byte requests take the 112-byte class, not a 128-byte power of two.
+    let layout = core::alloc::Layout::from_size_align(100, 8).expect("layout");
+    let block = heap.get_mut().allocate(layout).expect("a small object");
+    assert_eq!(block.len(), 112);
+    // A 3000-byte request keeps only the 64-byte fragments it needs.
+    let large = core::alloc::Layout::from_size_align(3000, 8).expect("layout");
+    let big = heap.get_mut().allocate(large).expect("a large block");
+    assert_eq!(big.len(), 3008);
+    // SAFETY: live, with its layout.
+    unsafe { heap.get_mut().try_deallocate(block.cast(), layout) }.expect("free");
+    // SAFETY: live, with its layout.
+    unsafe { heap.get_mut().try_deallocate(big.cast(), large) }.expect("free");
+    budalloc_testkit::conformance::collections(&heap);
+    let policy = heap.get_mut();
+    policy.flush();
+    assert_eq!(policy.stats(), before);
+    assert!(policy.backend_mut().is_pristine());
+}
