@@ -9,10 +9,15 @@ use budalloc_testkit::Region;
 /// Region length: large enough for a slab of every class and a few large blocks.
 const LEN: usize = 4 << 20;
 
-/// A fresh `Local` heap of policy `P` over a region (declared after it in the tuple, so dropped
-/// after it).
+/// A fresh `Local` heap of policy `P` over a region of [`LEN`] bytes (declared after it in the
+/// tuple, so dropped after it).
 fn local<P: RawAlloc + Claim + Default>() -> (Local<P>, Region) {
-    let region = Region::new(LEN, 1 << 20);
+    local_of(LEN)
+}
+
+/// As [`local`], over `len` bytes.
+fn local_of<P: RawAlloc + Claim + Default>(len: usize) -> (Local<P>, Region) {
+    let region = Region::new(len, 1 << 20);
     let heap = Local::new(P::default());
     let (ptr, len) = region.skewed(0);
     // SAFETY: the region is ours and outlives the heap.
@@ -59,4 +64,18 @@ fn the_default_heap_packs_small_objects_and_free_all_restores_the_seeding() {
     policy.flush();
     assert_eq!(policy.stats(), before);
     assert!(policy.backend_mut().is_pristine());
+}
+
+#[test]
+fn the_default_heap_keeps_its_arena_metadata_under_one_percent() {
+    // The buddy's bitmaps (3 bits per 64-byte fragment) and guard keys, at the sizes;
+    // the region's pages are only touched where the metadata goes.
+    for len in [1 << 20, 64 << 20, 1 << 30] {
+        let (heap, _region) = local_of::<budalloc::ClassesBuddy>(len);
+        let stats = heap.stats();
+        assert_eq!(stats.capacity + stats.overhead, len);
+        let share = stats.overhead as f64 / len as f64;
+        println!("{len:>10} B arena: {} B metadata, {:.2}%", stats.overhead, 100.0 * share);
+        assert!(share < 0.01, "{len} B: {:.3}% metadata", 100.0 * share);
+    }
 }
