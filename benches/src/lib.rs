@@ -46,6 +46,7 @@ pub trait VisitSubjects {
 pub fn visit_subjects(v: &mut impl VisitSubjects) {
     v.visit::<BudallocRaw>();
     v.visit::<BudallocLocal>();
+    v.visit::<BudallocLockedOne>();
     v.visit::<Raw<budalloc::ExactBuddy>>();
     v.visit::<Raw<budalloc::ClassesBuddy>>();
     v.visit::<Raw<PlainClasses>>();
@@ -286,20 +287,73 @@ impl<P: Policy> Subject for Raw<P> {
     }
 }
 
-/// The plain buddy behind the [`budalloc::Local`] frontend (`budalloc::BuddyHeap`), called
-/// through the `allocator_api2` `Allocator` implementation of `&BuddyHeap`.
-pub struct BudallocLocal(budalloc::BuddyHeap);
+/// A budalloc frontend over the plain buddy, called through the `allocator_api2` `Allocator`
+/// implementation of `&H`: [`BudallocLocal`] and [`BudallocLockedOne`], so that what thread
+/// safety costs one thread shows in every single-threaded workload.
+pub struct BudallocFront<H>(H);
 
-impl Subject for BudallocLocal {
+/// The plain buddy behind the [`budalloc::Local`] frontend (`budalloc::BuddyHeap`).
+pub type BudallocLocal = BudallocFront<budalloc::BuddyHeap>;
+
+/// The plain buddy behind the thread-safe [`budalloc::Locked`] frontend (spin lock), used by
+/// one thread.
+pub type BudallocLockedOne = BudallocFront<budalloc::Locked<DefaultBuddy>>;
+
+/// What [`BudallocFront`] needs of a frontend: a name, a fresh frontend over the plain buddy, and
+/// a claim through `&self`.
+pub trait Front {
+    /// Name in reports.
+    const NAME: &'static str;
+
+    /// The frontend over a fresh plain buddy.
+    fn fresh() -> Self;
+
+    /// Claims `len` bytes at `region`.
+    ///
+    /// # Safety
+    /// As [`Claim::claim_raw`].
+    unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError>;
+}
+
+impl Front for budalloc::BuddyHeap {
+    const NAME: &'static str = "budalloc-local";
+
+    fn fresh() -> Self {
+        budalloc::BuddyHeap::new(DefaultBuddy::new())
+    }
+
+    unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.claim_raw(region, len) }
+    }
+}
+
+impl Front for budalloc::Locked<DefaultBuddy> {
+    const NAME: &'static str = "budalloc-locked";
+
+    fn fresh() -> Self {
+        budalloc::Locked::new(DefaultBuddy::new())
+    }
+
+    unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.claim_raw(region, len) }
+    }
+}
+
+impl<H: Front> Subject for BudallocFront<H>
+where
+    for<'a> &'a H: Allocator,
+{
     fn name() -> &'static str {
-        "budalloc-local"
+        H::NAME
     }
 
     unsafe fn new(region: *mut u8, len: usize) -> Result<Self, String> {
-        let heap = budalloc::BuddyHeap::new(DefaultBuddy::new());
+        let heap = H::fresh();
         // SAFETY: forwarded from our caller.
-        unsafe { heap.claim_raw(region, len) }.map_err(|e| format!("claim_raw: {e:?}"))?;
-        Ok(BudallocLocal(heap))
+        unsafe { heap.claim(region, len) }.map_err(|e| format!("claim_raw: {e:?}"))?;
+        Ok(BudallocFront(heap))
     }
 
     #[inline(never)]
