@@ -52,6 +52,13 @@
 //! Telling slabs from large blocks without reading would need a registry of slabs; a walk over
 //! our own slab lists (O(slabs), on error paths only) decides whether a bad seal is damage of
 //! ours (`Corrupted`) or someone else's block (the backend's diagnosis).
+//!
+//! ## What the seal does not cover
+//! The seal binds a slab header to its address and class, and the list links are checked
+//! against the neighbours' seals before any unlink. The free count, the hint and the bitmap of
+//! free objects are not sealed: a write into them from outside (a stray write before the first
+//! object) goes undetected, and a flipped bitmap bit can hand out a live object again. Sealing
+//! them would mean recomputing a checksum on every allocation and free.
 #![no_std]
 #![deny(missing_docs)]
 
