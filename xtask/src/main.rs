@@ -23,8 +23,11 @@ mod bench;
 // What the commands run. Extend these lists rather than the command functions.
 // ---------------------------------------------------------------------------------------------
 
-/// Packages whose tests run under Miri.
-const MIRI_PACKAGES: &[&str] = &["budalloc-core", "budalloc-buddy", "budalloc-classes", "budalloc-sync"];
+/// Packages whose tests run under Miri, with the lane (0 or 1) each runs in: lane 0 also runs
+/// the Stacked Borrows pass, lane 1 the global allocator and the many-seeds pass (see
+/// `miri_lanes`; the lanes are balanced by measurement).
+const MIRI_PACKAGES: &[(&str, usize)] =
+    &[("budalloc-buddy", 0), ("budalloc-core", 0), ("budalloc-classes", 1), ("budalloc-sync", 1)];
 
 /// Flags for the Miri run: tree borrows, strict provenance, symbolic alignment.
 const MIRIFLAGS: &str = "-Zmiri-tree-borrows -Zmiri-strict-provenance -Zmiri-symbolic-alignment-check";
@@ -353,36 +356,54 @@ const MIRI_SKIPPED: &[&str] = &[
 fn miri(runner: &mut Runner) -> Result {
     ensure_nightly_miri(runner)?;
     runner.run_step("miri setup", cargo(["+nightly", "miri", "setup"]))?;
-    // 1. Tree Borrows: every test of the unsafe crates, and the global-allocator binary.
-    let mut test = cargo(["+nightly", "miri", "test"]);
-    for package in MIRI_PACKAGES {
-        test = test.args(["-p", package]);
-    }
-    let test = test.arg("--all-features").arg("--").args(MIRI_SKIPPED.iter().flat_map(|t| ["--skip", t]));
-    runner.run_step("miri tree borrows", miri_env(test, MIRIFLAGS))?;
+    // Miri interprets on one core: the runs go in two lanes, one per core, each lane with a
+    // target directory of its own (so that the lanes do not wait for each other's build lock).
+    let lanes: Vec<Vec<(String, Cmd)>> = miri_lanes()
+        .into_iter()
+        .enumerate()
+        .map(|(lane, runs)| {
+            let target = format!("target/miri-lane-{lane}");
+            runs.into_iter().map(|(name, cmd)| (name, cmd.env("CARGO_TARGET_DIR", &target))).collect()
+        })
+        .collect();
+    runner.run_lanes("miri", &lanes)
+}
+
+/// The Miri runs, in two lanes of about the same length.
+fn miri_lanes() -> [Vec<(String, Cmd)>; 2] {
+    // 1. Tree Borrows: every test of an unsafe crate (bar `MIRI_SKIPPED`).
+    let tree_borrows = |package: &str| {
+        let test = cargo(["+nightly", "miri", "test", "-p", package, "--all-features", "--"])
+            .args(MIRI_SKIPPED.iter().flat_map(|t| ["--skip", t]));
+        (format!("miri tree borrows: {package}"), miri_env(test, MIRIFLAGS))
+    };
+    // ... and the global-allocator binaries of the facade.
     let global = cargo(["+nightly", "miri", "test", "-p", "budalloc", "--all-features"]).args([
         "--test",
         "global",
         "--test",
         "cached_global",
     ]);
-    runner.run_step("miri tree borrows: global allocator", miri_env(global, MIRIFLAGS))?;
+    let global = ("miri tree borrows: global allocator".to_string(), miri_env(global, MIRIFLAGS));
     // 2. The threaded tests under several schedules.
     let seeds = format!("{MIRIFLAGS} -Zmiri-many-seeds=0..{MIRI_SEEDS}");
     let threaded =
         cargo(["+nightly", "miri", "test", "-p", "budalloc-sync", "--all-features", "--test", "all"])
             .args(["--", "threads_share"]);
-    runner.run_step("miri tree borrows: threads, many seeds", miri_env(threaded, &seeds))?;
+    let threaded = ("miri tree borrows: threads, many seeds".to_string(), miri_env(threaded, &seeds));
     // 3. Stacked Borrows where bitvec is not involved (bitvec 1.1 itself breaks Stacked Borrows,
     //    ferrilab/bitvec#193, on every bitmap access).
-    for (package, target, filters) in MIRI_STACKED_BORROWS {
+    let stacked = MIRI_STACKED_BORROWS.iter().map(|(package, target, filters)| {
         let sb = cargo(["+nightly", "miri", "test", "-p", package, "--all-features"])
             .args(target.iter().copied())
             .arg("--")
             .args(filters.iter().copied());
-        runner.run_step(&format!("miri stacked borrows: {package}"), miri_env(sb, MIRIFLAGS_STACKED))?;
-    }
-    Ok(())
+        (format!("miri stacked borrows: {package} {}", target.join(" ")), miri_env(sb, MIRIFLAGS_STACKED))
+    });
+    let lane = |n: usize| MIRI_PACKAGES.iter().filter(move |(_, l)| *l == n).map(|(p, _)| tree_borrows(p));
+    let first = lane(0).chain(stacked).collect();
+    let second = lane(1).chain([global, threaded]).collect();
+    [first, second]
 }
 
 /// The environment of every Miri run: flags, few proptest cases, no optimisation.
@@ -495,12 +516,16 @@ fn parse_fuzz_args(args: &[String]) -> Result<(Vec<&'static str>, u64)> {
 
 /// `cargo xtask fuzz-smoke`, the last stage of `ci`: builds every target once, then runs each of
 /// [`FUZZ_TARGETS`] for [`FUZZ_SMOKE_SECS`] from its committed seeds alone, with a working corpus
-/// in [`FUZZ_SMOKE_DIR`] that is emptied first. Fails at the first target without seeds or whose
-/// run fails (a crash, a leak, a timeout: libFuzzer saved the input in `fuzz/artifacts/<target>/`).
+/// in [`FUZZ_SMOKE_DIR`] that is emptied first, two targets at a time (their output goes to
+/// `target/xtask-logs/fuzz-smoke-<lane>.log` and is printed when both lanes are done). Fails at
+/// the first target without seeds, or when a run fails (a crash, a leak, a timeout: libFuzzer
+/// saved the input in `fuzz/artifacts/<target>/`).
 fn fuzz_smoke(runner: &mut Runner) -> Result {
     ensure_cargo_fuzz(runner)?;
     runner.run_step("fuzz build", cargo(["+nightly", "fuzz", "build"]))?;
-    for target in FUZZ_TARGETS {
+    // A libFuzzer run keeps one core busy: the targets go in two lanes, one per core.
+    let mut lanes: Vec<Vec<(String, Cmd)>> = vec![Vec::new(), Vec::new()];
+    for (i, target) in FUZZ_TARGETS.iter().enumerate() {
         let seeds = runner.root.join(FUZZ_SEEDS_DIR).join(target);
         if !seeds.is_dir() {
             return Err(Failure(format!(
@@ -516,9 +541,9 @@ fn fuzz_smoke(runner: &mut Runner) -> Result {
         }
         fs::create_dir_all(&work).map_err(|e| Failure(format!("cannot create {}: {e}", work.display())))?;
         let command = fuzz_command(target, FUZZ_SMOKE_DIR, FUZZ_SMOKE_SECS, true);
-        runner.run_step(&format!("fuzz-smoke {target}"), command)?;
+        lanes[i % 2].push((format!("fuzz-smoke {target}"), command));
     }
-    Ok(())
+    runner.run_lanes("fuzz-smoke", &lanes)
 }
 
 /// `cargo +nightly fuzz run <target> <work>/<target> [<seeds>] -- -max_total_time=<secs>
@@ -919,6 +944,53 @@ impl Runner {
         self.step(name, |runner| runner.run(&cmd))
     }
 
+    /// Runs `lanes` side by side, each lane's steps in order (a lane stops at its first failing
+    /// step), each lane's output going to `target/xtask-logs/<label>-<lane>.log`. When every lane
+    /// is done, prints each lane's log, then records every step that ran. For work that keeps
+    /// one core busy, as Miri does: two lanes on two cores take half the time of one.
+    fn run_lanes(&mut self, label: &str, lanes: &[Vec<(String, Cmd)>]) -> Result {
+        let dir = self.root.join("target").join("xtask-logs");
+        fs::create_dir_all(&dir).map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+        let logs: Vec<PathBuf> = (0..lanes.len()).map(|i| dir.join(format!("{label}-{i}.log"))).collect();
+        for (i, lane) in lanes.iter().enumerate() {
+            let names: Vec<&str> = lane.iter().map(|(name, _)| name.as_str()).collect();
+            println!("lane {i} ({}): {}", logs[i].display(), names.join(", "));
+        }
+        let root = &self.root;
+        let outcomes: Vec<Vec<(String, Duration, Result)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = lanes
+                .iter()
+                .zip(&logs)
+                .map(|(lane, log)| scope.spawn(move || run_lane(root, lane, log)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle.join().unwrap_or_else(|_| {
+                        vec![("lane".to_string(), Duration::ZERO, Err(Failure("a lane panicked".into())))]
+                    })
+                })
+                .collect()
+        });
+        let mut result = Ok(());
+        for (i, (outcome, log)) in outcomes.into_iter().zip(&logs).enumerate() {
+            banner(&format!("{label}: lane {i}"));
+            match fs::read_to_string(log) {
+                Ok(text) => print!("{text}"),
+                Err(e) => println!("(cannot read {}: {e})", log.display()),
+            }
+            for (name, duration, step) in outcome {
+                let ok = step.is_ok();
+                println!("--- {name}: {} in {}", if ok { "ok" } else { "FAILED" }, format_duration(duration));
+                self.steps.push(StepRecord { name: name.clone(), duration, ok });
+                if let (Err(Failure(message)), Ok(())) = (step, &result) {
+                    result = Err(Failure(format!("step `{name}` failed: {message}")));
+                }
+            }
+        }
+        result
+    }
+
     /// Prints `$ cmd`, runs it with inherited stdio and fails unless it exits successfully.
     fn run(&self, cmd: &Cmd) -> Result {
         println!("$ {cmd}");
@@ -969,6 +1041,46 @@ impl Runner {
         }
         println!("{:<width$}  {:>9}", "total", format_duration(total));
     }
+}
+
+/// One lane of [`Runner::run_lanes`]: runs its steps in order with stdout and stderr appended
+/// to `log`, up to the first failure; returns each step run with its wall time and outcome.
+fn run_lane(root: &Path, lane: &[(String, Cmd)], log: &Path) -> Vec<(String, Duration, Result)> {
+    let mut outcomes = Vec::new();
+    let file = match fs::File::create(log) {
+        Ok(file) => file,
+        Err(e) => {
+            let failure = Failure(format!("cannot create {}: {e}", log.display()));
+            return vec![("lane".to_string(), Duration::ZERO, Err(failure))];
+        }
+    };
+    for (name, cmd) in lane {
+        let start = Instant::now();
+        let result = (|| {
+            let mut out = file.try_clone().map_err(|e| Failure(format!("cannot write the log: {e}")))?;
+            std::io::Write::write_all(&mut out, format!("$ {cmd}\n").as_bytes())
+                .map_err(|e| Failure(format!("cannot write the log: {e}")))?;
+            let err = out.try_clone().map_err(|e| Failure(format!("cannot write the log: {e}")))?;
+            let status = cmd
+                .command(root)
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .status()
+                .map_err(|e| spawn_failure(cmd, &e))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(Failure(format!("`{cmd}` exited with {status}")))
+            }
+        })();
+        let failed = result.is_err();
+        outcomes.push((name.clone(), start.elapsed(), result));
+        if failed {
+            break;
+        }
+    }
+    outcomes
 }
 
 fn spawn_failure(cmd: &Cmd, error: &std::io::Error) -> Failure {
