@@ -255,7 +255,7 @@ pub const LARGE: (usize, usize, usize) = (32 * 1024, 2 * 1024 * 1024, 4 * 1024 *
 /// The input of `classes_ops`.
 #[derive(Arbitrary, Debug)]
 pub struct ClassOpsInput {
-    /// The heap's memory (up to 256 KiB or 1 MiB: the length and cut are scaled).
+    /// The heap's memory (up to 256 KiB, 1 MiB or 4 MiB by shape: the length and cut are scaled).
     pub arenas: Arenas,
     /// Bit 0: exact fit for the buddy (its large blocks and the slabs); `(flavour >> 1) % 3`:
     /// the [`NARROW`], [`WIDE`] or [`LARGE`] shape.
