@@ -49,6 +49,7 @@ pub fn visit_subjects(v: &mut impl VisitSubjects) {
     v.visit::<BudallocLockedOne>();
     v.visit::<Raw<budalloc::ExactBuddy>>();
     v.visit::<Raw<budalloc::ClassesBuddy>>();
+    v.visit::<BudallocHeap>();
     v.visit::<Raw<PlainClasses>>();
     v.visit::<TalcSubject>();
     v.visit::<RlsfSubject>();
@@ -287,10 +288,15 @@ impl<P: Policy> Subject for Raw<P> {
     }
 }
 
-/// A budalloc frontend over the plain buddy, called through the `allocator_api2` `Allocator`
-/// implementation of `&H`: [`BudallocLocal`] and [`BudallocLockedOne`], so that what thread
-/// safety costs one thread shows in every single-threaded workload.
+/// A budalloc frontend, called through the `allocator_api2` `Allocator` implementation of `&H`:
+/// the facade's default [`BudallocHeap`], and [`BudallocLocal`] and [`BudallocLockedOne`] over
+/// the plain buddy, so that what thread safety costs one thread shows in every single-threaded
+/// workload.
 pub struct BudallocFront<H>(H);
+
+/// The facade's default heap, `budalloc::Heap` (size classes over the exact-fit buddy, behind
+/// `Local`): what a user of the default composition gets.
+pub type BudallocHeap = BudallocFront<budalloc::Heap>;
 
 /// The plain buddy behind the [`budalloc::Local`] frontend (`budalloc::BuddyHeap`).
 pub type BudallocLocal = BudallocFront<budalloc::BuddyHeap>;
@@ -299,13 +305,13 @@ pub type BudallocLocal = BudallocFront<budalloc::BuddyHeap>;
 /// one thread.
 pub type BudallocLockedOne = BudallocFront<budalloc::Locked<DefaultBuddy>>;
 
-/// What [`BudallocFront`] needs of a frontend: a name, a fresh frontend over the plain buddy, and
-/// a claim through `&self`.
+/// What [`BudallocFront`] needs of a frontend: a name, a fresh frontend over a fresh policy,
+/// and a claim through `&self`.
 pub trait Front {
     /// Name in reports.
     const NAME: &'static str;
 
-    /// The frontend over a fresh plain buddy.
+    /// The frontend over a fresh policy, with no memory yet.
     fn fresh() -> Self;
 
     /// Claims `len` bytes at `region`.
@@ -313,6 +319,19 @@ pub trait Front {
     /// # Safety
     /// As [`Claim::claim_raw`].
     unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError>;
+}
+
+impl Front for budalloc::Heap {
+    const NAME: &'static str = "budalloc-heap";
+
+    fn fresh() -> Self {
+        budalloc::Heap::new(budalloc::ClassesBuddy::default())
+    }
+
+    unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.claim_raw(region, len) }
+    }
 }
 
 impl Front for budalloc::BuddyHeap {
