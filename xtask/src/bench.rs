@@ -60,12 +60,14 @@ pub(crate) fn run(runner: &mut Runner, args: &[String]) -> Result {
         .env("BUDALLOC_BENCH_REPORT", &report.display().to_string())
         .env("BUDALLOC_BENCH_SEEDS", if quick { SEEDS.0 } else { SEEDS.1 });
     let command_line = format!("cargo xtask bench{}", if quick { " --quick" } else { "" });
+    // Before the run: the report names the commit and the time the measurements started from,
+    // even if the tree changes while they run.
+    let context = Context::gather(runner, &command_line);
     let ran = runner.run_step("bench", command);
     if !report.exists() {
         return ran.and(Err(Failure(format!("the benchmarks wrote no report ({})", report.display()))));
     }
     let groups = load(&report, &criterion)?;
-    let context = Context::gather(runner, &command_line);
     let page = markdown(&groups, &context);
     banner("benchmark report");
     println!("{page}");
