@@ -27,9 +27,9 @@ mod bench;
 /// tests included) and the lane (0 or 1) the run goes in. Together they hold every test of the
 /// unsafe crates bar [`MIRI_SKIPPED`]. Lane 0 also runs the Stacked Borrows pass and the global
 /// allocator, lane 1 the many-seeds pass (see `miri_lanes`). Balanced by measurement (full `ci`
-/// on a clean clone, 2026-12-04): the buddy's tests take 12.6 min, the size classes' integration
-/// tests about 15, their unit tests 2.1, the global allocator 3.8, the frontends 1.2 and the
-/// seeds 0.9.
+/// on a clean clone, 2026-12-04): the buddy's tests take 12.0 min, the size classes' integration
+/// tests 14.8, their unit tests 2.0, the global allocator 3.4, the frontends 1.1 and the seeds
+/// 1.4.
 const MIRI_RUNS: &[(&str, &[&str], usize)] = &[
     ("budalloc-buddy", &[], 0),
     ("budalloc-core", &[], 0),
@@ -382,7 +382,7 @@ fn miri(runner: &mut Runner) -> Result {
 /// The Miri runs, in two lanes of about the same length.
 fn miri_lanes() -> [Vec<(String, Cmd)>; 2] {
     // 1. Tree Borrows: every test of an unsafe crate (bar `MIRI_SKIPPED`).
-    let tree_borrows = |(package, targets): (&str, &[&str])| {
+    let tree_borrows = |package: &str, targets: &[&str]| {
         let test = cargo(["+nightly", "miri", "test", "-p", package, "--all-features"])
             .args(targets.iter().copied())
             .arg("--")
@@ -414,7 +414,7 @@ fn miri_lanes() -> [Vec<(String, Cmd)>; 2] {
         (format!("miri stacked borrows: {package} {}", target.join(" ")), miri_env(sb, MIRIFLAGS_STACKED))
     });
     let lane = |n: usize| {
-        MIRI_RUNS.iter().filter(move |(_, _, l)| *l == n).map(move |&(p, t, _)| tree_borrows((p, t)))
+        MIRI_RUNS.iter().filter(move |(_, _, l)| *l == n).map(move |&(p, t, _)| tree_borrows(p, t))
     };
     let first = lane(0).chain(stacked).chain([global]).collect();
     let second = lane(1).chain([threaded]).collect();
@@ -1071,11 +1071,11 @@ fn run_lane(root: &Path, lane: &[(String, Cmd)], log: &Path) -> Vec<(String, Dur
     };
     for (name, cmd) in lane {
         let start = Instant::now();
+        let log_error = |e: std::io::Error| Failure(format!("cannot write {}: {e}", log.display()));
         let result = (|| {
-            let mut out = file.try_clone().map_err(|e| Failure(format!("cannot write the log: {e}")))?;
-            std::io::Write::write_all(&mut out, format!("$ {cmd}\n").as_bytes())
-                .map_err(|e| Failure(format!("cannot write the log: {e}")))?;
-            let err = out.try_clone().map_err(|e| Failure(format!("cannot write the log: {e}")))?;
+            let mut out = file.try_clone().map_err(log_error)?;
+            std::io::Write::write_all(&mut out, format!("$ {cmd}\n").as_bytes()).map_err(log_error)?;
+            let err = out.try_clone().map_err(log_error)?;
             let status = cmd
                 .command(root)
                 .stdin(Stdio::null())
