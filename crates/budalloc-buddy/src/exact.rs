@@ -227,7 +227,7 @@ impl Slot {
         self.plan_release(self.pieces(frag, need).rev())?;
         for (p, j) in self.pieces(frag, need).rev() {
             self.set_continuation(p, false);
-            self.free(p, j)?;
+            self.free_planned(p, j);
         }
         Ok(())
     }
@@ -259,7 +259,7 @@ impl Slot {
         }
         for (p, j) in outside.rev() {
             self.set_continuation(p, false);
-            self.free(p, j)?;
+            self.free_planned(p, j);
         }
         Ok(())
     }

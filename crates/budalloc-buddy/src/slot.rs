@@ -487,6 +487,19 @@ impl Slot {
     /// The order that freeing the block `frag` of order `k` will merge up to, with the header of
     /// every free buddy on the way checked, changing nothing.
     pub(crate) fn merge_plan(&self, frag: usize, k: Order) -> Result<Order, Corruption> {
+        self.merge_walk(frag, k, |buddy, j| self.check_header(buddy, j).map(drop))
+    }
+
+    /// The order that freeing the block `frag` of order `k` will merge up to, calling `visit`
+    /// with each free buddy on the way (and its order) before going past it; stops at the first
+    /// `Err` of `visit`. Reads only bits.
+    #[inline]
+    fn merge_walk<E>(
+        &self,
+        frag: usize,
+        k: Order,
+        mut visit: impl FnMut(usize, Order) -> Result<(), E>,
+    ) -> Result<Order, E> {
         let mut start = self.abs(frag);
         let mut j = k;
         while j < self.math.max_order() && self.inside(j.get() + 1, start) {
@@ -496,7 +509,7 @@ impl Slot {
             if self.is_split(j.get(), buddy_abs) || self.is_allocated(buddy) {
                 break;
             }
-            self.check_header(buddy, j)?;
+            visit(buddy, j)?;
             start &= !j.fragments();
             let Some(up) = j.above() else { break };
             j = up;
@@ -510,6 +523,24 @@ impl Slot {
     pub fn free(&mut self, frag: usize, k: Order) -> Result<(), Corruption> {
         // Check pass, read-only: a damaged buddy header is reported before anything changes.
         let target = self.merge_plan(frag, k)?;
+        self.merge_up(frag, k, target);
+        Ok(())
+    }
+
+    /// Frees the allocated block of order `k` at `frag` (already validated) and merges it with
+    /// its free buddies, whose headers the caller has checked (`plan_release` checks those of
+    /// every piece of a multi-piece free at once, so they are not checked again piece by piece;
+    /// debug builds, fuzzing included, check again that the plan held).
+    pub(crate) fn free_planned(&mut self, frag: usize, k: Order) {
+        debug_assert!(self.merge_plan(frag, k).is_ok(), "a header that plan_release did not check");
+        let Ok(target) = self.merge_walk(frag, k, |_, _| Ok::<(), core::convert::Infallible>(()));
+        self.merge_up(frag, k, target);
+    }
+
+    /// Frees the allocated block `frag` of order `k` and merges it up to order `target` with
+    /// its free buddies (checked by the caller).
+    #[inline]
+    fn merge_up(&mut self, frag: usize, k: Order, target: Order) {
         poison(self, frag, k, k.fragments(), FREED);
         self.set_allocated(frag, false);
         self.allocated -= self.math.block_size(k);
@@ -525,7 +556,6 @@ impl Slot {
             self.set_split(reached.get(), self.abs(start), false);
         }
         self.push(start, reached);
-        Ok(())
     }
 
     /// Clears the split bits of the node `frag` of order `k` and of every node below it: the
