@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use budalloc_benches::{
     check, summarize, visit_shared, visit_subjects, ActionMix, Actions, Batch, Efficiency, Fragmented,
-    FreeOrder, Pair, Shared, Subject, Threads, VisitShared, VisitSubjects, THREADS,
+    FreeOrder, Pair, Shared, Subject, Threads, VisitShared, VisitSubjects, THREADS, THREAD_MIX,
 };
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
@@ -68,8 +68,6 @@ const FREE_RUN: usize = 100;
 const ACTION_SIZES: [usize; 3] = [200, 2000, 30_000];
 /// Live blocks at most in the random-action groups (per thread).
 const ACTION_MAX_LIVE: usize = 1000;
-/// Largest request of the two-thread group.
-const THREAD_MAX_SIZE: usize = 4096;
 /// Untimed rounds that each workload runs first, so that a failing subject is caught before
 /// criterion starts.
 const DRY_RUNS: usize = 200;
@@ -484,13 +482,14 @@ fn d_actions(c: &mut Criterion) {
 }
 
 fn e_threads(c: &mut Criterion) {
-    let mix = ActionMix { max_size: THREAD_MAX_SIZE, realloc: true, max_live: ACTION_MAX_LIVE };
+    let mix = THREAD_MIX;
     // One thread first: the same shared heaps, for the scaling ratio.
     for threads in [1, THREADS] {
-        let name = format!("threads_{threads}_actions_realloc_{THREAD_MAX_SIZE}B");
+        let name = format!("threads_{threads}_actions_realloc_{}B", mix.max_size);
         let description = format!(
-            "{threads} thread(s), one heap: random alloc / free / realloc, 8 B–{THREAD_MAX_SIZE} B \
-             (wall time per action)"
+            "{threads} thread(s), one heap: random alloc / free / realloc, 8 B–{} B \
+             (wall time per action)",
+            mix.max_size
         );
         record(&["group", &name, "ns/op", &description]);
         let mut group = c.benchmark_group(&name);

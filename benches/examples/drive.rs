@@ -18,6 +18,14 @@
 //! 20 ms, for `rounds` rounds (starting each round with another subject), and prints each
 //! subject's median and minimum time per unit and the median per-round ratio to budalloc.
 //!
+//! `drive scale <shared-subject> <rounds> [actions]` measures how a heap shared by threads (the
+//! subjects of `budalloc_benches::visit_shared`: `budalloc-cached`, `talc`, `mimalloc`, …) scales:
+//! each round runs `actions` random actions (default 200 000; the `threads_N` workload: 8 B –
+//! 4 KiB with reallocs) on one thread, then on [`THREADS`] threads, and it prints the median
+//! wall time per action of each and the median per-round ratio, steadier than two separate
+//! criterion groups on a shared machine. `drive scale <shared-subject> 0 <actions> <threads>`
+//! runs `actions` actions on `threads` threads once, for `valgrind --tool=callgrind`.
+//!
 //! `drive eff <subject|all> [seeds] [a|b|c|talc|churn|fill]` runs the heap-efficiency workloads
 //! (see `budalloc_benches::Efficiency`; all three without the last argument) for seeds
 //! `0 .. seeds` (default 8) and prints, per subject and workload, the mean, worst and best share
@@ -27,8 +35,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use budalloc_benches::{
-    summarize, visit_subjects, ActionMix, Actions, Batch, Efficiency, Fragmented, Pair, Subject,
-    VisitSubjects,
+    summarize, visit_shared, visit_subjects, ActionMix, Actions, Batch, Efficiency, Fragmented, Pair, Shared,
+    Subject, Threads, VisitShared, VisitSubjects, THREADS, THREAD_MIX,
 };
 
 /// The random actions of workload `d`.
@@ -182,6 +190,107 @@ fn compare(workload: &str, rounds: usize, live: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// `drive scale`: one shared heap on one thread and on [`THREADS`] threads, round by round.
+struct Scale {
+    subject: String,
+    rounds: usize,
+    actions: u64,
+    /// With `rounds == 0`: the threads of the single run.
+    threads: usize,
+    matched: bool,
+    result: Result<(), String>,
+}
+
+impl Scale {
+    fn run<T: Shared + 'static>(&self) -> Result<(), String> {
+        if self.rounds == 0 {
+            let mut w = Threads::<T>::new(THREAD_MIX, self.threads)?;
+            let t = w.run(self.actions)?;
+            w.verify()?;
+            println!(
+                "{} on {} thread(s): {:.2} ns per action",
+                T::name(),
+                self.threads,
+                per(t, self.actions)
+            );
+            return Ok(());
+        }
+        // Each round builds fresh heaps, so that no round inherits another's fragmentation.
+        let (mut one, mut many, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..self.rounds {
+            let t1 = per(Threads::<T>::new(THREAD_MIX, 1)?.run(self.actions)?, self.actions);
+            let t2 = per(Threads::<T>::new(THREAD_MIX, THREADS)?.run(self.actions)?, self.actions);
+            one.push(t1);
+            many.push(t2);
+            ratios.push(t1 / t2);
+        }
+        println!(
+            "{:24} 1 thread {:7.2} ns  {THREADS} threads {:7.2} ns per action (medians of {} rounds of {} \
+             actions); throughput ratio per round: median {:.2}, min {:.2}, max {:.2}",
+            T::name(),
+            median(&mut one),
+            median(&mut many),
+            self.rounds,
+            self.actions,
+            median(&mut ratios.clone()),
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max),
+        );
+        Ok(())
+    }
+}
+
+/// Nanoseconds per action.
+fn per(t: Duration, actions: u64) -> f64 {
+    t.as_nanos() as f64 / actions as f64
+}
+
+impl VisitShared for Scale {
+    fn visit<T: Shared + 'static>(&mut self) {
+        if self.subject != "all" && self.subject != T::name() {
+            return;
+        }
+        self.matched = true;
+        if let Err(e) = self.run::<T>() {
+            self.result = Err(format!("{}: {e}", T::name()));
+        }
+    }
+}
+
+fn scale(args: &[String]) -> ExitCode {
+    let usage = "usage: drive scale <shared-subject|all> <rounds> [actions] [threads, with 0 rounds]";
+    let parsed = |i: usize, default: u64| args.get(i).map_or(Some(default), |a| a.parse::<u64>().ok());
+    let (Some(subject), Some(rounds), Some(actions), Some(threads)) = (
+        args.first(),
+        parsed(1, 0).filter(|_| args.len() > 1),
+        parsed(2, 200_000),
+        parsed(3, THREADS as u64),
+    ) else {
+        eprintln!("{usage}");
+        return ExitCode::FAILURE;
+    };
+    let mut run = Scale {
+        subject: subject.clone(),
+        rounds: rounds as usize,
+        actions: actions.max(1),
+        threads: threads.max(1) as usize,
+        matched: false,
+        result: Ok(()),
+    };
+    visit_shared(&mut run);
+    if !run.matched {
+        eprintln!("unknown shared subject {subject}; {usage}");
+        return ExitCode::FAILURE;
+    }
+    match run.result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!("FAILED: scale {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `drive eff`: the efficiency workloads on the subjects whose name matches.
 struct EffRun {
     subject: String,
@@ -261,6 +370,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("eff") {
         return eff(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some("scale") {
+        return scale(&args[2..]);
     }
     if args.get(1).map(String::as_str) == Some("compare") {
         let (Some(workload), Some(rounds)) = (args.get(2), args.get(3).and_then(|r| r.parse().ok())) else {

@@ -459,6 +459,10 @@ impl<G: NativeAlloc> Shared for Native<G> {
 /// thread gives the scaling.
 pub const THREADS: usize = 2;
 
+/// The actions of the thread workloads (`threads_N_actions_realloc_4096B`): alloc / free /
+/// realloc of 8 B–4 KiB, at most 1000 live blocks per thread.
+pub const THREAD_MIX: ActionMix = ActionMix { max_size: 4096, realloc: true, max_live: 1000 };
+
 /// Random actions on `threads` threads against one shared heap; each thread has its own live
 /// blocks (and frees only those), all from the same heap.
 pub struct Threads<T: Shared> {
@@ -480,8 +484,10 @@ impl<T: Shared> Threads<T> {
         Ok(Threads { heap: T::build()?, states })
     }
 
-    /// `total` actions split evenly between the threads; returns the wall time from the moment
-    /// every thread is ready until the last one is done (thread start-up is not timed).
+    /// `total` actions split evenly between the threads; returns the wall time from the first
+    /// thread's start to the last one's end, each read by the worker itself (thread start-up
+    /// and exit are not timed). The spawning thread takes no reading: with as many workers as
+    /// cores it may not run again until a worker is done, and its clock would start late.
     ///
     /// # Errors
     /// An allocation or reallocation failed on some thread (the first error).
@@ -489,8 +495,8 @@ impl<T: Shared> Threads<T> {
         let threads = self.states.len();
         let per_thread = total.div_ceil(threads as u64);
         let heap = &self.heap;
-        let ready = Barrier::new(threads + 1);
-        let (elapsed, results) = std::thread::scope(|scope| {
+        let ready = Barrier::new(threads);
+        let results: Vec<_> = std::thread::scope(|scope| {
             let ready = &ready;
             let workers: Vec<_> = self
                 .states
@@ -499,18 +505,20 @@ impl<T: Shared> Threads<T> {
                     scope.spawn(move || {
                         let mut handle = Handle(heap);
                         ready.wait();
-                        (0..per_thread).try_for_each(|_| state.step(&mut handle))
+                        let start = Instant::now();
+                        let done = (0..per_thread).try_for_each(|_| state.step(&mut handle));
+                        done.map(|()| (start, Instant::now()))
                     })
                 })
                 .collect();
-            ready.wait();
-            let start = Instant::now();
-            let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
-            (start.elapsed(), results)
+            workers.into_iter().map(|w| w.join()).collect()
         });
+        let mut span: Option<(Instant, Instant)> = None;
         for result in results {
-            result.map_err(|_| "a worker thread panicked".to_string())??;
+            let (start, end) = result.map_err(|_| "a worker thread panicked".to_string())??;
+            span = Some(span.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
         }
+        let elapsed = span.map_or(Duration::ZERO, |(start, end)| end - start);
         Ok(elapsed.mul_f64(total as f64 / (per_thread * threads as u64) as f64))
     }
 

@@ -29,7 +29,7 @@ mod native;
 
 pub use actions::{
     realloc_in, ActionMix, ActionState, Actions, BudallocCached, BudallocLocked, CachedPolicy, Handle, Ops,
-    PlainClasses, Shared, SpinLocked, Threads, TwoThreads, THREADS,
+    PlainClasses, Shared, SpinLocked, Threads, TwoThreads, THREADS, THREAD_MIX,
 };
 pub use efficiency::{summarize, Efficiency, Score, Summary, CHURN_STEPS, EFF_REGION_LEN};
 pub use native::{MimallocSubject, Native, NativeAlloc, SystemSubject};
