@@ -51,10 +51,16 @@ fn the_default_heap_packs_small_objects_and_free_all_restores_the_seeding() {
     let layout = core::alloc::Layout::from_size_align(100, 8).expect("layout");
     let block = heap.get_mut().allocate(layout).expect("a small object");
     assert_eq!(block.len(), 112);
-    // A 3000-byte request keeps only the 64-byte fragments it needs.
-    let large = core::alloc::Layout::from_size_align(3000, 8).expect("layout");
+    // A 3000-byte request takes the 3072-byte class; one above the 4 KiB limit keeps only the
+    // 64-byte fragments it needs.
+    let mid = core::alloc::Layout::from_size_align(3000, 8).expect("layout");
+    let object = heap.get_mut().allocate(mid).expect("a 3 KiB object");
+    assert_eq!(object.len(), 3072);
+    let large = core::alloc::Layout::from_size_align(6000, 8).expect("layout");
     let big = heap.get_mut().allocate(large).expect("a large block");
-    assert_eq!(big.len(), 3008);
+    assert_eq!(big.len(), 6016);
+    // SAFETY: live, with its layout.
+    unsafe { heap.get_mut().try_deallocate(object.cast(), mid) }.expect("free");
     // SAFETY: live, with its layout.
     unsafe { heap.get_mut().try_deallocate(block.cast(), layout) }.expect("free");
     // SAFETY: live, with its layout.
