@@ -409,8 +409,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         let addr = ptr.addr().get();
         let class = Self::class(c);
         let base = addr & !(class.slab_size() - 1);
-        let offset = addr - base;
-        if offset != 0 {
+        if addr != base {
             // A slab of one of our lists is live by the invariant of `lists`: no need to ask
             // the backend. Otherwise a live block of the backend at `base` of the slab size
             // (which holds `ptr` too) whose first word is our seal.
@@ -418,27 +417,47 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
                 Some(slab) => Some(slab.ptr()),
                 None => self.live_block(base, class.slab_log2),
             };
-            if let Some(base) = base {
-                // SAFETY: a live block of the backend of the slab size: at least a word,
-                // word-aligned. (If it is not one of our slabs, this reads its first word: the
-                // residual case of the crate docs.)
-                let seal = unsafe { Slab::seal_at(base) };
-                if seal == self.seal(base.addr().get(), c) {
-                    // SAFETY: sealed for class `c` at its address: a slab of ours.
-                    let slab = unsafe { Slab::new(base) };
-                    let index = class.index_of(offset.wrapping_sub(class.first));
-                    if usize::from(slab.get().class) == c
-                        && offset >= class.first
-                        && index < class.objects
-                        && class.first + index * class.size == offset
-                        && !slab.is_free(index)
-                    {
-                        return Ok(Found::Object(slab, index));
-                    }
-                }
+            if let Some((slab, index)) = base.and_then(|base| self.object_at(base, addr, c)) {
+                return Ok(Found::Object(slab, index));
             }
         }
         self.locate_slow(ptr, layout, c)
+    }
+
+    /// The live object of class `c` at `addr` in the live block `base` of the backend (of the
+    /// slab size, holding `addr` past its start), if that block is a slab of class `c` and
+    /// `addr` the start of one of its allocated objects. Reads the seal, then the header and
+    /// the bitmap; changes nothing.
+    #[inline]
+    fn object_at(&self, base: NonNull<u8>, addr: usize, c: usize) -> Option<(Slab, usize)> {
+        let class = Self::class(c);
+        // SAFETY: a live block of the backend of the slab size: at least a word, word-aligned.
+        // (If it is not one of our slabs, this reads its first word: the residual case of the
+        // crate docs.)
+        let seal = unsafe { Slab::seal_at(base) };
+        if seal != self.seal(base.addr().get(), c) {
+            return None;
+        }
+        // SAFETY: sealed for class `c` at its address: a slab of ours.
+        let slab = unsafe { Slab::new(base) };
+        let offset = addr - slab.addr();
+        let index = class.index_of(offset.wrapping_sub(class.first));
+        let live = usize::from(slab.get().class) == c
+            && offset >= class.first
+            && index < class.objects
+            && class.first + index * class.size == offset
+            && !slab.is_free(index);
+        live.then_some((slab, index))
+    }
+
+    /// The live object of class `c` at `ptr` if it lies in a slab the free path knows without
+    /// asking the backend (see [`Self::known_slab`]): the fast half of [`Self::locate`].
+    #[inline]
+    fn known_object(&self, ptr: NonNull<u8>, c: usize) -> Option<(Slab, usize)> {
+        let addr = ptr.addr().get();
+        let base = addr & !(Self::class(c).slab_size() - 1);
+        let slab = self.known_slab(base, c).filter(|_| addr != base)?;
+        self.object_at(slab.ptr(), addr, c)
     }
 
     /// The slab at `base`, if it is one that class `c`'s free path knows without asking the
@@ -645,17 +664,55 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         }
     }
 
+    /// Whether freeing an object of a slab of class `c` whose header is `h` moves the slab to
+    /// another list: it was full, or it empties (the class's only partial slab stays partial
+    /// when it empties, so at most one empty slab sits in a partial list: a class that
+    /// allocates and frees one object in turn touches no list and does not take a slab back
+    /// from the cache each time). `(was_full, empties)`.
+    #[inline]
+    fn moves(&self, c: usize, h: &Header) -> (bool, bool) {
+        let was_full = h.free == 0;
+        let empties =
+            h.free as usize + 1 == Self::class(c).objects && (was_full || self.lists[PARTIAL][c].len != 1);
+        (was_full, empties)
+    }
+
+    /// Marks object `index` of `slab` (class `c`, header `h`, written back by the caller) free
+    /// and counts it out.
+    #[inline]
+    fn mark_free(&mut self, c: usize, slab: Slab, h: &mut Header, index: usize) {
+        let w = index / BITS;
+        slab.set_word(w, slab.word(w) | 1 << (index % BITS));
+        h.free += 1;
+        h.hint = h.hint.min(w as u16);
+        self.object_bytes -= Self::class(c).size;
+        self.recent[c] = Some(slab);
+    }
+
+    /// Frees object `index` of `slab` (class `c`), already validated, if the slab stays in its
+    /// list (the common case: no link to check, nothing can fail). `false`, and nothing
+    /// changed, if it moves: [`Self::release`] does it.
+    #[inline]
+    fn release_in_place(&mut self, c: usize, slab: Slab, index: usize) -> bool {
+        let mut h = slab.get();
+        if self.moves(c, &h) != (false, false) {
+            return false;
+        }
+        self.mark_free(c, slab, &mut h, index);
+        slab.put(h);
+        true
+    }
+
     /// Frees object `index` of `slab` (class `c`), already validated. Moves the slab between
     /// lists; caches it when it empties, returning the oldest cached slab to the backend if the
     /// cache is full. Every check runs before the first change.
     fn release(&mut self, c: usize, slab: Slab, index: usize) -> Result<(), FreeError> {
+        if self.release_in_place(c, slab, index) {
+            return Ok(());
+        }
         let class = Self::class(c);
         let mut h = slab.get();
-        let was_full = h.free == 0;
-        // The class's only partial slab stays partial when it empties (at most one empty slab
-        // sits in a partial list): a class that allocates and frees one object in turn touches
-        // no list and does not take a slab back from the cache each time.
-        let empties = h.free as usize + 1 == class.objects && (was_full || self.lists[PARTIAL][c].len != 1);
+        let (was_full, empties) = self.moves(c, &h);
         let moves = was_full || empties;
         let from = if was_full { FULL } else { PARTIAL };
         let neighbours = if moves { Some(self.links(from, c, slab, &h)?) } else { None };
@@ -678,18 +735,33 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             self.unlink(EMPTY, c, &oh, prev, None);
             self.forget(c, oldest);
         }
-        let w = index / BITS;
-        slab.set_word(w, slab.word(w) | 1 << (index % BITS));
-        h.free += 1;
-        h.hint = h.hint.min(w as u16);
+        self.mark_free(c, slab, &mut h, index);
         if let Some((prev, next)) = neighbours {
             self.unlink(from, c, &h, prev, next);
             self.push(if empties { EMPTY } else { PARTIAL }, c, slab, &mut h);
         }
         slab.put(h);
-        self.object_bytes -= class.size;
-        self.recent[c] = Some(slab);
         Ok(())
+    }
+
+    /// Frees `ptr` with `layout` of class `c`: an object of any slab of ours, or a fallback
+    /// block of the backend; the full path of `try_deallocate`, out of line.
+    ///
+    /// # Safety
+    /// As `RawAlloc::try_deallocate`.
+    #[inline(never)]
+    unsafe fn free_with_class(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        c: usize,
+    ) -> Result<(), FreeError> {
+        match self.locate(ptr, layout, c)? {
+            Found::Object(slab, index) => self.release(c, slab, index),
+            // SAFETY: a block of the backend that `layout` fits (validated), not a slab (no slab
+            // validates with a class layout); the caller owns it.
+            Found::Block => unsafe { self.backend.try_deallocate(ptr, layout) },
+        }
     }
 
     /// Shared half of grow and shrink in place: same class, or both blocks of the backend.
@@ -785,12 +857,17 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
     #[inline]
     unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
-            Some(c) => match self.locate(ptr, layout, c)? {
-                Found::Object(slab, index) => self.release(c, slab, index),
-                // SAFETY: a block of the backend that `layout` fits (validated), not a slab (no
-                // slab validates with a class layout); the caller owns it.
-                Found::Block => unsafe { self.backend.try_deallocate(ptr, layout) },
-            },
+            Some(c) => {
+                // The fast path: an object of a slab we know, which stays in its list. Every
+                // other case (and every error) takes the full path, which checks again.
+                if let Some((slab, index)) = self.known_object(ptr, c) {
+                    if self.release_in_place(c, slab, index) {
+                        return Ok(());
+                    }
+                }
+                // SAFETY: forwarded from our caller.
+                unsafe { self.free_with_class(ptr, layout, c) }
+            }
             None => {
                 self.not_a_slab(ptr, layout)?;
                 // SAFETY: not a slab of ours; the caller's promise about `ptr` holds for the
