@@ -30,6 +30,11 @@ use crate::table::{Class, Table, MAX_CLASSES, SLAB_MIN};
 /// their header and tail under 1/32) strand memory in partly used slabs; flushing the cached
 /// empty slabs before failing changed the figures by under 0.5 point. Slabs of 1/8 waste
 /// instead of 1/32 lift the 32 KiB row to 80.6 / 81.5 % and leave 1 KiB where it is.
+///
+/// The best limit depends on the backend: over an exact-fit buddy with 64-byte fragments,
+/// 4 KiB keeps both workloads above 90 % (90.2 / 91.7 %, against 91.6 / 93.0 % with 1 KiB)
+/// and spares requests up to 4 KiB the buddy's best-fit search (16 times faster on blocks of
+/// 16 B – 4 KiB).
 pub const DEFAULT_LIMIT: usize = 1024;
 
 /// Index of the per-class lists in [`Classes::lists`].
