@@ -6,7 +6,9 @@
 //! with half its capacity under one lock; a full one gives its oldest half back under one lock. A block freed by another thread than the one
 //! that allocated it simply joins the freeing thread's magazine: there is no per-owner state, so
 //! a cross-thread free costs what a local one does and never takes a lock of its own. When a
-//! thread exits, its magazines go back to the shared policy, so nothing is lost.
+//! thread exits, its magazines go back to the shared policy, so nothing is lost; an allocation
+//! that finds the shared policy out of memory gives the calling thread's magazines back first
+//! and tries once more, so memory cached by that thread never makes it fail.
 //!
 //! What is checked, and when:
 //! - a double free of an object that sits in the thread's magazine is caught at once: every
@@ -368,15 +370,43 @@ mod tls {
                 .flatten()
         }
 
-        /// Allocates through this thread's cache, or from the shared heap.
+        /// Allocates through this thread's cache, or from the shared heap. If the shared heap
+        /// is out of memory, this thread's magazines go back to it and the request is tried
+        /// once more: objects cached here are free memory only this thread can reach.
         ///
         /// # Errors
-        /// As the policy's `allocate`.
+        /// As the policy's `allocate`; [`AllocError::InvalidBlock`] if giving the magazines
+        /// back found a misused block (see the module docs).
         #[inline]
         pub(crate) fn cached_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            match self.allocate_once(layout) {
+                Err(error @ AllocError::OutOfMemory { .. }) => self.allocate_after_flush(layout, error),
+                other => other,
+            }
+        }
+
+        /// One try of [`Self::cached_allocate`].
+        #[inline]
+        fn allocate_once(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
             match self.with_magazines(|m| m.allocate(self.shared, layout)).flatten() {
                 Some(result) => result,
                 None => self.shared.with(|a| a.allocate(layout)),
+            }
+        }
+
+        /// The out-of-memory half of [`Self::cached_allocate`] (the first try failed with
+        /// `error`): flush this thread's magazines, then try again if they held anything.
+        #[cold]
+        #[inline(never)]
+        fn allocate_after_flush(
+            &self,
+            layout: Layout,
+            error: AllocError,
+        ) -> Result<NonNull<[u8]>, AllocError> {
+            match self.with_magazines(|m| (m.cached(), m.flush(self.shared))) {
+                Some((_, Err(misuse))) => Err(AllocError::InvalidBlock(misuse)),
+                Some((cached, Ok(()))) if cached > 0 => self.allocate_once(layout),
+                _ => Err(error),
             }
         }
 
@@ -530,6 +560,7 @@ mod impls {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             match self.cached_allocate(layout) {
                 Ok(block) => block.cast::<u8>().as_ptr(),
+                Err(AllocError::InvalidBlock(error)) => crate::fatal::misuse(&error),
                 Err(AllocError::Corrupted(c)) => crate::fatal::misuse(&FreeError::Corrupted(c)),
                 Err(_) => ptr::null_mut(),
             }
@@ -543,6 +574,7 @@ mod impls {
                     unsafe { zero_from(block, 0) };
                     block.cast::<u8>().as_ptr()
                 }
+                Err(AllocError::InvalidBlock(error)) => crate::fatal::misuse(&error),
                 Err(AllocError::Corrupted(c)) => crate::fatal::misuse(&FreeError::Corrupted(c)),
                 Err(_) => ptr::null_mut(),
             }

@@ -171,6 +171,50 @@ fn magazines_are_bounded_and_refill_in_batches() {
 }
 
 #[test]
+fn an_allocation_out_of_memory_takes_back_the_threads_magazines_first() {
+    let guard = cached(64 * 1024);
+    let before = guard.shared().stats();
+    let heap = guard.heap();
+    // Fill the heap with 1 KiB blocks.
+    let mut blocks = Vec::new();
+    // SAFETY: non-zero size.
+    while let Some(block) = NonNull::new(unsafe { heap.alloc(layout(1024)) }) {
+        blocks.push(block);
+    }
+    // Two buddies go into this thread's magazine, not back to the heap.
+    let i = blocks
+        .iter()
+        .position(|b| b.addr().get() % 2048 == 0 && blocks.contains(&b.map_addr(|a| a.saturating_add(1024))))
+        .expect("a pair of buddies");
+    let pair = [blocks[i], blocks[i].map_addr(|a| a.saturating_add(1024))];
+    blocks.retain(|b| !pair.contains(b));
+    let full = guard.shared().stats();
+    assert!(full.largest_free < 2048, "{full:?}");
+    for block in pair {
+        // SAFETY: live with `layout(1024)`.
+        unsafe { heap.dealloc(block.as_ptr(), layout(1024)) };
+    }
+    assert_eq!(guard.shared().stats(), full, "the heap itself stays full");
+    // A 2 KiB request finds the heap full, gives the magazine back (the buddies merge) and gets
+    // their memory.
+    // SAFETY: non-zero size.
+    let big = NonNull::new(unsafe { heap.alloc(layout(2048)) }).expect("the cached memory serves it");
+    assert_eq!(big, pair[0]);
+    // SAFETY: live with these layouts.
+    unsafe { heap.dealloc(big.as_ptr(), layout(2048)) };
+    for block in blocks {
+        // SAFETY: as above.
+        unsafe { heap.dealloc(block.as_ptr(), layout(1024)) };
+    }
+    heap.flush_thread().unwrap();
+    guard.shared().with(|p| {
+        p.flush();
+        assert_eq!(p.stats(), before);
+        p.0.check_invariants().unwrap();
+    });
+}
+
+#[test]
 fn threads_share_the_heap_and_drain_their_caches_on_exit() {
     let guard = cached(1 << 20);
     let before = guard.shared().stats();
