@@ -2,18 +2,19 @@
 //!
 //! ```text
 //! cargo build --profile bench -p budalloc-benches --example drive
-//! target/release/examples/drive <subject> <a|b|c-free|c-cycle|d> <iterations> [live]
+//! target/release/examples/drive <subject> <a|b|c-free|c-cycle|d<max>|n<max>> <iterations> [live]
 //! ```
 //!
 //! `<subject>` is a name from the reports (`budalloc`, `budalloc-classes`, `talc`, `system`, …;
 //! every subject of `budalloc_benches::visit_subjects`). An iteration is a pair for `a`, a round
 //! of 1000 allocations and 1000 frees for `b`, one free for `c-free` (allocations back and
 //! rebuilds untimed), one free plus allocation back for `c-cycle` (rebuilds untimed) and one
-//! random action (alloc / free / realloc, 8 B – 2000 B, at most 1000 live) for `d`. It builds
+//! random action (alloc / free / realloc, 8 B – 2000 B, at most 1000 live) for `d` (`d<max>`: 8 B – `max` B,
+//! e.g. `d30000`; `n<max>`: the same without reallocations). It builds
 //! the workload (untimed), runs it `iterations` times and prints the time per unit (per
 //! operation for `b`).
 //!
-//! On a noisy machine, `drive compare <a|b|c-free|c-cycle|d> <rounds> [live]` gives steadier
+//! On a noisy machine, `drive compare <a|b|c-free|c-cycle|d<max>|n<max>> <rounds> [live]` gives steadier
 //! ratios: it builds the workload for every subject, then runs them in turn, in chunks of about
 //! 20 ms, for `rounds` rounds (starting each round with another subject), and prints each
 //! subject's median and minimum time per unit and the median per-round ratio to budalloc.
@@ -83,8 +84,13 @@ fn runner<S: Subject + 'static>(workload: &str, live: usize) -> Result<Runner, S
                 Ok((timed, n))
             })
         }
-        "d" => {
-            let mut w = Actions::<S>::new(ACTIONS)?;
+        d if d.starts_with('d') || d.starts_with('n') => {
+            let max_size = match &d[1..] {
+                "" => ACTIONS.max_size,
+                max => max.parse().map_err(|_| format!("unknown workload {d}"))?,
+            };
+            let realloc = d.starts_with('d');
+            let mut w = Actions::<S>::new(ActionMix { max_size, realloc, ..ACTIONS })?;
             Box::new(move |n| {
                 let start = Instant::now();
                 w.run(n)?;
@@ -376,7 +382,7 @@ fn main() -> ExitCode {
     }
     if args.get(1).map(String::as_str) == Some("compare") {
         let (Some(workload), Some(rounds)) = (args.get(2), args.get(3).and_then(|r| r.parse().ok())) else {
-            eprintln!("usage: drive compare <a|b|c-free|c-cycle|d> <rounds> [live]");
+            eprintln!("usage: drive compare <a|b|c-free|c-cycle|d<max>|n<max>> <rounds> [live]");
             return ExitCode::FAILURE;
         };
         let live = args.get(4).and_then(|l| l.parse().ok()).unwrap_or(5000);
@@ -388,7 +394,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let usage = "usage: drive <subject> <a|b|c-free|c-cycle|d> <iterations> [live]";
+    let usage = "usage: drive <subject> <a|b|c-free|c-cycle|d<max>|n<max>> <iterations> [live]";
     let (Some(subject), Some(workload), Some(iterations)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!("{usage}");
         return ExitCode::FAILURE;

@@ -326,8 +326,12 @@ impl Slot {
     }
 
     fn make_block(&mut self, frag: usize, k: Order) {
-        self.clear_below(frag, k);
         let abs = self.abs(frag);
+        // An unsplit node is a block or lies inside one, so nothing below it is split either:
+        // only a node that spanned several of the blocks taken needs its interior cleared.
+        if self.is_split(k.get(), abs) {
+            self.clear_below(frag, k);
+        }
         let mut level = k.get() + 1;
         while self.inside(level, abs) && !self.is_split(level, abs) {
             self.set_split(level, abs, true);

@@ -274,8 +274,7 @@ impl Slot {
         self.is_block(frag, k) && !self.is_allocated(frag)
     }
 
-    /// The block that contains fragment `frag` (`frag < N`): O(orders) probes, for error reports
-    /// and maps.
+    /// The block that contains fragment `frag` (`frag < N`): O(orders) probes.
     pub fn find_block(&self, frag: usize) -> Found {
         let abs = self.abs(frag);
         let mut k = 0;

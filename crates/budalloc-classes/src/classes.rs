@@ -47,6 +47,10 @@ pub(crate) const EMPTY: usize = 2;
 /// Bits per bitmap word.
 const BITS: usize = usize::BITS as usize;
 
+/// Entries of [`Classes::held`], the cache of slabs a free recognises without asking the
+/// backend (a power of two).
+pub(crate) const HELD: usize = 64;
+
 /// The default heap secret, stirred with the first slab's address (see `Classes::secret`).
 const SECRET: u64 = 0x2545_f491_4f6c_dd1d;
 
@@ -102,7 +106,7 @@ impl List {
 /// | operation | cost |
 /// |---|---|
 /// | allocate a small object | O(1): class lookup, pop from the class's first partial slab (a bit scan from a hint) |
-/// | free a small object | O(1): slab base by masking; if it is not the class's current or last-freed-into slab, a metadata-only `B::validate` of it; seal and bit checks |
+/// | free a small object | O(1): slab base by masking; if it is not the class's current or last-freed-into slab nor in a 64-entry cache of slabs held, a metadata-only `B::validate` of it; seal and bit checks |
 /// | large allocate / free | `B`'s, plus (free) an O(slabs of that size) walk when the block has the size and alignment of a slab we hold |
 ///
 /// Bad `LIMIT` / `STEPS` / `CACHE` fail the build when [`Classes::new`] is instantiated:
@@ -145,6 +149,21 @@ pub struct Classes<B, const LIMIT: usize = DEFAULT_LIMIT, const STEPS: usize = 4
     /// slabs without asking the backend. Invariant: `None` or a slab in one of class `c`'s
     /// lists.
     pub(crate) recent: [Option<Slab>; MAX_CLASSES],
+    /// A direct-mapped cache of slabs we hold, any class, each at entry [`held_entry`] of its
+    /// base: a free into one of them is known to be a free into one of our slabs without
+    /// asking the backend (with many slabs per class, most frees land in neither the partial
+    /// head nor `recent`). Filled when a slab is taken from the backend and when a free
+    /// validated one through the backend; an entry is dropped when its slab goes back.
+    /// Invariant: every `Some` entry is a slab in one of our lists, at its own entry.
+    pub(crate) held: [Option<Slab>; HELD],
+}
+
+/// The entry of [`Classes::held`] for a slab at `base`: its address in units of the smallest
+/// slab, modulo the cache size, so the slabs of any 256 KiB stretch of memory (where a heap's
+/// slabs tend to sit together) never evict one another.
+#[inline]
+pub(crate) const fn held_entry(base: usize) -> usize {
+    (base / SLAB_MIN) % HELD
 }
 
 // SAFETY: a `Classes` owns its slabs exclusively (they are blocks of its backend, which it
@@ -190,6 +209,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             secret: SECRET,
             keyed: false,
             recent: [None; MAX_CLASSES],
+            held: [None; HELD],
         }
     }
 
@@ -381,6 +401,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         let mut h = slab.get();
         self.push(PARTIAL, c, slab, &mut h);
         slab.put(h);
+        self.hold(slab);
         self.slab_bytes += class.slab_size();
         self.slab_waste += class.slab_waste();
         Ok(slab)
@@ -466,11 +487,23 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     }
 
     /// The slab at `base`, if it is one that class `c`'s free path knows without asking the
-    /// backend: the head of its partial list, or the slab last freed into.
+    /// backend: the head of its partial list, the slab last freed into, or a slab of the
+    /// [`held`](Self::held) cache (of any class: the caller checks the seal, which covers it).
     #[inline]
     fn known_slab(&self, base: usize, c: usize) -> Option<Slab> {
         let known = |slab: &Slab| slab.addr() == base;
-        self.lists[PARTIAL][c].head.filter(known).or_else(|| self.recent[c].filter(known))
+        self.lists[PARTIAL][c]
+            .head
+            .filter(known)
+            .or_else(|| self.recent[c].filter(known))
+            .or_else(|| self.held[held_entry(base)].filter(known))
+    }
+
+    /// Remembers `slab`, one of ours, in the [`held`](Self::held) cache (evicting whichever
+    /// slab had its entry).
+    #[inline]
+    fn hold(&mut self, slab: Slab) {
+        self.held[held_entry(slab.addr())] = Some(slab);
     }
 
     /// Takes the accounting of slab `slab` of class `c` off this heap, which just handed it
@@ -481,6 +514,10 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         self.slab_waste -= class.slab_waste();
         if self.recent[c] == Some(slab) {
             self.recent[c] = None;
+        }
+        let entry = &mut self.held[held_entry(slab.addr())];
+        if *entry == Some(slab) {
+            *entry = None;
         }
     }
 
@@ -715,6 +752,13 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         if self.release_in_place(c, slab, index) {
             return Ok(());
         }
+        self.release_moving(c, slab, index)
+    }
+
+    /// The half of [`Self::release`] that moves the slab to another list (the free fills a
+    /// full slab's first hole or empties a slab), out of line.
+    #[inline(never)]
+    fn release_moving(&mut self, c: usize, slab: Slab, index: usize) -> Result<(), FreeError> {
         let class = Self::class(c);
         let mut h = slab.get();
         let (was_full, empties) = self.moves(c, &h);
@@ -762,7 +806,13 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         c: usize,
     ) -> Result<(), FreeError> {
         match self.locate(ptr, layout, c)? {
-            Found::Object(slab, index) => self.release(c, slab, index),
+            Found::Object(slab, index) => {
+                self.release(c, slab, index)?;
+                // Still ours: a free hands back only the oldest cached empty slab, never the
+                // one it freed into (that one was not in the cache).
+                self.hold(slab);
+                Ok(())
+            }
             // SAFETY: a block of the backend that `layout` fits (validated), not a slab (no slab
             // validates with a class layout); the caller owns it.
             Found::Block => unsafe { self.backend.try_deallocate(ptr, layout) },
@@ -863,12 +913,13 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
     unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
             Some(c) => {
-                // The fast path: an object of a slab we know, which stays in its list. Every
-                // other case (and every error) takes the full path, which checks again.
+                // The fast path: an object of a slab we know (validated); it stays in its list or
+                // moves to another. Every other case (and every error) takes the full path.
                 if let Some((slab, index)) = self.known_object(ptr, c) {
                     if self.release_in_place(c, slab, index) {
                         return Ok(());
                     }
+                    return self.release_moving(c, slab, index);
                 }
                 // SAFETY: forwarded from our caller.
                 unsafe { self.free_with_class(ptr, layout, c) }

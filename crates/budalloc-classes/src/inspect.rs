@@ -2,7 +2,7 @@
 
 use budalloc_core::{feed_words, Inspect, InvariantError, RawAlloc};
 
-use crate::classes::{Classes, EMPTY, FULL, PARTIAL};
+use crate::classes::{held_entry, Classes, EMPTY, FULL, PARTIAL};
 use crate::slab::HEADER_FIXED;
 
 fn broken(what: &'static str, addr: usize) -> Result<(), InvariantError> {
@@ -91,6 +91,19 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
                 }
             }
         }
+        for (entry, held) in self.held.iter().enumerate() {
+            if let Some(slab) = *held {
+                let listed = (0..Self::TABLE.len).any(|c| {
+                    [PARTIAL, FULL, EMPTY].iter().any(|&kind| self.slabs(kind, c).any(|s| s == slab))
+                });
+                if !listed || held_entry(slab.addr()) != entry {
+                    return broken(
+                        "every slab of the held cache is one of ours, at its own entry",
+                        slab.addr(),
+                    );
+                }
+            }
+        }
         if self.slab_bytes > 0 && !self.keyed {
             return broken("the secret is stirred whenever a slab is held", 0);
         }
@@ -109,8 +122,8 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
             ],
             sink,
         );
-        for recent in &self.recent {
-            feed_words(&[recent.map_or(0, |s| s.addr())], sink);
+        for slab in self.recent.iter().chain(&self.held) {
+            feed_words(&[slab.map_or(0, |s| s.addr())], sink);
         }
         for c in 0..Self::TABLE.len {
             let class = Self::TABLE.class(c);
