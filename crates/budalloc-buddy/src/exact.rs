@@ -21,16 +21,19 @@ use budalloc_core::{Corruption, Order};
 
 use crate::slot::Slot;
 
-/// Most pieces an allocation can have (one per order), and most free blocks a reshape absorbs.
 /// Best fit examines at most this many free blocks of each order smaller than the request (the
 /// heads of its lists), then the first block that fits alone: a bounded search, close to best
-/// fit.
-const BEST_FIT_PROBES: usize = 16;
+/// fit. Measuring a run reads `U` bits a word at a time, so 32 probes cost little more than 16
+/// did and lift the churn workload's efficiency by a point (91.8 to 92.8%, `drive eff
+/// budalloc-heap 20`).
+const BEST_FIT_PROBES: usize = 32;
 
-/// A run is looked for from a free block back over at most this many free blocks before it
-/// (the start of a long run of small blocks is not worth a long walk).
-const RUN_STEPS_BACK: usize = 4;
+/// How far back, in multiples of the request, a run is measured from the free block that
+/// found it (its true start packs the request against the allocation before it: 90.5% on
+/// talc's recipe where 1 request back gives 89.4%).
+const RUN_BACK: usize = 16;
 
+/// Most pieces an allocation can have (two per order), and most free blocks a reshape absorbs.
 pub(crate) const MAX_PIECES: usize = budalloc_core::MAX_ORDERS * 2;
 
 /// A small stack-allocated list, so the policy never allocates.
@@ -185,6 +188,7 @@ impl Slot {
                 self.set_continuation(p, true);
             } else {
                 self.push(p + half.fragments(), half);
+                self.set_used(p + half.fragments(), half.fragments(), false);
                 self.allocated -= self.math().block_size(half);
             }
         }
@@ -314,6 +318,7 @@ impl Slot {
             self.set_allocated(p, true);
             self.set_continuation(p, p != start);
         }
+        self.set_used(start, end - start, true);
         for (from, to) in [(lo, start), (end, hi)] {
             if from < to {
                 for (p, j) in self.pieces(from, to - from) {
@@ -347,7 +352,8 @@ impl Slot {
     /// it). Reads only bits and the headers of the free blocks it walks (checked).
     ///
     /// Any such run holds a free block of order `floor(log2(need + 1)) - 1` or above, so only
-    /// those lists are walked. Cost: the blocks walked times the run lengths (in blocks). The
+    /// those lists are walked. Cost: the blocks walked times the run lengths (in words of `U`
+    /// bits). The
     /// policy asks for the first fit only when no free block of the request's order is left
     /// (one or two lists of smaller blocks); best fit walks at most [`BEST_FIT_PROBES`] blocks
     /// of each of the one or two orders below the request's, and stops at the first block that
@@ -414,7 +420,7 @@ impl Slot {
     /// Whether the run of free blocks holding the free block `frag` of order `order` can hold
     /// `need` fragments aligned to `align`: `(start, length of the run from start)`. With
     /// `Some(cap)`, the run is measured to its end or to `cap` fragments past its start, whichever
-    /// comes first; with `None`, only as far as `need`.
+    /// comes first; with `None`, only as far as `need`. Reads only the `U` bits, a word at a time.
     fn run_around(
         &self,
         frag: usize,
@@ -424,28 +430,17 @@ impl Slot {
         parked: Option<(usize, Order)>,
         cap: Option<usize>,
     ) -> Option<(usize, usize)> {
-        let free = |block: crate::slot::Found| !block.allocated || Some(block.frag) == parked.map(|p| p.0);
-        // The run holding this block: back to its first free block, then forward.
-        let mut lo = frag;
-        let mut steps = 0;
-        while lo > 0 && steps < RUN_STEPS_BACK {
-            let before = self.find_block(lo - 1);
-            if !free(before) {
-                break;
-            }
-            lo = before.frag;
-            steps += 1;
-        }
+        // The run holding this block: back to its start (the request then packs against the
+        // allocation before it), unless that lies more than `RUN_BACK` requests back: the run
+        // is then loose anyway, and taken from the block on.
+        let floor = frag.saturating_sub(need.saturating_mul(RUN_BACK));
+        let lo = match self.free_since(frag, floor, parked) {
+            lo if lo == floor && floor > 0 => frag,
+            lo => lo,
+        };
         let start = self.abs(lo).next_multiple_of(align) - self.arena.first_absolute();
-        let mut hi = frag + order.fragments();
-        let until = start.saturating_add(cap.unwrap_or(need).max(need));
-        while hi < until && hi < self.arena.fragments() {
-            let after = self.find_block(hi);
-            if !free(after) {
-                break;
-            }
-            hi += after.order.fragments();
-        }
+        let until = start.saturating_add(cap.unwrap_or(need).max(need)).min(self.arena.fragments());
+        let hi = self.free_until((frag + order.fragments()).min(until), until, parked);
         (start + need <= hi).then(|| (start, hi - start))
     }
 

@@ -107,6 +107,12 @@ fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
         if !slot.interior_clear(frag, k) {
             return broken("inside a block, A bits are clear past its start and no node is split", at);
         }
+        if slot.exact {
+            let used = &arena.bitmap().bits()[2 * arena.fragments() + frag..][..k.fragments()];
+            if used.all() != block.allocated || used.any() != block.allocated {
+                return broken("a fragment's U bit is set iff it lies in an allocated block", at);
+            }
+        }
         for level in k.get() + 1..=slot.split_levels() {
             if slot.node_inside(level, abs) && !slot.node_split(level, abs) {
                 return broken("every ancestor of a block is split", at);

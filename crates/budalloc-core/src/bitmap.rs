@@ -154,6 +154,71 @@ impl Bitmap {
         }
     }
 
+    /// Sets bits `start .. end` to `value`, a word at a time (as
+    /// `bits_mut()[start..end].fill(value)`, without bitvec's per-call cost on short ranges).
+    #[inline]
+    pub fn fill(&mut self, start: usize, end: usize, value: bool) {
+        const BITS: usize = usize::BITS as usize;
+        debug_assert!(start <= end && end <= self.words * BITS, "bits {start}..{end} past the bitmap");
+        // SAFETY: as in `set`.
+        let words = unsafe { core::slice::from_raw_parts_mut(self.word(1), self.words) };
+        let mut i = start;
+        while i < end {
+            let (w, low) = (i / BITS, i % BITS);
+            let n = (BITS - low).min(end - i);
+            let mask = if n == BITS { !0 } else { ((1 << n) - 1) << low };
+            if let Some(word) = words.get_mut(w) {
+                if value {
+                    *word |= mask;
+                } else {
+                    *word &= !mask;
+                }
+            }
+            i += n;
+        }
+    }
+
+    /// The first set bit of `start .. end`, or `end` if they are all clear: a word at a time.
+    #[inline]
+    pub fn next_set(&self, start: usize, end: usize) -> usize {
+        const BITS: usize = usize::BITS as usize;
+        let words = self.words();
+        let mut i = start;
+        while i < end {
+            let w = i / BITS;
+            let Some(&word) = words.get(w) else { return end };
+            let above = word >> (i % BITS);
+            if above != 0 {
+                return (i + above.trailing_zeros() as usize).min(end);
+            }
+            i = (w + 1) * BITS;
+        }
+        end
+    }
+
+    /// Where the run of clear bits that ends at `end` (exclusive) starts, looking no lower than
+    /// `floor`: the lowest `j >= floor` such that bits `j .. end` are all clear. A word at a
+    /// time.
+    #[inline]
+    pub fn clear_run_start(&self, end: usize, floor: usize) -> usize {
+        const BITS: usize = usize::BITS as usize;
+        let words = self.words();
+        // Invariant: bits `i .. end` are clear.
+        let mut i = end;
+        while i > floor {
+            let w = (i - 1) / BITS;
+            let Some(&word) = words.get(w) else { return i };
+            let below = (i - 1) % BITS + 1;
+            let bits = if below == BITS { word } else { word & ((1 << below) - 1) };
+            if bits != 0 {
+                let highest = BITS - 1 - bits.leading_zeros() as usize;
+                return (w * BITS + highest + 1).max(floor);
+            }
+            i = w * BITS;
+        }
+        floor
+    }
+
     /// The bits, to read.
     #[inline]
     pub fn bits(&self) -> &Bits {

@@ -184,3 +184,40 @@ fn stats_and_sizes_print_readably() {
     stats.free_blocks[4] = 2;
     assert!(format!("{stats}").contains("2×256 B"));
 }
+
+#[test]
+fn bitmap_range_operations_agree_with_single_bits() {
+    const WORDS: usize = 4;
+    const BITS: usize = WORDS * usize::BITS as usize;
+    let mut storage = [0usize; WORDS + 2];
+    // SAFETY: `storage` holds `WORDS + 2` aligned words and is used only through the bitmap
+    // until the end of the test.
+    let mut bitmap = unsafe { Bitmap::init(NonNull::from(&mut storage).cast(), WORDS) };
+    let mut model = [false; BITS];
+    // A small linear congruential generator: deterministic ranges of every shape, including
+    // empty ones, single bits, word-aligned and word-straddling ones.
+    let mut state = 0x2545_f491_u32;
+    let mut next = |bound: usize| {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 8) as usize % bound
+    };
+    let rounds = if cfg!(miri) { 60 } else { 600 };
+    for _ in 0..rounds {
+        let a = next(BITS + 1);
+        let b = next(BITS + 1);
+        let (start, end) = (a.min(b), a.max(b));
+        let value = next(3) != 0;
+        bitmap.fill(start, end, value);
+        model[start..end].fill(value);
+        for (i, &bit) in model.iter().enumerate() {
+            assert_eq!(bitmap.get(i), bit, "bit {i} after filling {start}..{end} with {value}");
+        }
+        let (c, d) = (next(BITS + 1), next(BITS + 1));
+        let (lo, hi) = (c.min(d), c.max(d));
+        let first_set = (lo..hi).find(|&i| model[i]).unwrap_or(hi);
+        assert_eq!(bitmap.next_set(lo, hi), first_set, "next_set({lo}, {hi})");
+        let run_start = (lo..hi).rev().find(|&i| model[i]).map_or(lo, |i| i + 1);
+        assert_eq!(bitmap.clear_run_start(hi, lo), run_start, "clear_run_start({hi}, {lo})");
+    }
+    assert!(bitmap.check_keys().is_ok(), "no range operation touched a guard key");
+}
