@@ -181,13 +181,26 @@ impl Bitmap {
     /// The first set bit of `start .. end`, or `end` if they are all clear: a word at a time.
     #[inline]
     pub fn next_set(&self, start: usize, end: usize) -> usize {
+        self.next_equal(start, end, true)
+    }
+
+    /// The first clear bit of `start .. end`, or `end` if they are all set: a word at a time.
+    #[inline]
+    pub fn next_clear(&self, start: usize, end: usize) -> usize {
+        self.next_equal(start, end, false)
+    }
+
+    /// The first bit of `start .. end` equal to `value`, or `end`.
+    #[inline]
+    fn next_equal(&self, start: usize, end: usize, value: bool) -> usize {
         const BITS: usize = usize::BITS as usize;
+        let flip = if value { 0 } else { usize::MAX };
         let words = self.words();
         let mut i = start;
         while i < end {
             let w = i / BITS;
             let Some(&word) = words.get(w) else { return end };
-            let above = word >> (i % BITS);
+            let above = (word ^ flip) >> (i % BITS);
             if above != 0 {
                 return (i + above.trailing_zeros() as usize).min(end);
             }

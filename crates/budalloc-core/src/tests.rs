@@ -216,6 +216,8 @@ fn bitmap_range_operations_agree_with_single_bits() {
         let (lo, hi) = (c.min(d), c.max(d));
         let first_set = (lo..hi).find(|&i| model[i]).unwrap_or(hi);
         assert_eq!(bitmap.next_set(lo, hi), first_set, "next_set({lo}, {hi})");
+        let first_clear = (lo..hi).find(|&i| !model[i]).unwrap_or(hi);
+        assert_eq!(bitmap.next_clear(lo, hi), first_clear, "next_clear({lo}, {hi})");
         let run_start = (lo..hi).rev().find(|&i| model[i]).map_or(lo, |i| i + 1);
         assert_eq!(bitmap.clear_run_start(hi, lo), run_start, "clear_run_start({hi}, {lo})");
     }
