@@ -1,6 +1,6 @@
 //! `check_invariants()` and metadata snapshots for [`Buddy`] (feature `check-invariants`).
 
-use budalloc_core::{feed_words, Inspect, InvariantError, Order, MAX_ORDERS};
+use budalloc_core::{Inspect, InvariantError, Order, MAX_ORDERS};
 
 use crate::slot::{Slot, NIL};
 use crate::Buddy;
@@ -37,19 +37,15 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         Ok(())
     }
 
-    fn visit_metadata(&self, sink: &mut dyn FnMut(&[u8])) {
+    fn visit_metadata(&self, sink: &mut dyn FnMut(&[usize])) {
         let parked = self.hot().map_or([usize::MAX; 3], |(i, frag, order)| [i, frag, order.index()]);
-        feed_words(&parked, sink);
+        sink(&parked);
         for slot in self.slots() {
-            feed_words(slot.arena.bitmap().raw_words(), sink);
-            for &head in slot.heads() {
-                sink(&head.to_ne_bytes());
+            sink(slot.arena.bitmap().raw_words());
+            for (&head, &count) in slot.heads().iter().zip(slot.free_counts()) {
+                sink(&[head as usize, count as usize]);
             }
-            for &count in slot.free_counts() {
-                sink(&count.to_ne_bytes());
-            }
-            sink(&slot.nonempty().to_ne_bytes());
-            sink(&slot.allocated_bytes().to_ne_bytes());
+            sink(&[slot.nonempty() as usize, slot.allocated_bytes()]);
             // The headers of free blocks are metadata too: walk each list (bounded by its
             // count, so a damaged link cannot loop).
             for (k, &head) in slot.heads().iter().enumerate() {
@@ -63,9 +59,7 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
                         break;
                     }
                     let h = slot.header(at as usize);
-                    for word in [h.next, h.prev, h.seal, u32::from(h.order)] {
-                        sink(&word.to_ne_bytes());
-                    }
+                    sink(&[h.next as usize, h.prev as usize, h.seal as usize, usize::from(h.order)]);
                     at = h.next;
                 }
             }

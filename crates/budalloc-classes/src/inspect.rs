@@ -1,6 +1,6 @@
 //! `check_invariants()` and metadata snapshots for [`Classes`] (feature `check-invariants`).
 
-use budalloc_core::{feed_words, Inspect, InvariantError, RawAlloc};
+use budalloc_core::{Inspect, InvariantError, RawAlloc};
 
 use crate::classes::{held_entry, Classes, EMPTY, FULL, PARTIAL};
 use crate::slab::HEADER_FIXED;
@@ -110,34 +110,35 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
         Ok(())
     }
 
-    fn visit_metadata(&self, sink: &mut dyn FnMut(&[u8])) {
+    fn visit_metadata(&self, sink: &mut dyn FnMut(&[usize])) {
         self.backend.visit_metadata(sink);
-        feed_words(
-            &[
-                self.object_bytes,
-                self.slab_bytes,
-                self.slab_waste,
-                self.secret as usize,
-                usize::from(self.keyed),
-            ],
-            sink,
-        );
+        sink(&[
+            self.object_bytes,
+            self.slab_bytes,
+            self.slab_waste,
+            self.secret as usize,
+            usize::from(self.keyed),
+        ]);
         for slab in self.recent.iter().chain(&self.held) {
-            feed_words(&[slab.map_or(0, |s| s.addr())], sink);
+            sink(&[slab.map_or(0, |s| s.addr())]);
         }
         for c in 0..Self::TABLE.len {
             let class = Self::TABLE.class(c);
             for kind in [PARTIAL, FULL, EMPTY] {
                 let list = self.lists[kind][c];
-                feed_words(&[list.head.map_or(0, |s| s.addr()), list.len], sink);
+                sink(&[list.head.map_or(0, |s| s.addr()), list.len]);
                 for slab in self.slabs(kind, c) {
                     let h = slab.get();
-                    feed_words(
-                        &[h.seal, usize::from(h.class), usize::from(h.hint), h.free as usize, h.next, h.prev],
-                        sink,
-                    );
+                    sink(&[
+                        h.seal,
+                        usize::from(h.class),
+                        usize::from(h.hint),
+                        h.free as usize,
+                        h.next,
+                        h.prev,
+                    ]);
                     for i in 0..class.words {
-                        feed_words(&[slab.word(i)], sink);
+                        sink(&[slab.word(i)]);
                     }
                 }
             }

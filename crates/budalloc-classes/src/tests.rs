@@ -279,9 +279,9 @@ impl Inspect for Fake {
         Ok(())
     }
 
-    fn visit_metadata(&self, sink: &mut dyn FnMut(&[u8])) {
+    fn visit_metadata(&self, sink: &mut dyn FnMut(&[usize])) {
         for (&start, &(layout, len)) in &self.live {
-            budalloc_core::feed_words(&[start, layout.size(), layout.align(), len], sink);
+            sink(&[start, layout.size(), layout.align(), len]);
         }
     }
 }

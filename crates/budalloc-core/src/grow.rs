@@ -139,7 +139,7 @@ impl<P: crate::Inspect, S> crate::Inspect for Grow<P, S> {
         self.policy.check_invariants()
     }
 
-    fn visit_metadata(&self, sink: &mut dyn FnMut(&[u8])) {
+    fn visit_metadata(&self, sink: &mut dyn FnMut(&[usize])) {
         self.policy.visit_metadata(sink);
     }
 }

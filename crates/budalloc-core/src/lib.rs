@@ -40,7 +40,7 @@ pub use classes::SizeClasses;
 pub use error::{AllocError, Corruption, FreeError, GuardKey, RegionError};
 pub use grow::{Grow, Source};
 #[cfg(any(test, feature = "check-invariants"))]
-pub use inspect::{feed_words, Inspect, InvariantError};
+pub use inspect::{Inspect, InvariantError};
 pub use map::{symbol, write_map, BlockView};
 pub use order::{Order, SizeMath, MAX_ORDERS};
 pub use raw::{Claim, RawAlloc};

@@ -267,15 +267,17 @@ pub struct Harness<A: RawAlloc + Inspect> {
 
 static FOREIGN_STATIC: [u8; 64] = [0; 64];
 
-/// FNV-1a over a policy's metadata stream: equal digests before and after a rejected call mean
-/// the call changed no byte.
+/// FNV-1a over a policy's metadata stream, a word at a time: equal digests before and after a
+/// rejected call mean the call changed no byte. Each step (xor a word, multiply by an odd
+/// number) is a bijection of the running hash, so a change of any one word always changes the
+/// digest. Returns the digest and the stream's length in words.
 pub fn metadata_digest(alloc: &impl Inspect) -> (u64, usize) {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     let mut len = 0;
-    alloc.visit_metadata(&mut |bytes| {
-        len += bytes.len();
-        for &b in bytes {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    alloc.visit_metadata(&mut |words| {
+        len += words.len();
+        for &word in words {
+            hash = (hash ^ word as u64).wrapping_mul(0x0100_0000_01b3);
         }
     });
     (hash, len)
