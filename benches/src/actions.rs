@@ -403,6 +403,89 @@ impl<P: CachedPolicy + 'static> Shared for BudallocCached<P> {
     shared_via_allocator!();
 }
 
+/// A heap per thread and nothing shared: `THREADS` [`BudallocLocked`] heaps of the size-class
+/// policy over regions of their own. Each thread allocates from its own heap (the first thread
+/// to allocate takes heap 0, the next heap 1, and so on, round robin), so no lock is ever
+/// contended and no line is shared; a free or realloc goes to the heap whose region holds the
+/// block. Not an allocator: the ceiling of the threads workload on this machine, what a
+/// frontend with no shared state at all would scale to (`drive scale budalloc-unshared`).
+pub struct Unshared {
+    heaps: [BudallocLocked<budalloc::ClassesBuddy>; THREADS],
+}
+
+/// The heap of [`Unshared`] this thread allocates from, once it has allocated.
+static NEXT_HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+std::thread_local! {
+    static MY_HEAP: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+impl Unshared {
+    /// This thread's heap.
+    fn mine(&self) -> &budalloc::Locked<budalloc::ClassesBuddy> {
+        let i = MY_HEAP.with(|mine| {
+            mine.get().unwrap_or_else(|| {
+                let i = NEXT_HEAP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                mine.set(Some(i));
+                i
+            })
+        });
+        &self.heaps[i % THREADS].heap
+    }
+
+    /// The heap whose region holds `ptr`.
+    fn owner(&self, ptr: NonNull<u8>) -> &budalloc::Locked<budalloc::ClassesBuddy> {
+        let holds = |h: &&BudallocLocked<budalloc::ClassesBuddy>| {
+            let start = h.region.start().addr();
+            (start..start + h.region.size()).contains(&ptr.addr().get())
+        };
+        &self.heaps.iter().find(holds).unwrap_or(&self.heaps[0]).heap
+    }
+}
+
+impl Shared for Unshared {
+    fn name() -> &'static str {
+        "budalloc-unshared"
+    }
+
+    fn build() -> Result<Self, String> {
+        let heaps: Vec<_> = (0..THREADS).map(|_| BudallocLocked::build()).collect::<Result<_, _>>()?;
+        let heaps = heaps.try_into().map_err(|_| "one heap per thread".to_string())?;
+        Ok(Unshared { heaps })
+    }
+
+    fn verify(&self, live: &mut [(NonNull<u8>, Layout)]) -> Result<(), String> {
+        for heap in &self.heaps {
+            let start = heap.region.start().addr();
+            let mut own: Vec<_> = live
+                .iter()
+                .copied()
+                .filter(|(p, _)| (start..start + heap.region.size()).contains(&p.addr().get()))
+                .collect();
+            verify_live(Some(&heap.region), &mut own, "threads")?;
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.mine().allocate(layout).ok().map(NonNull::cast)
+    }
+
+    #[inline(never)]
+    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: `ptr` is live in the heap whose region holds it, and `layout` fits it (our
+        // caller's promise).
+        unsafe { self.owner(ptr).deallocate(ptr, layout) }
+    }
+
+    #[inline(never)]
+    unsafe fn realloc(&self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from our caller; the block's own heap resizes it.
+        unsafe { realloc_in(self.owner(ptr), ptr, old, new_size) }
+    }
+}
+
 /// Resizes a block through an `allocator_api2` allocator: `grow` or `shrink` to `new_size`
 /// bytes, same alignment.
 ///

@@ -29,7 +29,7 @@ mod native;
 
 pub use actions::{
     realloc_in, ActionMix, ActionState, Actions, BudallocCached, BudallocLocked, CachedPolicy, Handle, Ops,
-    PlainClasses, Shared, SpinLocked, Threads, TwoThreads, THREADS, THREAD_MIX,
+    PlainClasses, Shared, SpinLocked, Threads, TwoThreads, Unshared, THREADS, THREAD_MIX,
 };
 pub use efficiency::{summarize, Efficiency, Score, Summary, CHURN_STEPS, EFF_REGION_LEN};
 pub use native::{MimallocSubject, Native, NativeAlloc, SystemSubject};
@@ -77,6 +77,7 @@ pub fn visit_shared(v: &mut impl VisitShared) {
     v.visit::<BudallocCached>();
     v.visit::<BudallocLocked<PlainClasses>>();
     v.visit::<BudallocCached<PlainClasses>>();
+    v.visit::<Unshared>();
     v.visit::<SpinLocked<TalcSubject>>();
     v.visit::<SpinLocked<RlsfSubject>>();
     v.visit::<SpinLocked<BuddySystem>>();
