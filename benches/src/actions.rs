@@ -410,7 +410,8 @@ impl<P: CachedPolicy + 'static> Shared for BudallocCached<P> {
 /// block. Not an allocator: the ceiling of the threads workload on this machine, what a
 /// frontend with no shared state at all would scale to (`drive scale budalloc-unshared`).
 pub struct Unshared {
-    heaps: [BudallocLocked<budalloc::ClassesBuddy>; THREADS],
+    /// Boxed, so that no cache line holds parts of two heaps.
+    heaps: [Box<BudallocLocked<budalloc::ClassesBuddy>>; THREADS],
 }
 
 /// The heap of [`Unshared`] this thread allocates from, once it has allocated.
@@ -435,7 +436,7 @@ impl Unshared {
 
     /// The heap whose region holds `ptr`.
     fn owner(&self, ptr: NonNull<u8>) -> &budalloc::Locked<budalloc::ClassesBuddy> {
-        let holds = |h: &&BudallocLocked<budalloc::ClassesBuddy>| {
+        let holds = |h: &&Box<BudallocLocked<budalloc::ClassesBuddy>>| {
             let start = h.region.start().addr();
             (start..start + h.region.size()).contains(&ptr.addr().get())
         };
@@ -449,7 +450,8 @@ impl Shared for Unshared {
     }
 
     fn build() -> Result<Self, String> {
-        let heaps: Vec<_> = (0..THREADS).map(|_| BudallocLocked::build()).collect::<Result<_, _>>()?;
+        let heaps: Vec<_> =
+            (0..THREADS).map(|_| BudallocLocked::build().map(Box::new)).collect::<Result<_, _>>()?;
         let heaps = heaps.try_into().map_err(|_| "one heap per thread".to_string())?;
         Ok(Unshared { heaps })
     }
