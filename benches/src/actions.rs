@@ -414,10 +414,12 @@ pub struct Unshared {
     heaps: [Box<BudallocLocked<budalloc::ClassesBuddy>>; THREADS],
 }
 
-/// The heap of [`Unshared`] this thread allocates from, once it has allocated.
+/// How many threads have taken a heap of [`Unshared`] (the next one takes this modulo
+/// [`THREADS`]).
 static NEXT_HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 std::thread_local! {
+    /// The heap of [`Unshared`] this thread allocates from, once it has allocated.
     static MY_HEAP: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
@@ -436,11 +438,15 @@ impl Unshared {
 
     /// The heap whose region holds `ptr`.
     fn owner(&self, ptr: NonNull<u8>) -> &budalloc::Locked<budalloc::ClassesBuddy> {
-        let holds = |h: &&Box<BudallocLocked<budalloc::ClassesBuddy>>| {
-            let start = h.region.start().addr();
-            (start..start + h.region.size()).contains(&ptr.addr().get())
-        };
-        &self.heaps.iter().find(holds).unwrap_or(&self.heaps[0]).heap
+        &self.heaps.iter().find(|h| h.holds(ptr)).unwrap_or(&self.heaps[0]).heap
+    }
+}
+
+impl<P: Policy> BudallocLocked<P> {
+    /// Whether `ptr` lies in this heap's region.
+    fn holds(&self, ptr: NonNull<u8>) -> bool {
+        let start = self.region.start().addr();
+        (start..start + self.region.size()).contains(&ptr.addr().get())
     }
 }
 
@@ -458,12 +464,7 @@ impl Shared for Unshared {
 
     fn verify(&self, live: &mut [(NonNull<u8>, Layout)]) -> Result<(), String> {
         for heap in &self.heaps {
-            let start = heap.region.start().addr();
-            let mut own: Vec<_> = live
-                .iter()
-                .copied()
-                .filter(|(p, _)| (start..start + heap.region.size()).contains(&p.addr().get()))
-                .collect();
+            let mut own: Vec<_> = live.iter().copied().filter(|&(p, _)| heap.holds(p)).collect();
             verify_live(Some(&heap.region), &mut own, "threads")?;
         }
         Ok(())
