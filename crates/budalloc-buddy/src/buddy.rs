@@ -429,9 +429,14 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         if let Some(error) = self.parked_at(ptr.addr().get()) {
             return Err(AllocError::InvalidBlock(error));
         }
-        let (i, frag, _, old_need) = self.live_block(ptr, old).map_err(invalid_block)?;
+        let (i, frag, _, old_need) = self.live_block(ptr, old).map_err(AllocError::invalid_block)?;
         let new_need = Self::need(to, new.size());
         let slot = self.slot_mut(i);
+        let head = slot.pieces(frag, old_need).next().map_or(Order::ZERO, |(_, j)| j);
+        if slot.is_marked(frag, head) {
+            // A marked block keeps its shape (`RawAlloc::allocate_marked`).
+            return Err(AllocError::OutOfMemory { size: new.size(), block: new_need * MIN });
+        }
         // The block must already be aligned as the new request's block is (with exact fit, as
         // the new request is: its pieces need no more).
         let aligned = if EXACT {
@@ -446,16 +451,6 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
             return Err(AllocError::OutOfMemory { size: new.size(), block: new_need * MIN });
         }
         Ok(NonNull::slice_from_raw_parts(ptr, new_need * MIN))
-    }
-}
-
-/// A damaged or foreign block handed to grow or shrink: reported as corruption of what the
-/// caller passed, through the allocation error type.
-#[cold]
-fn invalid_block(error: FreeError) -> AllocError {
-    match error {
-        FreeError::Corrupted(c) => AllocError::Corrupted(c),
-        _ => AllocError::InvalidBlock(error),
     }
 }
 
@@ -507,6 +502,10 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
             if self.hot.is_some() {
                 self.flush_hot()?;
             }
+            if order > Order::ZERO {
+                // A parked block carries no mark: it may be handed out by `allocate`.
+                self.slot_mut(i).set_marked(frag, false);
+            }
             if cfg!(debug_assertions) {
                 // Only debug builds write into the parked block (the poison).
                 let slot = self.slot_mut(i);
@@ -518,10 +517,43 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
             return Ok(());
         }
         let slot = self.slot_mut(i);
+        let head = slot.pieces(frag, need).next().map_or(Order::ZERO, |(_, j)| j);
         slot.set_origin(Some((ptr, frag, need)));
         let result = slot.free_pieces(frag, need);
         slot.set_origin(None);
-        Ok(result?)
+        result?;
+        if head > Order::ZERO {
+            // Its second fragment now lies inside a free block: no mark there.
+            slot.set_marked(frag, false);
+        }
+        Ok(())
+    }
+
+    fn allocate_marked(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let block = self.allocate(layout)?;
+        let addr = block.cast::<u8>().addr().get();
+        let at = self.arena_of(addr).and_then(|i| Some((i, self.slot(i).arena.locate(addr)?.0)));
+        if let Some((i, frag)) = at {
+            let slot = self.slot_mut(i);
+            if slot.find_block(frag).order > Order::ZERO {
+                slot.set_marked(frag, true);
+            }
+        }
+        Ok(block)
+    }
+
+    fn is_marked(&self, ptr: NonNull<u8>) -> Option<bool> {
+        let addr = ptr.addr().get();
+        let Some(i) = self.arena_of(addr) else { return Some(false) };
+        let slot = self.slot(i);
+        slot.arena.bitmap().check_keys().ok()?;
+        let Some((frag, 0)) = slot.arena.locate(addr) else { return Some(false) };
+        let block = slot.find_block(frag);
+        if block.frag != frag || !block.allocated || self.hot.is_some_and(|(h, f, _)| (h, f) == (i, frag)) {
+            // No live block starts here (the parked block is free memory to callers).
+            return Some(false);
+        }
+        (block.order > Order::ZERO).then(|| slot.is_marked(frag, block.order))
     }
 
     #[inline]

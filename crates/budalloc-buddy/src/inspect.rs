@@ -20,9 +20,10 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
                     && s.is_block(frag, order)
                     && s.is_allocated(frag)
                     && !s.is_continuation(frag)
+                    && !s.is_marked(frag, order)
             });
             if !parked_ok {
-                return broken("the parked block is a single-piece block still marked allocated", 0);
+                return broken("the parked block is an unmarked single-piece block still allocated", 0);
             }
         }
         let mut previous_end = 0;
@@ -98,8 +99,11 @@ fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
         if abs % k.fragments() != 0 {
             return broken("a block of order k is aligned to its size", at);
         }
-        if !slot.interior_clear(frag, k) {
-            return broken("inside a block, A bits are clear past its start and no node is split", at);
+        if !slot.interior_clear(frag, k, block.allocated) {
+            return broken(
+                "inside a block, A bits are clear past its start (but an allocated block's mark) and no node is split",
+                at,
+            );
         }
         if slot.exact {
             // Word-wise: this runs for every block at every check, under Miri too.

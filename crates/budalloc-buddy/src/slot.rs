@@ -4,7 +4,10 @@
 //! The arena's bitmap holds, for an arena of `N` fragments:
 //!
 //! - bits `0 .. N`, **allocated bits** `A`: bit `f` is set iff an allocated block starts at
-//!   fragment `f`;
+//!   fragment `f`, or `f` is the second fragment of a **marked** allocated block (one that
+//!   `RawAlloc::allocate_marked` returned) whose first piece has order 1 or more: a bit that is
+//!   otherwise always clear, since no block starts inside another, so the mark costs no
+//!   metadata;
 //! - with exact fit only, bits `N .. 2N`, **continuation bits** `C`: bit `f` is set iff an
 //!   allocated block starts at `f` that is a later piece of a multi-piece (exact-fit) allocation;
 //! - with exact fit only, bits `2N .. 3N`, **used bits** `U`: bit `f` is set iff fragment `f`
@@ -259,6 +262,19 @@ impl Slot {
             let bit = self.arena.fragments() + frag;
             self.arena.bitmap_mut().set(bit, continuation);
         }
+    }
+
+    /// Whether the allocated block at `frag`, whose first piece has order `k`, is marked (its
+    /// second fragment's `A` bit; a block whose first piece is one fragment cannot be).
+    #[inline]
+    pub(crate) fn is_marked(&self, frag: usize, k: Order) -> bool {
+        k > Order::ZERO && self.is_allocated(frag + 1)
+    }
+
+    /// Marks or unmarks the allocated block at `frag`, whose first piece has order 1 or more.
+    #[inline]
+    pub(crate) fn set_marked(&mut self, frag: usize, marked: bool) {
+        self.set_allocated(frag + 1, marked);
     }
 
     /// Marks the `len` fragments at `frag` as lying in an allocated block (`used`) or in free
@@ -675,12 +691,14 @@ impl Slot {
         self.is_split(k, abs)
     }
 
-    /// Whether no block strictly inside the block at `frag` of order `k` is marked: no `A` bit
-    /// past its first fragment and no split bit on any node below it (word-wise range checks).
+    /// Whether no block strictly inside the block at `frag` of order `k` is recorded: no `A`
+    /// bit past its first fragment (but the mark of an allocated block, on its second) and no
+    /// split bit on any node below it (word-wise range checks).
     #[cfg(feature = "check-invariants")]
-    pub fn interior_clear(&self, frag: usize, k: Order) -> bool {
+    pub fn interior_clear(&self, frag: usize, k: Order, allocated: bool) -> bool {
         let bits = self.arena.bitmap().bits();
-        if bits[frag + 1..frag + k.fragments()].any() {
+        let past = if allocated && k > Order::ZERO { frag + 2 } else { frag + 1 };
+        if bits[past.min(frag + k.fragments())..frag + k.fragments()].any() {
             return false;
         }
         let n = self.arena.fragments();

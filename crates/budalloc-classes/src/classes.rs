@@ -107,7 +107,7 @@ impl List {
 /// |---|---|
 /// | allocate a small object | O(1): class lookup, pop from the class's first partial slab (a bit scan from a hint) |
 /// | free a small object | O(1): slab base by masking; if it is not the class's current or last-freed-into slab nor in a 64-entry cache of slabs held, a metadata-only `B::validate` of it; seal and bit checks |
-/// | large allocate / free | `B`'s, plus (free) an O(slabs of that size) walk when the block has the size and alignment of a slab we hold |
+/// | large allocate / free | `B`'s, plus (free) `B::is_marked` when the block has the size and alignment of a slab (slabs are marked blocks of `B`; with a `B` that keeps no marks, an O(slabs of that size) walk) |
 ///
 /// Bad `LIMIT` / `STEPS` / `CACHE` fail the build when [`Classes::new`] is instantiated:
 ///
@@ -380,7 +380,8 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             slab.put(h);
             return Ok(slab);
         }
-        let block = self.backend.allocate(class.slab_layout).map_err(|e| match e {
+        // Marked, so that a large block's free tells it from this slab without a walk.
+        let block = self.backend.allocate_marked(class.slab_layout).map_err(|e| match e {
             AllocError::OutOfMemory { .. } => {
                 AllocError::OutOfMemory { size: layout.size(), block: class.slab_size() }
             }
@@ -418,13 +419,20 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         self.backend.allocate(layout)
     }
 
-    /// The live slab of size `2^log2` at `base`, if the backend holds a live block of the slab
-    /// layout there (a metadata-only check; nothing of the block is read).
+    /// The block at `base` if it may be a slab of size `2^log2` of ours: a marked block of the
+    /// backend (a slab of ours, of some size: the caller's seal check tells which), or, with a
+    /// backend that cannot tell, a live block of the slab layout (a metadata-only check;
+    /// nothing of the block is read).
     #[inline]
     fn live_block(&self, base: usize, log2: u32) -> Option<NonNull<u8>> {
         let ptr = self.rebased(NonZeroUsize::new(base)?)?;
-        let layout = Layout::from_size_align(1 << log2, 1 << log2).ok()?;
-        self.backend.validate(ptr, layout).is_ok().then_some(ptr)
+        match self.backend.is_marked(ptr) {
+            Some(marked) => marked.then_some(ptr),
+            None => {
+                let layout = Layout::from_size_align(1 << log2, 1 << log2).ok()?;
+                self.backend.validate(ptr, layout).is_ok().then_some(ptr)
+            }
+        }
     }
 
     /// Finds the live object `ptr` of class `c` that `layout` (mapping to `c`) fits, or the
@@ -681,29 +689,54 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
 
     /// Rejects `ptr` if it is one of our slabs, which a layout routed to the backend could
     /// otherwise free or resize (a stale pointer to a large block whose memory became a slab of
-    /// the same size). Metadata-only unless `ptr` has the size and alignment of a slab we hold.
+    /// the same size). Slabs are marked blocks of the backend
+    /// ([`RawAlloc::allocate_marked`]), so this reads only metadata, and at most our own header
+    /// when a slab does start at `ptr`; with a backend that keeps no marks, it walks the slabs
+    /// of that size (O(slabs)) when `ptr` has the size and alignment of one.
     #[inline]
     fn not_a_slab(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         let addr = ptr.addr().get();
         if self.slab_bytes == 0 || addr % SLAB_MIN != 0 {
             return Ok(());
         }
-        self.not_a_slab_slow(addr, layout)
+        self.not_a_slab_slow(ptr, layout)
     }
 
     #[cold]
     #[inline(never)]
-    fn not_a_slab_slow(&self, addr: usize, layout: Layout) -> Result<(), FreeError> {
-        match self.backend.usable_size(layout) {
-            Ok(len)
-                if len.is_power_of_two()
-                    && addr % len == 0
-                    && self.holds_slab(addr, len.trailing_zeros()) =>
-            {
-                Err(FreeError::DoubleFree { addr, size: len })
+    fn not_a_slab_slow(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let addr = ptr.addr().get();
+        let len = match self.backend.usable_size(layout) {
+            Ok(len) if len.is_power_of_two() && addr % len == 0 => len,
+            _ => return Ok(()),
+        };
+        let log2 = len.trailing_zeros();
+        let slab_here = match self.backend.is_marked(ptr) {
+            Some(false) => false,
+            // A slab of ours starts at `ptr`; of that size, if its sealed header says so (a
+            // damaged one is looked for by the walk, which finds it through its neighbour).
+            Some(true) => {
+                self.sealed_slab_log2(addr).map_or_else(|| self.holds_slab(addr, log2), |l| l == log2)
             }
-            _ => Ok(()),
+            None => self.holds_slab(addr, log2),
+        };
+        if slab_here {
+            Err(FreeError::DoubleFree { addr, size: len })
+        } else {
+            Ok(())
         }
+    }
+
+    /// The slab size (log2) of the slab of ours at `base` (a marked block of the backend), from
+    /// its header, if the header carries the seal of its address and class.
+    fn sealed_slab_log2(&self, base: usize) -> Option<u32> {
+        let ptr = self.rebased(NonZeroUsize::new(base)?)?;
+        // SAFETY: the backend says a marked block starts at `base`: a slab of ours (we mark
+        // nothing else), whose header is ours to read.
+        let slab = unsafe { Slab::new(ptr) };
+        let h = slab.get();
+        let c = usize::from(h.class);
+        (c < Self::TABLE.len && h.seal == self.seal(base, c)).then(|| Self::class(c).slab_log2)
     }
 
     /// Whether freeing an object of a slab of class `c` whose header is `h` moves the slab to
@@ -833,9 +866,9 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     ) -> Result<NonNull<[u8]>, AllocError> {
         let table = const { &Self::TABLE };
         let from = match table.class_of(old.size(), old.align()) {
-            Some(c) => self.locate(ptr, old, c).map_err(invalid_block)?,
+            Some(c) => self.locate(ptr, old, c).map_err(AllocError::invalid_block)?,
             None => {
-                self.not_a_slab(ptr, old).map_err(invalid_block)?;
+                self.not_a_slab(ptr, old).map_err(AllocError::invalid_block)?;
                 Found::Block
             }
         };
@@ -877,15 +910,6 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             }
         }
         LIMIT.max(backend_largest)
-    }
-}
-
-/// A damaged or foreign block handed to grow or shrink, through the allocation error type.
-#[cold]
-fn invalid_block(error: FreeError) -> AllocError {
-    match error {
-        FreeError::Corrupted(c) => AllocError::Corrupted(c),
-        _ => AllocError::InvalidBlock(error),
     }
 }
 

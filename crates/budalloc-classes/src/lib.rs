@@ -10,7 +10,7 @@
 //!
 //! Architecture invariant: this crate depends on `budalloc-core` only. It knows nothing of
 //! arenas, buddies, threads or `allocator-api2`: its backend is any
-//! [`RawAlloc`](budalloc_core::RawAlloc), reached only through that trait's methods (blocks, `validate`,
+//! [`RawAlloc`](budalloc_core::RawAlloc), reached only through that trait's methods (blocks, marks, `validate`,
 //! `rebase`, `owns`, `stats`), and [`Classes`] is a plain struct used through `&mut self`. It
 //! is `#![no_std]` and allocation-free; pointers to slab headers are rebuilt with the backend's
 //! `rebase` and `with_addr`/`map_addr`, never from integers and never through a caller's
@@ -43,15 +43,22 @@
 //! ```
 //!
 //! ## The residual case
-//! A free (or grow, shrink, validate) with a class layout reads the first word of the block of
-//! the backend at the slab base its address implies, after the backend confirmed (from its own
-//! metadata) that a live block of the slab's size starts there. If that block is not a slab but
-//! a large block of someone else's of exactly that size (possible only for a pointer strictly
-//! inside it, passed with a small layout: a stale or invented pointer), that word is the
-//! block's own data: the seal does not match, the pointer is rejected, but the word was read.
-//! Telling slabs from large blocks without reading would need a registry of slabs; a walk over
-//! our own slab lists (O(slabs), on error paths only) decides whether a bad seal is damage of
-//! ours (`Corrupted`) or someone else's block (the backend's diagnosis).
+//! Slabs are *marked* blocks of the backend ([`RawAlloc::allocate_marked`](budalloc_core::RawAlloc::allocate_marked)), so with a backend
+//! that keeps marks (the buddy does, for every slab) the free path reads a block's first word
+//! (the seal) only once the backend said, from its own metadata, that a slab of ours starts
+//! there, and a large block's free tells it from a slab of the same size and alignment from
+//! metadata alone.
+//!
+//! With a backend that keeps no marks ([`RawAlloc::is_marked`](budalloc_core::RawAlloc::is_marked) answers `None`), a free (or
+//! grow, shrink, validate) with a class layout reads the first word of the block of the backend
+//! at the slab base its address implies, after the backend confirmed that a live block of the
+//! slab's size starts there. If that block is not a slab but a large block of someone else's of
+//! exactly that size (possible only for a pointer strictly inside it, passed with a small
+//! layout: a stale or invented pointer), that word is the block's own data: the seal does not
+//! match, the pointer is rejected, but the word was read. And a large block of a slab's size
+//! and alignment is told from our slabs by a walk over the slab lists of that size (O(slabs)).
+//! In both cases, a walk over our own slab lists (on error paths only) decides whether a bad
+//! seal is damage of ours (`Corrupted`) or someone else's block (the backend's diagnosis).
 //!
 //! ## What the seal does not cover
 //! The seal binds a slab header to its address and class, and the list links are checked

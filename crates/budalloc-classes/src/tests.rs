@@ -152,12 +152,29 @@ struct Fake {
     live: BTreeMap<usize, (Layout, usize)>,
     /// Calls of `validate` so far.
     validations: core::cell::Cell<usize>,
+    /// Calls of `rebase` so far (a walk over the slab lists makes one per slab).
+    rebases: core::cell::Cell<usize>,
+    /// Whether `allocate_marked` marks (else the trait's defaults: no marks, `is_marked` says
+    /// `None`), and the marked blocks' starts.
+    marks: Option<std::collections::BTreeSet<usize>>,
 }
 
 impl Fake {
     fn new(region: &Region) -> Fake {
         let (ptr, len) = region.whole();
-        Fake { base: NonNull::new(ptr).unwrap(), len, live: BTreeMap::new(), validations: Default::default() }
+        Fake {
+            base: NonNull::new(ptr).unwrap(),
+            len,
+            live: BTreeMap::new(),
+            validations: Default::default(),
+            rebases: Default::default(),
+            marks: None,
+        }
+    }
+
+    /// The same fake, keeping marks.
+    fn marking(region: &Region) -> Fake {
+        Fake { marks: Some(Default::default()), ..Fake::new(region) }
     }
 
     fn start(&self) -> usize {
@@ -197,7 +214,22 @@ unsafe impl RawAlloc for Fake {
     unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         self.validate(ptr, layout)?;
         self.live.remove(&ptr.addr().get());
+        if let Some(marks) = &mut self.marks {
+            marks.remove(&ptr.addr().get());
+        }
         Ok(())
+    }
+
+    fn allocate_marked(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let block = self.allocate(layout)?;
+        if let Some(marks) = &mut self.marks {
+            marks.insert(block.cast::<u8>().addr().get());
+        }
+        Ok(block)
+    }
+
+    fn is_marked(&self, ptr: NonNull<u8>) -> Option<bool> {
+        self.marks.as_ref().map(|marks| marks.contains(&ptr.addr().get()))
     }
 
     fn validate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
@@ -227,6 +259,7 @@ unsafe impl RawAlloc for Fake {
     }
 
     fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>> {
+        self.rebases.set(self.rebases.get() + 1);
         self.contains(ptr.addr().get()).then(|| self.base.with_addr(ptr.addr()))
     }
 
@@ -281,7 +314,8 @@ impl Inspect for Fake {
 
     fn visit_metadata(&self, sink: &mut dyn FnMut(&[usize])) {
         for (&start, &(layout, len)) in &self.live {
-            sink(&[start, layout.size(), layout.align(), len]);
+            let marked = self.marks.as_ref().is_some_and(|marks| marks.contains(&start));
+            sink(&[start, layout.size(), layout.align(), len, usize::from(marked)]);
         }
     }
 }
@@ -484,6 +518,43 @@ fn bad_frees_are_rejected_without_change() {
     // The slab went back to the backend: a stale pointer is a double free.
     rejected(&mut heap, b, l, |e| matches!(e, FreeError::DoubleFree { .. }));
     assert!(heap.backend().live.is_empty());
+}
+
+#[test]
+fn a_large_block_shaped_like_a_slab_is_told_apart_by_its_mark_not_a_walk() {
+    // Slabs of 4 KiB, then a large block of exactly that size and alignment: its free must
+    // check that it is not one of them. A backend without marks makes us walk them all.
+    const SLABS: usize = if cfg!(miri) { 8 } else { 40 };
+    let l = layout(48, 8);
+    let class = *Heap::TABLE.class(Heap::TABLE.class_of(48, 8).unwrap());
+    let big = layout(class.slab_size(), class.slab_size());
+    let mut rebases = Vec::new();
+    for marking in [false, true] {
+        let region = Region::new(256 * 1024, 4096);
+        let mut heap = Classes::new(if marking { Fake::marking(&region) } else { Fake::new(&region) });
+        let objects: Vec<_> =
+            (0..SLABS * class.objects).map(|_| heap.allocate(l).unwrap().cast::<u8>()).collect();
+        assert_eq!(heap.backend().live.len(), SLABS);
+        let p = heap.allocate(big).unwrap().cast::<u8>();
+        assert_eq!(p.addr().get() % class.slab_size(), 0, "shaped like a slab");
+        let before = heap.backend().rebases.get();
+        // SAFETY: live with `big`.
+        unsafe { heap.try_deallocate(p, big) }.unwrap();
+        rebases.push(heap.backend().rebases.get() - before);
+        // And a stale free of a slab's base with that layout is still a double free.
+        let slab = objects[0]
+            .map_addr(|a| core::num::NonZeroUsize::new(a.get() & !(class.slab_size() - 1)).unwrap());
+        rejected(&mut heap, slab, big, |e| matches!(e, FreeError::DoubleFree { .. }));
+        for o in objects {
+            // SAFETY: live with `l`.
+            unsafe { heap.try_deallocate(o, l) }.unwrap();
+        }
+        heap.flush();
+        assert!(heap.backend().live.is_empty());
+    }
+    // The walk rebases every link it follows: all slabs but the list heads.
+    assert!(rebases[0] >= SLABS - 1, "without marks, a walk over the slabs: {rebases:?}");
+    assert_eq!(rebases[1], 0, "with marks, metadata only: {rebases:?}");
 }
 
 #[test]

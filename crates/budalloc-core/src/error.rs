@@ -85,6 +85,25 @@ pub enum AllocError {
     InvalidBlock(FreeError),
 }
 
+impl AllocError {
+    /// The error of a grow, shrink or move handed a block that a checked free rejects with
+    /// `error`: damaged metadata stays [`AllocError::Corrupted`], the rest is
+    /// [`AllocError::InvalidBlock`].
+    #[cold]
+    pub fn invalid_block(error: FreeError) -> AllocError {
+        match error {
+            FreeError::Corrupted(c) => AllocError::Corrupted(c),
+            _ => AllocError::InvalidBlock(error),
+        }
+    }
+
+    /// Whether the error says the block handed in is not a live block of the allocator, or its
+    /// metadata is damaged (detected misuse), rather than that the request cannot be served.
+    pub fn is_misuse(&self) -> bool {
+        matches!(self, AllocError::InvalidBlock(_) | AllocError::Corrupted(_))
+    }
+}
+
 /// Why a checked free was rejected. Nothing is changed when a free is rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]

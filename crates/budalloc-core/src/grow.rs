@@ -57,16 +57,37 @@ impl<P: RawAlloc + Claim, S: Source> Grow<P, S> {
         // SAFETY: the source's contract makes the region valid and ours alone.
         unsafe { self.policy.claim_raw(region.cast::<u8>().as_ptr(), region.len()) }.is_ok()
     }
+
+    /// `allocate(policy, layout)`, claiming a new region and trying once more on out-of-memory.
+    #[inline]
+    fn allocate_with(
+        &mut self,
+        layout: Layout,
+        allocate: impl Fn(&mut P, Layout) -> Result<NonNull<[u8]>, AllocError>,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        match allocate(&mut self.policy, layout) {
+            Err(AllocError::OutOfMemory { .. }) if self.grow_for(layout) => {
+                allocate(&mut self.policy, layout)
+            }
+            other => other,
+        }
+    }
 }
 
 // SAFETY: every block comes from `P`, which upholds the contract; `Grow` only adds regions.
 unsafe impl<P: RawAlloc + Claim, S: Source> RawAlloc for Grow<P, S> {
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        match self.policy.allocate(layout) {
-            Err(AllocError::OutOfMemory { .. }) if self.grow_for(layout) => self.policy.allocate(layout),
-            other => other,
-        }
+        self.allocate_with(layout, P::allocate)
+    }
+
+    fn allocate_marked(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_with(layout, P::allocate_marked)
+    }
+
+    #[inline]
+    fn is_marked(&self, ptr: NonNull<u8>) -> Option<bool> {
+        self.policy.is_marked(ptr)
     }
 
     #[inline]

@@ -65,6 +65,33 @@ pub unsafe trait RawAlloc {
     /// only the caller's object. Reads no metadata.
     fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>>;
 
+    /// Allocates like [`allocate`](Self::allocate) and **marks** the block: while it is live,
+    /// [`is_marked`](Self::is_marked) tells it, from metadata alone, from every block that
+    /// `allocate`, `grow` or `shrink` hand out. A layer above a policy marks its own blocks
+    /// (the size classes' slabs) so that a caller's block of the same size and alignment at
+    /// the same address (a stale pointer) is told from one of them without reading block
+    /// memory. A marked block is freed with [`try_deallocate`](Self::try_deallocate), which
+    /// drops the mark; it is not resized in place. The default marks nothing (`is_marked` then
+    /// answers `None`).
+    ///
+    /// # Errors
+    /// As [`allocate`](Self::allocate).
+    #[inline]
+    fn allocate_marked(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate(layout)
+    }
+
+    /// Whether a live block that [`allocate_marked`](Self::allocate_marked) returned starts at
+    /// `ptr`: `Some(true)` if one does, `Some(false)` if none does (another live block, free
+    /// memory, or memory the policy does not hold), `None` if the policy cannot tell for this
+    /// address (it keeps no marks, or none for a block like the one at `ptr`): the caller
+    /// then finds out another way. Reads only metadata.
+    #[inline]
+    fn is_marked(&self, ptr: NonNull<u8>) -> Option<bool> {
+        let _ = ptr;
+        None
+    }
+
     /// Frees a block.
     ///
     /// # Panics
@@ -118,7 +145,9 @@ pub unsafe trait RawAlloc {
     /// block (copying `old.size()` bytes) and freeing the old one.
     ///
     /// # Errors
-    /// No memory for the new block; the old block stays valid and unchanged.
+    /// No memory for the new block; the old block stays valid and unchanged. A block that a
+    /// checked free would reject (detected misuse) gives [`AllocError::InvalidBlock`] or
+    /// [`AllocError::Corrupted`] before anything is allocated, copied or freed.
     ///
     /// # Safety
     /// As [`grow_in_place`](Self::grow_in_place).
@@ -129,17 +158,20 @@ pub unsafe trait RawAlloc {
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from our caller.
-        if let Ok(block) = unsafe { self.grow_in_place(ptr, old, new) } {
-            return Ok(block);
+        match unsafe { self.grow_in_place(ptr, old, new) } {
+            Err(e) if e.is_misuse() => Err(e),
+            Err(_) => {
+                // SAFETY: forwarded from our caller; `old.size() <= new.size()`.
+                unsafe { self.relocate(ptr, old, new, old.size()) }
+            }
+            ok => ok,
         }
-        // SAFETY: forwarded from our caller; `old.size() <= new.size()`.
-        unsafe { self.relocate(ptr, old, new, old.size()) }
     }
 
     /// Shrinks the block at `ptr` to fit `new`: in place if possible, else by moving it.
     ///
     /// # Errors
-    /// No memory for the new block; the old block stays valid and unchanged.
+    /// As [`grow`](Self::grow).
     ///
     /// # Safety
     /// As [`shrink_in_place`](Self::shrink_in_place).
@@ -150,18 +182,22 @@ pub unsafe trait RawAlloc {
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from our caller.
-        if let Ok(block) = unsafe { self.shrink_in_place(ptr, old, new) } {
-            return Ok(block);
+        match unsafe { self.shrink_in_place(ptr, old, new) } {
+            Err(e) if e.is_misuse() => Err(e),
+            Err(_) => {
+                // SAFETY: forwarded from our caller; `new.size() <= old.size()`.
+                unsafe { self.relocate(ptr, old, new, new.size()) }
+            }
+            ok => ok,
         }
-        // SAFETY: forwarded from our caller; `new.size() <= old.size()`.
-        unsafe { self.relocate(ptr, old, new, new.size()) }
     }
 
-    /// Moves a block: allocates for `new`, copies `keep` bytes, frees the old block.
+    /// Moves a block: checks it as a free would, allocates for `new`, copies `keep` bytes,
+    /// frees the old block. A block the check rejects is reported before anything changes.
     ///
     /// # Safety
-    /// `ptr` must denote a block currently allocated from `self`, `old` must fit it, and
-    /// `keep <= min(old.size(), new.size())`.
+    /// If `ptr` is the start of a block currently allocated from `self` (any other value is
+    /// rejected), the caller must own it; `keep <= min(old.size(), new.size())`.
     #[doc(hidden)]
     unsafe fn relocate(
         &mut self,
@@ -170,12 +206,19 @@ pub unsafe trait RawAlloc {
         new: Layout,
         keep: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        self.validate(ptr, old).map_err(AllocError::invalid_block)?;
         let block = self.allocate(new)?;
-        // SAFETY: the old block is valid for `old.size() >= keep` bytes, the new one for
-        // `new.size() >= keep`; both are currently allocated, hence disjoint.
+        // SAFETY: the old block is live (validated) and valid for `old.size() >= keep` bytes,
+        // the new one for `new.size() >= keep`; both are currently allocated, hence disjoint.
         unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), block.cast::<u8>().as_ptr(), keep) };
-        // SAFETY: `ptr` is currently allocated with a layout `old` fits (our caller's promise).
-        unsafe { self.deallocate(ptr, old) };
+        // SAFETY: `ptr` is currently allocated with a layout `old` fits (validated), and the
+        // caller owns it.
+        if let Err(error) = unsafe { self.try_deallocate(ptr, old) } {
+            // Validated just before, so not expected; give the new block back all the same.
+            // SAFETY: `block` was just allocated with `new` and is ours.
+            let _ = unsafe { self.try_deallocate(block.cast(), new) };
+            return Err(AllocError::invalid_block(error));
+        }
         Ok(block)
     }
 

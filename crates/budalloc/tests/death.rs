@@ -3,7 +3,8 @@
 //! child died of SIGABRT with exactly the expected line on stderr.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 #[global_allocator]
 static ALLOC: budalloc::Global = budalloc::Global::new();
@@ -17,6 +18,9 @@ const CASES: &[(&str, &str)] = &[
     ("interior_free", "is not the start of a block"),
     ("size_mismatch", "layout mismatch at 0x"),
     ("corrupted_guard_key", "arena metadata corrupted: guard key 2 (back)"),
+    // A realloc that cannot stay in place must not move (and free) a block that is not live.
+    ("realloc_grow_freed", "double free of the 64-byte block at 0x"),
+    ("realloc_shrink_freed", "double free of the 1024-byte block at 0x"),
 ];
 
 fn layout(size: usize) -> Layout {
@@ -71,8 +75,43 @@ fn run_case(case: &str) {
             unsafe { key.write(value ^ 0x10) };
             free(p, 64);
         }
+        "realloc_grow_freed" | "realloc_shrink_freed" => {
+            let size = if case == "realloc_grow_freed" { 64 } else { 1024 };
+            let p = alloc(size);
+            // Its buddy taken, so that the resize cannot happen in place.
+            let _neighbour = alloc(size);
+            free(p, size);
+            // Another free merges the parked block `p` for real.
+            let q = alloc(32);
+            free(q, 32);
+            let new_size = if size == 64 { 4096 } else { 16 };
+            // SAFETY: deliberately invalid: `p` was freed; the allocator checks and aborts.
+            let _ = unsafe { ALLOC.realloc(p, layout(size), new_size) };
+        }
         other => panic!("unknown case {other}"),
     }
+}
+
+/// How long a child may take to die: a misuse that deadlocks (a panic inside the allocator's
+/// lock that allocates again) must fail the test, not hang it.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs this binary again for `case`; its output, or `None` (the child killed) if it is still
+/// running after [`CHILD_TIMEOUT`].
+fn run_child(exe: &std::path::Path, case: &str) -> Option<std::process::Output> {
+    let mut child =
+        Command::new(exe).env(CASE_VAR, case).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > CHILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Exited: its (short) output is all in the pipes.
+    Some(child.wait_with_output().unwrap())
 }
 
 fn main() {
@@ -84,7 +123,10 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     let mut failures = Vec::new();
     for &(case, expected) in CASES {
-        let out = Command::new(&exe).env(CASE_VAR, case).output().unwrap();
+        let Some(out) = run_child(&exe, case) else {
+            failures.push(format!("{case}: still running after {CHILD_TIMEOUT:?} (a hang, not an abort)"));
+            continue;
+        };
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
         #[cfg(unix)]

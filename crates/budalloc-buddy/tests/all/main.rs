@@ -3,6 +3,7 @@
 mod boundaries;
 mod errors;
 mod exact;
+mod marks;
 mod props;
 mod regions;
 mod resize;

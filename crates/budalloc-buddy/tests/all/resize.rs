@@ -138,3 +138,24 @@ fn resizing_an_invalid_block_is_reported() {
     let e = unsafe { heap.grow_in_place(inner, layout(16, 8), layout(32, 8)) }.unwrap_err();
     assert!(matches!(e, AllocError::InvalidBlock(FreeError::InteriorPointer { .. })), "{e}");
 }
+
+#[test]
+fn a_resize_that_must_move_a_freed_block_is_rejected_before_anything_changes() {
+    let (mut heap, _region) = small(8192);
+    let (p, _q) = buddy_pair(&mut heap, 64);
+    // SAFETY: `p` is live with layout (64, 8).
+    unsafe { heap.try_deallocate(p, layout(64, 8)) }.unwrap();
+    heap.flush();
+    let before = digest(&heap);
+    let allocated = heap.stats().allocated;
+    // Grow and shrink of the freed block: neither may allocate, copy or free.
+    // SAFETY: deliberately invalid: `p` was freed; the checked paths reject it.
+    let grown = unsafe { heap.grow(p, layout(64, 8), layout(1024, 8)) };
+    assert!(matches!(grown, Err(AllocError::InvalidBlock(FreeError::DoubleFree { .. }))), "{grown:?}");
+    // SAFETY: as above.
+    let shrunk = unsafe { heap.shrink(p, layout(64, 8), layout(16, 16)) };
+    assert!(matches!(shrunk, Err(AllocError::InvalidBlock(FreeError::DoubleFree { .. }))), "{shrunk:?}");
+    assert_eq!(digest(&heap), before, "a rejected resize changes nothing");
+    assert_eq!(heap.stats().allocated, allocated, "and leaks nothing");
+    heap.check_invariants().unwrap();
+}
