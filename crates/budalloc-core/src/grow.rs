@@ -17,6 +17,17 @@ use crate::{AllocError, Claim, FreeError, RawAlloc, RegionError, Stats};
 pub unsafe trait Source {
     /// A region of at least `min_len` bytes, or `None` when the source is exhausted.
     fn acquire(&mut self, min_len: usize) -> Option<NonNull<[u8]>>;
+
+    /// Takes back a region that [`acquire`](Self::acquire) returned and that was never used
+    /// (the policy refused it). The default keeps it: a source that cannot take memory back
+    /// loses the region, so [`Grow`] asks for one only when the policy can take it.
+    ///
+    /// # Safety
+    /// `region` must be a region this source's `acquire` returned, not released since, and
+    /// nothing may use it after this call.
+    unsafe fn release(&mut self, region: NonNull<[u8]>) {
+        let _ = region;
+    }
 }
 
 /// A policy that grows: on out-of-memory, asks its [`Source`] for a region large enough for the
@@ -25,12 +36,16 @@ pub unsafe trait Source {
 pub struct Grow<P, S> {
     policy: P,
     source: S,
+    /// Whether the policy refused a region for want of room for another arena. Invariant:
+    /// once set, the policy holds as many arenas as it can (arenas are never dropped), so no
+    /// region is asked for again.
+    full: bool,
 }
 
 impl<P, S> Grow<P, S> {
     /// `policy` growing from `source`.
     pub const fn new(policy: P, source: S) -> Self {
-        Grow { policy, source }
+        Grow { policy, source, full: false }
     }
 
     /// The policy.
@@ -42,6 +57,11 @@ impl<P, S> Grow<P, S> {
     pub fn policy_mut(&mut self) -> &mut P {
         &mut self.policy
     }
+
+    /// The source of regions.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
 }
 
 impl<P: RawAlloc + Claim, S: Source> Grow<P, S> {
@@ -50,12 +70,23 @@ impl<P: RawAlloc + Claim, S: Source> Grow<P, S> {
     #[cold]
     #[inline(never)]
     fn grow_for(&mut self, layout: Layout) -> bool {
+        if self.full {
+            return false;
+        }
         // Room for the block at its alignment plus the bitmap: twice the request covers both
         // for any policy whose metadata is under half its arena.
         let Some(min_len) = layout.size().max(layout.align()).checked_mul(2) else { return false };
         let Some(region) = self.source.acquire(min_len) else { return false };
         // SAFETY: the source's contract makes the region valid and ours alone.
-        unsafe { self.policy.claim_raw(region.cast::<u8>().as_ptr(), region.len()) }.is_ok()
+        match unsafe { self.policy.claim_raw(region.cast::<u8>().as_ptr(), region.len()) } {
+            Ok(()) => true,
+            Err(error) => {
+                self.full = matches!(error, RegionError::TooManyArenas { .. });
+                // SAFETY: the source just gave us `region`, and the policy refused it: unused.
+                unsafe { self.source.release(region) };
+                false
+            }
+        }
     }
 
     /// `allocate(policy, layout)`, claiming a new region and trying once more on out-of-memory.

@@ -148,3 +148,54 @@ fn static_region_claim() {
     // SAFETY: the heap is no longer used; give the memory back so Miri's leak check stays on.
     drop(unsafe { Box::from_raw(raw) });
 }
+
+/// A source of regions cut from one [`Region`], counting what is asked and given back.
+struct Counted<'r> {
+    region: &'r Region,
+    /// Bytes handed out so far, from the start of the region.
+    used: usize,
+    acquired: usize,
+    released: usize,
+}
+
+// SAFETY: regions are consecutive, disjoint slices of `region`, which outlives the policy in
+// the test below, and are never handed out twice.
+unsafe impl budalloc_core::Source for Counted<'_> {
+    fn acquire(&mut self, min_len: usize) -> Option<ptr::NonNull<[u8]>> {
+        let (base, len) = self.region.whole();
+        let len_wanted = min_len.max(4096).next_power_of_two();
+        if self.used + len_wanted > len {
+            return None;
+        }
+        self.acquired += 1;
+        let start = base.wrapping_add(self.used);
+        self.used += len_wanted;
+        Some(ptr::NonNull::slice_from_raw_parts(ptr::NonNull::new(start)?, len_wanted))
+    }
+
+    unsafe fn release(&mut self, region: ptr::NonNull<[u8]>) {
+        self.released += 1;
+        // The last region handed out comes back: the next one reuses its memory.
+        self.used -= region.len();
+    }
+}
+
+#[test]
+fn a_policy_with_no_room_for_another_arena_gets_no_more_regions() {
+    let region = Region::new(64 * 1024, 4096);
+    let source = Counted { region: &region, used: 0, acquired: 0, released: 0 };
+    // One arena only.
+    let mut heap = budalloc_core::Grow::new(budalloc_buddy::Buddy::<16, 4096, 1>::new(), source);
+    let l = layout(4096, 8);
+    // The only arena (8 KiB: twice the request, its bitmap included) has room for one.
+    let first = heap.allocate(l).unwrap();
+    for _ in 0..10 {
+        assert!(matches!(heap.allocate(l), Err(budalloc_core::AllocError::OutOfMemory { .. })));
+    }
+    let source = heap.source();
+    assert_eq!((source.acquired, source.released), (2, 1), "the refused region went back, once");
+    assert_eq!(source.used, 8192, "only the arena's memory is taken");
+    // SAFETY: live with `l`.
+    unsafe { heap.try_deallocate(first.cast(), l) }.unwrap();
+    heap.check_invariants().unwrap();
+}
