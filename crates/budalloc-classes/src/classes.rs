@@ -408,15 +408,29 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         Ok(slab)
     }
 
-    /// A request of a class whose slab the backend cannot give: the backend serves the request
-    /// itself, as it would a large one. The free with the same layout finds no object there and
-    /// asks the backend, which recognises its block. (A deviation from "classes serve small
-    /// requests": without it, a heap whose largest free block is smaller than a class's slab
-    /// fails requests that the backend could serve, and a small heap fails early.)
+    /// A request of class `c` whose slab the backend cannot give: the backend serves it
+    /// itself, as it would a large one, with the class's layout ([`Self::backend_layout`]), so
+    /// the block holds the class size like an object of the class. The free with any layout of
+    /// the class finds no object there and asks the backend, which recognises its block. (A
+    /// deviation from "classes serve small requests": without it, a heap whose largest free
+    /// block is smaller than a class's slab fails requests that the backend could serve, and a
+    /// small heap fails early.)
     #[cold]
     #[inline(never)]
-    fn allocate_fallback(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.backend.allocate(layout)
+    fn allocate_fallback(&mut self, c: usize) -> Result<NonNull<[u8]>, AllocError> {
+        self.backend.allocate(Self::class(c).layout)
+    }
+
+    /// The layout the backend knows a block of ours by, for a caller's `layout`: the class's
+    /// layout if `layout` maps to a class (a fallback block, or a large block shrunk into the
+    /// classes' range, is kept at its class's size and alignment, so any layout of the class
+    /// fits it, as it fits an object), else `layout` itself.
+    #[inline]
+    fn backend_layout(layout: Layout) -> Layout {
+        match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
+            Some(c) => Self::class(c).layout,
+            None => layout,
+        }
     }
 
     /// The block at `base` if it may be a slab of size `2^log2` of ours: a marked block of the
@@ -533,11 +547,12 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     #[cold]
     #[inline(never)]
     fn locate_slow(&self, ptr: NonNull<u8>, layout: Layout, c: usize) -> Result<Found, FreeError> {
-        // A block of the backend that validates with a class layout and is not a slab of ours
-        // is one `allocate_fallback` handed out.
-        if self.backend.validate(ptr, layout).is_ok() {
+        // A block of the backend that validates with the class's layout and is not a slab of
+        // ours is one `allocate_fallback` handed out (or a large block shrunk into the class).
+        let class_layout = Self::class(c).layout;
+        if self.backend.validate(ptr, class_layout).is_ok() {
             // Unless it is one of our slabs, whose size a class layout may have.
-            self.not_a_slab(ptr, layout)?;
+            self.not_a_slab(ptr, class_layout)?;
             return Ok(Found::Block);
         }
         Err(self.diagnose(ptr, layout, c))
@@ -846,9 +861,9 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
                 self.hold(slab);
                 Ok(())
             }
-            // SAFETY: a block of the backend that `layout` fits (validated), not a slab (no slab
-            // validates with a class layout); the caller owns it.
-            Found::Block => unsafe { self.backend.try_deallocate(ptr, layout) },
+            // SAFETY: a block of the backend that the class's layout fits (validated), not a
+            // slab (checked); the caller owns it.
+            Found::Block => unsafe { self.backend.try_deallocate(ptr, Self::class(c).layout) },
         }
     }
 
@@ -885,12 +900,20 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
                 }
             }
             // A block of the backend stays one whatever `new` maps to: a free with a class
-            // layout finds it through the backend (see `locate_slow`).
-            // SAFETY: `ptr` is a block of the backend (not a slab of ours, checked above) that
-            // `old` fits (our caller's promise), and `new` is as the caller promised.
-            Found::Block if grow => unsafe { self.backend.grow_in_place(ptr, old, new) },
-            // SAFETY: as above.
-            Found::Block => unsafe { self.backend.shrink_in_place(ptr, old, new) },
+            // layout finds it through the backend (see `locate_slow`). The backend knows it by
+            // its class's layout when its layout maps to a class.
+            Found::Block => {
+                let (old, new) = (Self::backend_layout(old), Self::backend_layout(new));
+                if grow {
+                    // SAFETY: `ptr` is a block of the backend (not a slab of ours, checked
+                    // above) that `old` fits (validated, or our caller's promise), and `new` is
+                    // at least as large.
+                    unsafe { self.backend.grow_in_place(ptr, old, new) }
+                } else {
+                    // SAFETY: as above; `new` is at most as large.
+                    unsafe { self.backend.shrink_in_place(ptr, old, new) }
+                }
+            }
         }
     }
 
@@ -926,7 +949,7 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
             Some(c) => match self.allocate_object(c, layout) {
-                Err(AllocError::OutOfMemory { .. }) => self.allocate_fallback(layout),
+                Err(AllocError::OutOfMemory { .. }) => self.allocate_fallback(c),
                 other => other,
             },
             None => self.backend.allocate(layout),

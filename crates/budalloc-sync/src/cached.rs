@@ -11,13 +11,19 @@
 //! and tries once more, so memory cached by that thread never makes it fail.
 //!
 //! What is checked, and when:
-//! - a double free of an object that sits in the thread's magazine is caught at once: every
-//!   free looks the pointer up in its magazine (at most [`MAGAZINE`] compares; the allocator
-//!   never reads or writes a cached object, which may hold uninitialised bytes);
-//! - every other misuse (foreign, interior or stale pointer, wrong layout) is caught by the
-//!   shared policy's checked free when the magazine is flushed, at most [`MAGAZINE`] frees later,
-//!   before the object can be handed out by any other thread but possibly after this thread
-//!   reused it. The `GlobalAlloc` path then aborts with the usual one-line report.
+//! - a double free (or a resize) of an object that sits in the thread's magazine is caught at
+//!   once: every free and resize looks the pointer up in its magazine (at most [`MAGAZINE`]
+//!   compares; the allocator never reads or writes a cached object, which may hold
+//!   uninitialised bytes);
+//! - a foreign or interior pointer, or a wrong layout, is caught by the shared policy's checked
+//!   free when the magazine is flushed, at most [`MAGAZINE`] frees later, possibly after this
+//!   thread handed the object out again. The `GlobalAlloc` path then aborts with the usual
+//!   one-line report;
+//! - a double free whose first free already left the magazine (given back to the shared
+//!   policy) is caught at the flush only if the object is still free there. If the shared
+//!   policy handed it out again meanwhile, the flush finds it live and takes it: two owners
+//!   then hold it, and nothing reports it. [`Locked`] checks every free at once, against the
+//!   policy's own metadata; use it where that matters more than speed.
 //!
 //! Requests that map to no class, and zero-size requests, go to the shared policy (or get a
 //! dangling pointer) as with [`Locked`].
@@ -167,10 +173,9 @@ impl Magazines {
         layout: Layout,
     ) -> Option<Result<(), FreeError>> {
         let class = Self::class::<A>(layout)?;
-        let addr = ptr.addr().get();
-        if self.objects[class][..usize::from(self.len[class])].contains(&Some(ptr)) {
+        if self.holds::<A>(ptr, layout) {
             let size = A::class_layout(class).size();
-            return Some(Err(FreeError::DoubleFree { addr, size }));
+            return Some(Err(FreeError::DoubleFree { addr: ptr.addr().get(), size }));
         }
         let capacity = capacity(A::class_layout(class).size());
         if usize::from(self.len[class]) >= capacity {
@@ -182,6 +187,14 @@ impl Magazines {
         self.objects[class][n] = Some(ptr);
         self.len[class] += 1;
         Some(Ok(()))
+    }
+
+    /// Whether `ptr` sits in the magazine of `layout`'s class (freed into it, not handed out
+    /// since); `false` for a layout that is not cached.
+    #[inline]
+    pub fn holds<A: SizeClasses>(&self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        Self::class::<A>(layout)
+            .is_some_and(|class| self.objects[class][..usize::from(self.len[class])].contains(&Some(ptr)))
     }
 
     /// Gives the `count` oldest objects of `class` back to `shared`, under one lock.
@@ -444,7 +457,14 @@ mod tls {
             new: Layout,
         ) -> Result<NonNull<[u8]>, AllocError> {
             let (from, to) = (A::class_of(old), A::class_of(new));
+            if self.with_magazines(|m| m.holds::<A>(ptr, old)).unwrap_or(false) {
+                // Freed into this thread's magazine already: a resize of a freed block.
+                let size = from.map_or(old.size(), |c| A::class_layout(c).size());
+                return Err(AllocError::InvalidBlock(FreeError::DoubleFree { addr: ptr.addr().get(), size }));
+            }
             match (from, to) {
+                // Every block of a class (an object, or a block of the shared policy kept at the
+                // class's layout) holds the class size.
                 (Some(c), Some(d)) if c == d => {
                     return Ok(NonNull::slice_from_raw_parts(ptr, A::class_layout(c).size()));
                 }
@@ -466,7 +486,12 @@ mod tls {
             // SAFETY: both blocks are live (hence disjoint) and hold at least `keep` bytes.
             unsafe { ptr.copy_to_nonoverlapping(block.cast::<u8>(), keep) };
             // SAFETY: forwarded from our caller: the old block is ours and no longer used.
-            unsafe { self.cached_deallocate(ptr, old) }.map_err(AllocError::InvalidBlock)?;
+            if let Err(error) = unsafe { self.cached_deallocate(ptr, old) } {
+                // The old block was not ours to free: give the new one back, report the misuse.
+                // SAFETY: `block` was just allocated for `new` and is ours.
+                let _ = unsafe { self.cached_deallocate(block.cast(), new) };
+                return Err(AllocError::invalid_block(error));
+            }
             Ok(block)
         }
 

@@ -95,13 +95,13 @@ static SHARED: Locked<GlobalClasses, Spin> =
 /// # fn main() {}
 /// ```
 ///
-/// Allocations and frees of the smaller classes (up to about 16 KiB) go through the calling
-/// thread's magazines without a lock; larger ones, refills and flushes take the shared heap's
-/// spin lock. As with [`Global`],
-/// nothing panics: out of memory returns null and detected misuse aborts with one line; but a
-/// misuse of a small block other than a double free into the thread's own magazine is detected
-/// when the magazine is flushed, not at the faulty call (see [`Cached`]). Use [`Global`] where
-/// every free must be checked at once.
+/// Allocations and frees of every class (16 B to 32 KiB) go through the calling thread's
+/// magazines without a lock; larger ones, refills and flushes take the shared heap's spin
+/// lock. As with [`Global`], nothing panics: out of memory returns null and detected misuse
+/// aborts with one line; but a misuse of a small block other than a double free into the
+/// thread's own magazine is detected when the magazine is flushed, not at the faulty call, and
+/// a double free whose first free already reached the shared heap can go unreported (see
+/// [`Cached`]). Use [`Global`] where every free must be checked at once.
 pub struct CachedGlobal {
     cached: Cached<GlobalClasses, Spin>,
 }

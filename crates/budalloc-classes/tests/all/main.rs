@@ -3,6 +3,7 @@
 
 mod conformance;
 mod errors;
+mod fallback;
 mod props;
 mod stats;
 

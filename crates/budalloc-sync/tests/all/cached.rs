@@ -129,6 +129,31 @@ fn a_double_free_into_the_magazine_is_reported() {
 }
 
 #[test]
+fn a_resize_of_an_object_in_the_magazine_is_refused() {
+    use allocator_api2::alloc::Allocator;
+    let guard = cached(256 * 1024);
+    let heap = guard.heap();
+    let a = heap.allocate(layout(32)).unwrap().cast::<u8>();
+    // SAFETY: live with `layout(32)`.
+    unsafe { heap.deallocate(a, layout(32)) };
+    for new in [layout(32), layout(1000)] {
+        // SAFETY: deliberately a resize of a freed block: the magazine holds it, and says so.
+        assert!(unsafe { heap.grow(a, layout(32), new) }.is_err(), "grow to {new:?}");
+    }
+    // SAFETY: as above.
+    assert!(unsafe { heap.shrink(a, layout(32), layout(16)) }.is_err());
+    // The object is still cached once: it comes back once, then another one.
+    let b = heap.allocate(layout(32)).unwrap().cast::<u8>();
+    let c = heap.allocate(layout(32)).unwrap().cast::<u8>();
+    assert_eq!(b, a);
+    assert_ne!(c, a);
+    for p in [b, c] {
+        // SAFETY: live with `layout(32)`.
+        unsafe { heap.deallocate(p, layout(32)) };
+    }
+}
+
+#[test]
 fn a_foreign_pointer_is_reported_when_its_magazine_is_flushed() {
     let guard = cached(256 * 1024);
     let heap = guard.heap();
