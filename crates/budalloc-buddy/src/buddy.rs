@@ -548,12 +548,11 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
         let slot = self.slot(i);
         slot.arena.bitmap().check_keys().ok()?;
         let Some((frag, 0)) = slot.arena.locate(addr) else { return Some(false) };
-        let block = slot.find_block(frag);
-        if block.frag != frag || !block.allocated || self.hot.is_some_and(|(h, f, _)| (h, f) == (i, frag)) {
-            // No live block starts here (the parked block is free memory to callers).
+        if self.hot.is_some_and(|(h, f, _)| (h, f) == (i, frag)) {
+            // The parked block is free memory to callers (and carries no mark).
             return Some(false);
         }
-        (block.order > Order::ZERO).then(|| slot.is_marked(frag, block.order))
+        slot.marked_block(frag)
     }
 
     #[inline]

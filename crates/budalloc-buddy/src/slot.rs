@@ -271,6 +271,27 @@ impl Slot {
         k > Order::ZERO && self.is_allocated(frag + 1)
     }
 
+    /// Whether a marked allocated block starts at `frag` (`frag < N`), in O(1) from four bits:
+    /// `Some(false)` if none does, `None` if the block there is one fragment (it cannot carry a
+    /// mark). The order-1 node holding `frag` is split iff a one-fragment block starts there;
+    /// otherwise `frag` lies in a block of order 1 or more, which starts at the node's even
+    /// fragment and keeps its mark on the odd one.
+    #[inline]
+    pub(crate) fn marked_block(&self, frag: usize) -> Option<bool> {
+        let abs = self.abs(frag);
+        if !self.is_allocated(frag) || self.is_continuation(frag) {
+            // No allocation starts here (or only a later piece of one).
+            return Some(false);
+        }
+        if self.is_split(1, abs) {
+            // An allocated one-fragment block.
+            return None;
+        }
+        // Even: a block of order 1 or more starts here. Odd: the `A` bit is the mark of the
+        // block that starts one fragment before.
+        Some(abs % 2 == 0 && self.is_allocated(frag + 1))
+    }
+
     /// Marks or unmarks the allocated block at `frag`, whose first piece has order 1 or more.
     #[inline]
     pub(crate) fn set_marked(&mut self, frag: usize, marked: bool) {
