@@ -391,9 +391,12 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
             let slot = self.slot(i);
             slot.arena.bitmap().check_keys()?;
             if let Some(start) = slot.find_run(need, align, parked, best)? {
-                if parked.is_some() {
+                if let Some((frag, order)) = parked {
                     // The run may hold the parked block: merge it for real first (the run
-                    // stays free, whatever its blocks become).
+                    // stays free, whatever its blocks become). Every header the merge and the
+                    // take unlink is checked before either changes anything.
+                    slot.merge_plan(frag, order)?;
+                    slot.check_run(start, need, Some(frag))?;
                     self.flush_hot()?;
                 }
                 let slot = self.slot_mut(i);

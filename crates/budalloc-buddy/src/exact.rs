@@ -444,18 +444,28 @@ impl Slot {
         (start + need <= hi).then(|| (start, hi - start))
     }
 
+    /// Checks, changing nothing, the header of every free block that taking the run of `need`
+    /// fragments at `start` unlinks, `parked` (an allocated block to count as free, merged by
+    /// the caller before the take) aside.
+    pub fn check_run(&self, start: usize, need: usize, parked: Option<usize>) -> Result<(), Corruption> {
+        let mut at = self.find_block(start).frag;
+        while at < start + need {
+            let block = self.find_block(at);
+            if parked != Some(at) {
+                debug_assert!(!block.allocated, "a run found free holds an allocated block");
+                self.check_header(at, block.order)?;
+            }
+            at += block.order.fragments();
+        }
+        Ok(())
+    }
+
     /// Allocates `need` fragments at `start`, inside a run found by [`Self::find_run`]: the free
     /// blocks over the range are taken and laid out again as the allocation's pieces, with the
     /// memory before and after it in those blocks freed. On `Err` nothing changed.
     pub fn take_run(&mut self, start: usize, need: usize) -> Result<(), Corruption> {
+        self.check_run(start, need, None)?;
         let first = self.find_block(start).frag;
-        let mut at = first;
-        while at < start + need {
-            let block = self.find_block(at);
-            debug_assert!(!block.allocated, "a run found free holds an allocated block");
-            self.check_header(at, block.order)?;
-            at += block.order.fragments();
-        }
         let hi = self.take_free_blocks(first, start + need);
         self.lay_out(first, start, start + need, hi);
         Ok(())

@@ -255,3 +255,56 @@ fn best_fit_takes_the_tightest_run_not_the_first_aligned_block() {
     assert_eq!(alloc(&mut heap, 2200, 8), blocks[tight]);
     heap.check_invariants().unwrap();
 }
+
+#[test]
+fn a_damaged_header_in_a_run_through_the_parked_block_changes_nothing() {
+    // Four 1 KiB blocks a b c d, d's buddy c freed (it cannot merge), then b freed and parked.
+    // A 2 KiB request fits the run b + c: the parked block is merged for real before the run
+    // is taken, so a damaged header in c must be found before that merge.
+    let (mut heap, _region) = exact(16 * 1024);
+    let mut blocks = Vec::new();
+    while let Ok(block) = heap.allocate(layout(1024, 1024)) {
+        blocks.push(block.cast::<u8>());
+    }
+    blocks.sort();
+    // Four consecutive blocks starting at a 4 KiB boundary.
+    let i = (0..blocks.len().saturating_sub(3))
+        .find(|&i| {
+            blocks[i].addr().get() % 4096 == 0
+                && (1..4).all(|j| blocks[i + j].addr().get() == blocks[i].addr().get() + j * 1024)
+        })
+        .expect("a 4 KiB block cut in four");
+    let (a, b, c, d) = (blocks[i], blocks[i + 1], blocks[i + 2], blocks[i + 3]);
+    // Everything else taken, so that the run b + c is the only place for 2 KiB.
+    let mut rest: Vec<_> =
+        blocks.iter().copied().filter(|p| ![a, b, c, d].contains(p)).map(|p| (p, 1024, 1024)).collect();
+    for size in [512, 256, 128, 64, 32, 16] {
+        while let Ok(block) = heap.allocate(layout(size, 16)) {
+            rest.push((block.cast::<u8>(), size, 16));
+        }
+    }
+    free(&mut heap, c, 1024, 1024);
+    free(&mut heap, b, 1024, 1024);
+    // Damage c's free header (its seal), through the pointer the allocation gave.
+    // The seal is the header's third `u32`.
+    let seal_at = c.map_addr(|x| x.saturating_add(8)).cast::<u32>();
+    // SAFETY: c is free memory of the region, which this test owns; its header is initialised.
+    let seal = unsafe { seal_at.read() };
+    // SAFETY: as above.
+    unsafe { seal_at.write(seal ^ 1) };
+    let before = budalloc_testkit::metadata_digest(&heap);
+    let refused = heap.allocate(layout(2048, 16));
+    assert!(matches!(refused, Err(budalloc_core::AllocError::Corrupted(_))), "{refused:?}");
+    assert_eq!(budalloc_testkit::metadata_digest(&heap), before, "a refused allocation changed metadata");
+    // Repaired, the same request takes the run.
+    // SAFETY: as above.
+    unsafe { seal_at.write(seal) };
+    let run = alloc(&mut heap, 2048, 16);
+    assert_eq!(run, b);
+    heap.check_invariants().unwrap();
+    free(&mut heap, run, 2048, 16);
+    for (p, size, align) in rest.into_iter().chain([(a, 1024, 1024), (d, 1024, 1024)]) {
+        free(&mut heap, p, size, align);
+    }
+    assert!(heap.is_pristine());
+}
