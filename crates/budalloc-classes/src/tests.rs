@@ -265,20 +265,23 @@ unsafe impl RawAlloc for Fake {
 
     unsafe fn grow_in_place(
         &mut self,
-        _: NonNull<u8>,
-        _: Layout,
+        ptr: NonNull<u8>,
+        old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        // Never in place, but a bad block is reported first, as the trait asks.
+        self.validate(ptr, old).map_err(AllocError::invalid_block)?;
         Err(AllocError::OutOfMemory { size: new.size(), block: new.size() })
     }
 
     unsafe fn shrink_in_place(
         &mut self,
-        _: NonNull<u8>,
-        _: Layout,
+        ptr: NonNull<u8>,
+        old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        Err(AllocError::OutOfMemory { size: new.size(), block: new.size() })
+        // SAFETY: forwarded from our caller.
+        unsafe { self.grow_in_place(ptr, old, new) }
     }
 
     fn owns(&self, ptr: NonNull<u8>) -> bool {

@@ -113,7 +113,10 @@ pub unsafe trait RawAlloc {
     ///
     /// # Errors
     /// [`AllocError::OutOfMemory`] if the block cannot grow where it is; the block stays valid
-    /// and unchanged.
+    /// and unchanged. A block that [`try_deallocate`](Self::try_deallocate) would reject gives
+    /// [`AllocError::InvalidBlock`] or [`AllocError::Corrupted`], found before anything else:
+    /// [`grow`](Self::grow) and [`shrink`](Self::shrink) move a block only after their in-place
+    /// attempt failed otherwise.
     ///
     /// # Safety
     /// `ptr` must denote a block currently allocated from `self`, `old` must fit it, and
@@ -129,7 +132,8 @@ pub unsafe trait RawAlloc {
     ///
     /// # Errors
     /// If the block cannot be shrunk where it is (e.g. `new` asks for a larger alignment); the
-    /// block stays valid and unchanged.
+    /// block stays valid and unchanged. A block a checked free would reject: as
+    /// [`grow_in_place`](Self::grow_in_place).
     ///
     /// # Safety
     /// `ptr` must denote a block currently allocated from `self`, `old` must fit it, and
@@ -147,7 +151,8 @@ pub unsafe trait RawAlloc {
     /// # Errors
     /// No memory for the new block; the old block stays valid and unchanged. A block that a
     /// checked free would reject (detected misuse) gives [`AllocError::InvalidBlock`] or
-    /// [`AllocError::Corrupted`] before anything is allocated, copied or freed.
+    /// [`AllocError::Corrupted`]: from the in-place attempt, before anything is allocated,
+    /// copied or freed.
     ///
     /// # Safety
     /// As [`grow_in_place`](Self::grow_in_place).
@@ -192,12 +197,15 @@ pub unsafe trait RawAlloc {
         }
     }
 
-    /// Moves a block: checks it as a free would, allocates for `new`, copies `keep` bytes,
-    /// frees the old block. A block the check rejects is reported before anything changes.
+    /// Moves a block: allocates for `new`, copies `keep` bytes, frees the old block with the
+    /// checked free. Called by `grow` and `shrink` after an in-place attempt, which has checked
+    /// the block (see the errors of [`grow_in_place`](Self::grow_in_place)); should the free
+    /// reject it all the same, the new block goes back and the error is returned, nothing
+    /// panics.
     ///
     /// # Safety
-    /// If `ptr` is the start of a block currently allocated from `self` (any other value is
-    /// rejected), the caller must own it; `keep <= min(old.size(), new.size())`.
+    /// `ptr` must denote a block currently allocated from `self`, `old` must fit it, and
+    /// `keep <= min(old.size(), new.size())`.
     #[doc(hidden)]
     unsafe fn relocate(
         &mut self,
@@ -206,15 +214,13 @@ pub unsafe trait RawAlloc {
         new: Layout,
         keep: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        self.validate(ptr, old).map_err(AllocError::invalid_block)?;
         let block = self.allocate(new)?;
-        // SAFETY: the old block is live (validated) and valid for `old.size() >= keep` bytes,
-        // the new one for `new.size() >= keep`; both are currently allocated, hence disjoint.
+        // SAFETY: the old block is valid for `old.size() >= keep` bytes, the new one for
+        // `new.size() >= keep`; both are currently allocated, hence disjoint (our caller's
+        // promise, which the in-place attempt checked).
         unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), block.cast::<u8>().as_ptr(), keep) };
-        // SAFETY: `ptr` is currently allocated with a layout `old` fits (validated), and the
-        // caller owns it.
+        // SAFETY: `ptr` is currently allocated with a layout `old` fits, and the caller owns it.
         if let Err(error) = unsafe { self.try_deallocate(ptr, old) } {
-            // Validated just before, so not expected; give the new block back all the same.
             // SAFETY: `block` was just allocated with `new` and is ours.
             let _ = unsafe { self.try_deallocate(block.cast(), new) };
             return Err(AllocError::invalid_block(error));
