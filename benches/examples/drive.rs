@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --profile bench -p budalloc-benches --example drive
-//! target/release/examples/drive <subject> <a|b|c-free|c-cycle|d<max>|n<max>> <iterations> [live]
+//! target/release/examples/drive <subject> <a|b|c-free|c-cycle|d<max>|n<max>|s<live>> <iterations> [live]
 //! ```
 //!
 //! `<subject>` is a name from the reports (`budalloc`, `budalloc-classes`, `talc`, `system`, …;
@@ -10,11 +10,12 @@
 //! of 1000 allocations and 1000 frees for `b`, one free for `c-free` (allocations back and
 //! rebuilds untimed), one free plus allocation back for `c-cycle` (rebuilds untimed) and one
 //! random action (alloc / free / realloc, 8 B – 2000 B, at most 1000 live) for `d` (`d<max>`: 8 B – `max` B,
-//! e.g. `d30000`; `n<max>`: the same without reallocations). It builds
+//! e.g. `d30000`; `n<max>`: the same without reallocations), and one 8192-byte pair beside `<live>`
+//! live 300-byte objects for `s<live>` (a large block shaped like a slab, among many slabs). It builds
 //! the workload (untimed), runs it `iterations` times and prints the time per unit (per
 //! operation for `b`).
 //!
-//! On a noisy machine, `drive compare <a|b|c-free|c-cycle|d<max>|n<max>> <rounds> [live]` gives steadier
+//! On a noisy machine, `drive compare <a|b|c-free|c-cycle|d<max>|n<max>|s<live>> <rounds> [live]` gives steadier
 //! ratios: it builds the workload for every subject, then runs them in turn, in chunks of about
 //! 20 ms, for `rounds` rounds (starting each round with another subject), and prints each
 //! subject's median and minimum time per unit and the median per-round ratio to budalloc.
@@ -94,6 +95,17 @@ fn runner<S: Subject + 'static>(workload: &str, live: usize) -> Result<Runner, S
             Box::new(move |n| {
                 let start = Instant::now();
                 w.run(n)?;
+                Ok((start.elapsed(), n))
+            })
+        }
+        s if s.starts_with('s') => {
+            let live = s[1..].parse().map_err(|_| format!("unknown workload {s}"))?;
+            let mut w = Pair::<S>::beside(8192, live, 300)?;
+            Box::new(move |n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    w.run()?;
+                }
                 Ok((start.elapsed(), n))
             })
         }

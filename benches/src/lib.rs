@@ -835,9 +835,11 @@ pub fn verify_live(
 // ---------------------------------------------------------------------------------------------
 
 /// Workload (a): allocate a block, pass it through `black_box`, free it.
-pub struct Pair<S> {
+pub struct Pair<S: Subject> {
     fx: Fixture<S>,
     layout: Layout,
+    /// Blocks kept live beside the pairs ([`Pair::beside`]), freed on drop.
+    kept: Vec<(NonNull<u8>, Layout)>,
 }
 
 impl<S: Subject> Pair<S> {
@@ -846,7 +848,26 @@ impl<S: Subject> Pair<S> {
     /// # Errors
     /// As [`Fixture::new`].
     pub fn new(size: usize) -> Result<Self, String> {
-        Ok(Pair { fx: Fixture::new()?, layout: workload_layout(size) })
+        Ok(Pair { fx: Fixture::new()?, layout: workload_layout(size), kept: Vec::new() })
+    }
+
+    /// Pairs of `size` bytes beside `live` blocks of `small` bytes allocated first and kept
+    /// live: with a size-class heap, a pair whose block has the size and alignment of a slab
+    /// tells it from the heap's many slabs on every free.
+    ///
+    /// # Errors
+    /// As [`Fixture::new`], or the `live` blocks do not fit.
+    pub fn beside(size: usize, live: usize, small: usize) -> Result<Self, String> {
+        let mut pair = Pair::<S>::new(size)?;
+        let layout = workload_layout(small);
+        for i in 0..live {
+            // SAFETY: the size is at least 1 (`workload_layout`).
+            let Some(ptr) = (unsafe { pair.fx.subject.alloc(layout) }) else {
+                return Err(out_of_memory("pair beside live blocks", layout, i));
+            };
+            pair.kept.push((ptr, layout));
+        }
+        Ok(pair)
     }
 
     /// One allocation and one free.
@@ -879,6 +900,16 @@ impl<S: Subject> Pair<S> {
         // SAFETY: `ptr` was just allocated with `layout`.
         unsafe { self.fx.subject.free(ptr, self.layout) };
         result
+    }
+}
+
+impl<S: Subject> Drop for Pair<S> {
+    /// Frees the kept blocks (a subject that is not region-based would leak them).
+    fn drop(&mut self) {
+        for (ptr, layout) in self.kept.drain(..) {
+            // SAFETY: allocated with `layout` in `beside`, freed only here.
+            unsafe { self.fx.subject.free(ptr, layout) };
+        }
     }
 }
 
