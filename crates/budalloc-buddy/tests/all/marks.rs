@@ -103,3 +103,102 @@ fn exact_fit_marks_the_head_of_a_multi_piece_block() {
     heap.check_invariants().unwrap();
     assert!(heap.is_pristine());
 }
+
+/// One step of the marks property: allocate (marked or not), free or resize a live block.
+#[derive(Clone, Debug)]
+enum Step {
+    Alloc { size: usize, align_log2: u32, marked: bool },
+    Free { pick: usize },
+    Resize { pick: usize, size: usize },
+}
+
+fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+    use proptest::prelude::*;
+    let step = prop_oneof![
+        3 => (1usize..1500, 0u32..8, any::<bool>())
+            .prop_map(|(size, align_log2, marked)| Step::Alloc { size, align_log2, marked }),
+        2 => any::<usize>().prop_map(|pick| Step::Free { pick }),
+        1 => (any::<usize>(), 1usize..1500).prop_map(|(pick, size)| Step::Resize { pick, size }),
+    ];
+    proptest::collection::vec(step, 1..if cfg!(miri) { 24 } else { 160 })
+}
+
+/// Runs `steps` on `heap`: after every step, every live block answers `is_marked` as it was
+/// allocated (`None` only for a block whose first piece is one fragment), a marked block is
+/// never resized in place, the invariants hold; at the end, freeing everything restores the
+/// seeding.
+fn marks_hold<P: RawAlloc + Inspect>(heap: &mut P, steps: &[Step]) {
+    let mut live: Vec<(core::ptr::NonNull<u8>, core::alloc::Layout, bool)> = Vec::new();
+    for step in steps {
+        match *step {
+            Step::Alloc { size, align_log2, marked } => {
+                let l = layout(size, 1 << align_log2);
+                let block = if marked { heap.allocate_marked(l) } else { heap.allocate(l) };
+                if let Ok(block) = block {
+                    live.push((block.cast(), l, marked));
+                }
+            }
+            Step::Free { pick } if !live.is_empty() => {
+                let (p, l, _) = live.swap_remove(pick % live.len());
+                // SAFETY: live with `l`.
+                unsafe { heap.try_deallocate(p, l) }.unwrap();
+                assert_eq!(heap.is_marked(p), Some(false), "a freed block carries no mark");
+            }
+            Step::Resize { pick, size } if !live.is_empty() => {
+                let i = pick % live.len();
+                let (p, old, _) = live[i];
+                // Whether it carries a mark (a block whose first piece is one fragment cannot).
+                let marked = heap.is_marked(p) == Some(true);
+                let new = layout(size, old.align());
+                let resized = if size >= old.size() {
+                    // SAFETY: live with `old`; the size grows.
+                    unsafe { heap.grow(p, old, new) }
+                } else {
+                    // SAFETY: live with `old`; the size shrinks.
+                    unsafe { heap.shrink(p, old, new) }
+                };
+                if let Ok(block) = resized {
+                    let q = block.cast::<u8>();
+                    if marked {
+                        assert_ne!(q, p, "a marked block is moved, never resized in place");
+                    }
+                    // The block that comes back, moved or not, is a plain one.
+                    live[i] = (q, new, false);
+                }
+            }
+            _ => {}
+        }
+        heap.check_invariants().unwrap();
+        for &(p, _, marked) in &live {
+            let answer = heap.is_marked(p);
+            assert!(answer == Some(marked) || answer.is_none(), "{p:?} marked {marked}: {answer:?}");
+        }
+    }
+    for (p, l, _) in live {
+        // SAFETY: live with `l`.
+        unsafe { heap.try_deallocate(p, l) }.unwrap();
+    }
+    heap.flush();
+    heap.check_invariants().unwrap();
+}
+
+proptest::proptest! {
+    #![proptest_config(budalloc_testkit::proptest_config())]
+
+    #[test]
+    fn marks_follow_their_blocks(steps in steps(), exact in proptest::prelude::any::<bool>()) {
+        if exact {
+            let region = budalloc_testkit::Region::new(64 * 1024, 4096);
+            let mut heap = Exact::new();
+            let (ptr, len) = region.skewed(0);
+            // SAFETY: the region is valid, used by this heap only, and outlives it.
+            unsafe { heap.claim_raw(ptr, len) }.unwrap();
+            marks_hold(&mut heap, &steps);
+            proptest::prop_assert!(heap.is_pristine());
+        } else {
+            let (mut heap, _region) = small(64 * 1024);
+            marks_hold(&mut heap, &steps);
+            proptest::prop_assert!(heap.is_pristine());
+        }
+    }
+}
