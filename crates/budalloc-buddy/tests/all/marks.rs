@@ -104,6 +104,9 @@ fn exact_fit_marks_the_head_of_a_multi_piece_block() {
     assert!(heap.is_pristine());
 }
 
+/// Arena of the marks property: small under Miri, where every step checks every invariant.
+const MARKS_ARENA: usize = if cfg!(miri) { 8 * 1024 } else { 64 * 1024 };
+
 /// One step of the marks property: allocate (marked or not), free or resize a live block.
 #[derive(Clone, Debug)]
 enum Step {
@@ -188,7 +191,7 @@ proptest::proptest! {
     #[test]
     fn marks_follow_their_blocks(steps in steps(), exact in proptest::prelude::any::<bool>()) {
         if exact {
-            let region = budalloc_testkit::Region::new(64 * 1024, 4096);
+            let region = budalloc_testkit::Region::new(MARKS_ARENA, 4096);
             let mut heap = Exact::new();
             let (ptr, len) = region.skewed(0);
             // SAFETY: the region is valid, used by this heap only, and outlives it.
@@ -196,7 +199,7 @@ proptest::proptest! {
             marks_hold(&mut heap, &steps);
             proptest::prop_assert!(heap.is_pristine());
         } else {
-            let (mut heap, _region) = small(64 * 1024);
+            let (mut heap, _region) = small(MARKS_ARENA);
             marks_hold(&mut heap, &steps);
             proptest::prop_assert!(heap.is_pristine());
         }
