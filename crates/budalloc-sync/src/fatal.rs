@@ -25,7 +25,7 @@ impl Write for Line {
 }
 
 /// Formats the report of `error`: `budalloc: fatal allocator error: <error>\n`.
-fn report(error: &FreeError) -> Line {
+fn report(error: &dyn fmt::Display) -> Line {
     let mut line = Line { bytes: [0; 256], len: 0 };
     let _ = write!(line, "{FATAL_PREFIX}{error}");
     line.bytes[line.len] = b'\n';
@@ -40,7 +40,15 @@ fn report(error: &FreeError) -> Line {
 #[cold]
 #[inline(never)]
 pub fn misuse(error: &FreeError) -> ! {
-    let line = report(error);
+    fail(error)
+}
+
+/// Ends the process after reporting `what` the same way as [`misuse`]; for detected misuse that
+/// is not about one block (a frontend used after it was moved).
+#[cold]
+#[inline(never)]
+pub fn fail(what: &dyn fmt::Display) -> ! {
+    let line = report(what);
     #[cfg(feature = "std")]
     {
         use std::io::Write as _;

@@ -44,7 +44,7 @@ pub use locked::{Locked, RawLock, Spin, WouldBlock};
 #[cfg(feature = "std")]
 pub use os::SystemSource;
 #[cfg(not(budalloc_loom))]
-pub use static_heap::StaticHeap;
+pub use static_heap::{Moved, StaticHeap};
 #[cfg(feature = "std")]
 pub use std_lock::StdLock;
 

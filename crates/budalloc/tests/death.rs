@@ -21,6 +21,11 @@ const CASES: &[(&str, &str)] = &[
     // A realloc that cannot stay in place must not move (and free) a block that is not live.
     ("realloc_grow_freed", "double free of the 64-byte block at 0x"),
     ("realloc_shrink_freed", "double free of the 1024-byte block at 0x"),
+    // The per-thread cache checks a block before it moves it between a class and the heap.
+    ("cached_realloc_foreign", "is outside every arena of this allocator"),
+    ("cached_realloc_shrink_freed", "double free of the 65536-byte block at 0x"),
+    // A static heap moved after its first use serves nothing and stops at a free.
+    ("static_heap_moved", "it must not move"),
 ];
 
 fn layout(size: usize) -> Layout {
@@ -87,6 +92,38 @@ fn run_case(case: &str) {
             let new_size = if size == 64 { 4096 } else { 16 };
             // SAFETY: deliberately invalid: `p` was freed; the allocator checks and aborts.
             let _ = unsafe { ALLOC.realloc(p, layout(size), new_size) };
+        }
+        "cached_realloc_foreign" => {
+            let heap = budalloc::CachedGlobal::new();
+            // Unmapped: reading it would fault.
+            let wild = std::ptr::without_provenance_mut::<u8>(0x1000);
+            // SAFETY: deliberately a foreign pointer: the allocator must stop before reading it.
+            let _ = unsafe { heap.realloc(wild, layout(64 * 1024), 16) };
+        }
+        "cached_realloc_shrink_freed" => {
+            let heap = budalloc::CachedGlobal::new();
+            // Above the size classes: a block of the shared policy.
+            let big = layout(64 * 1024);
+            // SAFETY: valid non-zero layouts; `p` is live until its free below.
+            let p = unsafe { heap.alloc(big) };
+            // SAFETY: as above.
+            let _neighbour = unsafe { heap.alloc(big) };
+            // SAFETY: as above.
+            unsafe { heap.dealloc(p, big) };
+            // SAFETY: deliberately invalid: `p` was freed; the allocator checks and aborts.
+            let _ = unsafe { heap.realloc(p, big, 16) };
+        }
+        "static_heap_moved" => {
+            let heap: Box<budalloc::StaticGlobal<8192>> =
+                Box::new(budalloc::StaticGlobal::new(budalloc::DefaultBuddy::new()));
+            // SAFETY: a valid non-zero layout.
+            let p = unsafe { heap.alloc(layout(64)) };
+            assert!(!p.is_null());
+            let moved = *heap;
+            // SAFETY: a valid non-zero layout.
+            assert!(unsafe { moved.alloc(layout(64)) }.is_null(), "a moved heap must not serve");
+            // SAFETY: deliberately invalid: `p` belongs to the heap before the move.
+            unsafe { moved.dealloc(p, layout(64)) };
         }
         other => panic!("unknown case {other}"),
     }

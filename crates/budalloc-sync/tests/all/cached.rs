@@ -153,6 +153,41 @@ fn a_resize_of_an_object_in_the_magazine_is_refused() {
     }
 }
 
+/// A resize that moves a block out of (or into) the classes checks the old block first: a freed
+/// or foreign block is refused before anything is allocated, copied or freed.
+#[test]
+fn a_moving_resize_of_a_block_that_is_not_live_is_refused_before_copying() {
+    use allocator_api2::alloc::Allocator;
+    let guard = cached(256 * 1024);
+    let heap = guard.heap();
+    let big = layout(8 * 1024); // above the classes: a block of the shared policy
+    let kept = heap.allocate(big).unwrap().cast::<u8>();
+    let freed = heap.allocate(big).unwrap().cast::<u8>();
+    // SAFETY: live with `big`.
+    unsafe { heap.deallocate(freed, big) };
+    // A dangling address: reading it would be caught by Miri (and fault natively).
+    let wild = NonNull::new(core::ptr::without_provenance_mut::<u8>(0x1000)).unwrap();
+    let before = guard.shared().stats();
+    for (ptr, expected) in [(freed, "double free"), (wild, "outside every arena")] {
+        for new in [layout(1024), layout(16 * 1024)] {
+            let result = if new.size() < big.size() {
+                // SAFETY: deliberately a resize of a block that is not live: it must be refused.
+                unsafe { heap.shrink(ptr, big, new) }
+            } else {
+                // SAFETY: as above.
+                unsafe { heap.grow(ptr, big, new) }
+            };
+            assert!(result.is_err(), "a resize of a block that is not live must be refused");
+            // What a checked free says of it (the allocator-api2 error carries no detail).
+            let text = guard.shared().with(|a| a.validate(ptr, big)).unwrap_err().to_string();
+            assert!(text.contains(expected), "{text}");
+            assert_eq!(guard.shared().stats(), before, "nothing allocated, copied or freed");
+        }
+    }
+    // SAFETY: live with `big`.
+    unsafe { heap.deallocate(kept, big) };
+}
+
 #[test]
 fn a_foreign_pointer_is_reported_when_its_magazine_is_flushed() {
     let guard = cached(256 * 1024);

@@ -3,6 +3,7 @@
 
 mod cached;
 mod locked;
+mod static_heap;
 
 use budalloc_buddy::Buddy;
 use budalloc_core::{Inspect, RawAlloc};
