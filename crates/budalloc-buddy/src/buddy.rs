@@ -294,7 +294,10 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         let order = Self::MATH.order_of(layout);
         if let (Some((frag, 0)), Ok(order)) = (slot.arena.locate(addr), order) {
             let need = Self::need(order, layout.size());
-            if slot.is_live(frag, order, need) {
+            // A plain block of `order` is aligned as its layout asks; an exact-fit run starts
+            // at any fragment, so its alignment is checked here.
+            let aligned = !EXACT || addr & (layout.align() - 1) == 0;
+            if aligned && slot.is_live(frag, order, need) {
                 return Ok((i, frag, order, need));
             }
         }
@@ -386,27 +389,43 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
     ) -> Result<NonNull<[u8]>, AllocError> {
         let need = Self::need(order, layout.size());
         let align = layout.align().div_ceil(MIN);
+        // Best fit probes a bounded number of blocks per list: when that finds nothing, first fit
+        // walks every list, so that a request fails only when no run can hold it.
+        let found = match self.find_run(need, align, best)? {
+            None if best => self.find_run(need, align, false)?,
+            found => found,
+        };
+        let Some((i, start)) = found else {
+            return Err(Self::out_of_memory(layout, order));
+        };
+        if let Some((h, frag, parked)) = self.hot.filter(|&(h, _, _)| h == i) {
+            // The run may hold the parked block: merge it for real first (the run stays free,
+            // whatever its blocks become). Every header the merge and the take unlink is
+            // checked before either changes anything.
+            let slot = self.slot(h);
+            slot.merge_plan(frag, parked)?;
+            slot.check_run(start, need, Some(frag))?;
+            self.flush_hot()?;
+        }
+        let slot = self.slot_mut(i);
+        slot.take_run(start, need)?;
+        poison(slot, start, order, need, FRESH);
+        let ptr = slot.arena.ptr_of(start);
+        Ok(NonNull::slice_from_raw_parts(ptr, need * MIN))
+    }
+
+    /// The first arena with a run of `need` fragments aligned to `align` fragments, the parked
+    /// block counted as free: `(arena, start)`.
+    fn find_run(&self, need: usize, align: usize, best: bool) -> Result<Option<(usize, usize)>, Corruption> {
         for i in 0..self.len {
             let parked = self.hot.and_then(|(h, frag, order)| (h == i).then_some((frag, order)));
             let slot = self.slot(i);
             slot.arena.bitmap().check_keys()?;
             if let Some(start) = slot.find_run(need, align, parked, best)? {
-                if let Some((frag, order)) = parked {
-                    // The run may hold the parked block: merge it for real first (the run
-                    // stays free, whatever its blocks become). Every header the merge and the
-                    // take unlink is checked before either changes anything.
-                    slot.merge_plan(frag, order)?;
-                    slot.check_run(start, need, Some(frag))?;
-                    self.flush_hot()?;
-                }
-                let slot = self.slot_mut(i);
-                slot.take_run(start, need)?;
-                poison(slot, start, order, need, FRESH);
-                let ptr = slot.arena.ptr_of(start);
-                return Ok(NonNull::slice_from_raw_parts(ptr, need * MIN));
+                return Ok(Some((i, start)));
             }
         }
-        Err(Self::out_of_memory(layout, order))
+        Ok(None)
     }
 
     /// Allocation's slow half: no arena has a free block of `order`.
@@ -426,13 +445,15 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let to = Self::MATH.order_of(new)?;
-        // The parked block counts as allocated here (merging it first would change metadata
-        // even when the resize then fails); a grow next to it moves instead.
+        // A block a checked free would reject is reported before anything else, whatever
+        // `new` asks. The parked block was freed; as a neighbour it counts as allocated here
+        // (merging it first would change metadata even when the resize then fails): a grow
+        // next to it moves instead.
         if let Some(error) = self.parked_at(ptr.addr().get()) {
             return Err(AllocError::InvalidBlock(error));
         }
         let (i, frag, _, old_need) = self.live_block(ptr, old).map_err(AllocError::invalid_block)?;
+        let to = Self::MATH.order_of(new)?;
         let new_need = Self::need(to, new.size());
         let slot = self.slot_mut(i);
         let head = slot.pieces(frag, old_need).next().map_or(Order::ZERO, |(_, j)| j);
@@ -627,9 +648,17 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
                 *total += count as usize;
             }
         }
-        if let Some((_, _, order)) = self.hot {
-            // The parked block is free to the user; it is merged at the next operation.
+        if let Some((i, frag, order)) = self.hot {
+            // The parked block is free to the user; it is merged at the next operation. The
+            // figures show it merged already (as `flush` would leave them): one free block of
+            // the order it merges up to, in place of the free buddies it absorbs.
             stats.allocated -= Self::MATH.block_size(order);
+            let merged = self.slot(i).merge_order(frag, order);
+            for absorbed in &mut stats.free_blocks[order.index()..merged.index()] {
+                *absorbed -= 1;
+            }
+            stats.free_blocks[merged.index()] += 1;
+            stats.largest_free = stats.largest_free.max(Self::MATH.block_size(merged));
         }
         stats.free = stats.capacity - stats.allocated;
         stats

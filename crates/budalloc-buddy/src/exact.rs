@@ -382,7 +382,12 @@ impl Slot {
         let loose = need.saturating_mul(2);
         let cap =
             |found: &Option<(usize, usize)>| best.then(|| found.map_or(loose, |(_, len)| len.min(loose)));
-        if let Some((frag, order)) = parked.filter(|&(_, order)| order.get() >= lowest) {
+        // A run of `need` fragments holds an aligned node of order `lowest`, all free: after
+        // merging, part of a free block of order `lowest` or more. That block is listed, or it
+        // is the one the parked block merges into.
+        if let Some((frag, order)) =
+            parked.filter(|&(frag, order)| self.merge_order(frag, order).get() >= lowest)
+        {
             let run = self.run_around(frag, order, need, align, parked, cap(&found));
             if consider(&mut found, run) {
                 return Ok(found.map(|(start, _)| start));

@@ -1,6 +1,6 @@
 //! `check_invariants()` and metadata snapshots for [`Buddy`] (feature `check-invariants`).
 
-use budalloc_core::{Inspect, InvariantError, Order, MAX_ORDERS};
+use budalloc_core::{Inspect, InvariantError, Order, RawAlloc, MAX_ORDERS};
 
 use crate::slot::{Slot, NIL};
 use crate::Buddy;
@@ -34,6 +34,14 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
             }
             previous_end = addr + len;
             check_slot(slot)?;
+        }
+        // The figures agree with themselves, the parked block counted as merged: the free
+        // blocks add up to the free bytes, and the largest of them is `largest_free`.
+        let stats = self.stats();
+        let listed: usize = stats.free_blocks.iter().enumerate().map(|(k, &n)| n * (MIN << k)).sum();
+        let largest = stats.free_blocks.iter().rposition(|&n| n > 0).map_or(0, |k| MIN << k);
+        if listed != stats.free || largest != stats.largest_free {
+            return broken("stats: free blocks add up to `free`, the largest is `largest_free`", listed);
         }
         Ok(())
     }

@@ -575,6 +575,15 @@ impl Slot {
         self.merge_walk(frag, k, |buddy, j| self.check_header(buddy, j).map(drop))
     }
 
+    /// The order that freeing the block `frag` of order `k` will merge up to, reading only bits
+    /// (headers unchecked: for figures).
+    pub(crate) fn merge_order(&self, frag: usize, k: Order) -> Order {
+        match self.merge_walk(frag, k, |_, _| Ok::<(), core::convert::Infallible>(())) {
+            Ok(order) => order,
+            Err(never) => match never {},
+        }
+    }
+
     /// The order that freeing the block `frag` of order `k` will merge up to, calling `visit`
     /// with each free buddy on the way (and its order) before going past it; stops at the first
     /// `Err` of `visit`. Reads only bits.

@@ -308,3 +308,95 @@ fn a_damaged_header_in_a_run_through_the_parked_block_changes_nothing() {
     }
     assert!(heap.is_pristine());
 }
+
+/// Exact-fit runs start at any fragment their alignment allows, so a free checks the layout's
+/// alignment against the address: a block freed with an alignment it does not have is
+/// rejected, as the power-of-two policy rejects it
+/// (`errors::layout_of_another_order_or_alignment_is_rejected`).
+#[test]
+fn a_free_with_an_alignment_the_block_lacks_is_rejected() {
+    let (mut heap, _region) = exact(16 * 1024);
+    let _pad = alloc(&mut heap, 16, 1);
+    // Pieces of 64 and 16 bytes; two one-fragment blocks, one of them not 32-byte aligned.
+    let run = alloc(&mut heap, 80, 16);
+    let a = alloc(&mut heap, 16, 1);
+    let b = alloc(&mut heap, 16, 1);
+    let odd = if a.addr().get() % 32 == 0 { b } else { a };
+    let run_addr = run.addr().get();
+    let lacking = 1 << (run_addr.trailing_zeros() + 1);
+    for (ptr, wrong) in [(run, layout(80, lacking)), (odd, layout(16, 32))] {
+        assert_ne!(ptr.addr().get() % wrong.align(), 0);
+        let expected = heap.validate(ptr, wrong).expect_err("validate agrees with the free");
+        let error = rejected(&mut heap, ptr, wrong);
+        assert_eq!(error, expected);
+        assert!(matches!(error, FreeError::LayoutMismatch { .. }), "{error}");
+        // Nor may the block be resized under that layout.
+        // SAFETY: deliberately the wrong layout: the policy checks before it changes anything.
+        let grown = unsafe { heap.grow_in_place(ptr, wrong, layout(wrong.size() + 16, 16)) };
+        assert!(grown.is_err_and(|e| e.is_misuse()), "{grown:?}");
+    }
+    free(&mut heap, run, 80, 16);
+    free(&mut heap, odd, 16, 1);
+}
+
+/// Fills an exact heap with 1 KiB blocks; returns them keyed by address / 1 KiB (buddies are
+/// paired by absolute address).
+fn kib_blocks(heap: &mut Exact) -> std::collections::BTreeMap<usize, NonNull<u8>> {
+    let mut blocks = std::collections::BTreeMap::new();
+    while let Ok(block) = heap.allocate(layout(1024, 1024)) {
+        blocks.insert(block.addr().get() / 1024, block.cast::<u8>());
+    }
+    blocks
+}
+
+/// Best fit probes a bounded number of blocks per list; when the only run that can hold a
+/// request lies deeper, first fit still finds it: a request fails only when no run holds it.
+#[test]
+fn a_large_request_fails_only_when_no_run_can_hold_it() {
+    let (mut heap, _region) = exact(if cfg!(miri) { 168 * 1024 } else { 328 * 1024 });
+    let mut blocks = kib_blocks(&mut heap);
+    // Groups of 8 KiB wholly inside the arena: k .. k + 8 in KiB units, k a multiple of 8.
+    let groups: Vec<usize> = blocks
+        .keys()
+        .filter(|&&k| k % 8 == 0 && (k..k + 8).all(|j| blocks.contains_key(&j)))
+        .copied()
+        .collect();
+    let (&run_group, others) = groups.split_first().expect("groups");
+    // Natively, more groups than best fit probes per list (32); Miri runs a smaller arena.
+    assert!(cfg!(miri) || others.len() > 32, "enough blocks to push the run past the probes");
+    let mut free_kib = |heap: &mut Exact, k: usize| {
+        let p = blocks.remove(&k).unwrap();
+        free(heap, p, 1024, 1024);
+    };
+    // The run, freed first (deepest in its lists): 1 KiB at k + 1 and a 2 KiB block at k + 2.
+    for j in 1..4 {
+        free_kib(&mut heap, run_group + j);
+    }
+    // Then, in every other group, an isolated 1 KiB and an isolated 2 KiB block: free blocks
+    // of both orders the request's run is made of, each too short alone, listed above the run.
+    for &k in others {
+        for j in [1, 4, 5] {
+            free_kib(&mut heap, k + j);
+        }
+    }
+    heap.flush();
+    let stats = heap.stats();
+    assert!(
+        stats.largest_free == 2048
+            && stats.free_blocks[6] > others.len()
+            && stats.free_blocks[7] > others.len()
+    );
+    let ptr =
+        heap.allocate(layout(2080, 8)).expect("the run at the bottom of the lists holds it").cast::<u8>();
+    assert_eq!(ptr.addr().get(), (run_group + 1) * 1024);
+    heap.check_invariants().unwrap();
+    // A request no run can hold fails, and changes nothing.
+    let before = budalloc_testkit::metadata_digest(&heap);
+    assert!(heap.allocate(layout(3 * 1024, 8)).is_err());
+    assert_eq!(budalloc_testkit::metadata_digest(&heap), before);
+    free(&mut heap, ptr, 2080, 8);
+    for (_, p) in blocks {
+        free(&mut heap, p, 1024, 1024);
+    }
+    assert!(heap.is_pristine());
+}

@@ -4,6 +4,7 @@ mod boundaries;
 mod errors;
 mod exact;
 mod marks;
+mod parked;
 mod props;
 mod regions;
 mod resize;

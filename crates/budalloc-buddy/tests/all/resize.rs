@@ -159,3 +159,35 @@ fn a_resize_that_must_move_a_freed_block_is_rejected_before_anything_changes() {
     assert_eq!(heap.stats().allocated, allocated, "and leaks nothing");
     heap.check_invariants().unwrap();
 }
+
+#[test]
+fn a_resize_of_a_freed_block_is_misuse_whatever_the_new_layout() {
+    let (mut heap, _region) = small(16 * 1024);
+    let l = layout(64, 8);
+    let p = alloc(&mut heap, 64, 8);
+    let q = alloc(&mut heap, 64, 8);
+    // SAFETY: both live with `l`; `q` freed second parks it and merges `p` for real.
+    unsafe { heap.try_deallocate(p, l) }.unwrap();
+    // SAFETY: as above.
+    unsafe { heap.try_deallocate(q, l) }.unwrap();
+    let before = digest(&heap);
+    // Larger than the policy serves, and a layout that overflows its arithmetic: the freed
+    // block is still what is reported, the same as with a new layout it could serve.
+    for new in [layout(1 << 20, 8), layout(isize::MAX as usize - 7, 8), layout(128, 8)] {
+        for ptr in [p, q] {
+            // SAFETY: deliberately stale: the checked policy rejects it.
+            let grown = unsafe { heap.grow_in_place(ptr, l, new) };
+            assert!(
+                matches!(grown, Err(AllocError::InvalidBlock(FreeError::DoubleFree { .. }))),
+                "{grown:?}"
+            );
+            // SAFETY: as above.
+            let shrunk = unsafe { heap.shrink_in_place(ptr, l, layout(16, 8)) };
+            assert!(
+                matches!(shrunk, Err(AllocError::InvalidBlock(FreeError::DoubleFree { .. }))),
+                "{shrunk:?}"
+            );
+        }
+    }
+    assert_eq!(digest(&heap), before, "a rejected resize changes nothing");
+}
