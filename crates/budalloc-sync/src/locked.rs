@@ -20,7 +20,8 @@ pub unsafe trait RawLock {
     fn new() -> Self;
     /// Waits until the lock is ours.
     fn lock(&self);
-    /// Takes the lock if it is free; `false` (and nothing taken) if it is held.
+    /// Takes the lock if it is free, without waiting; `false` (and nothing taken) if it is held
+    /// (or, for a lock built on another one, if taking it would mean waiting).
     fn try_lock(&self) -> bool;
     /// Releases the lock.
     ///

@@ -1,6 +1,6 @@
 //! [`StdLock`]: a blocking lock from `std::sync::{Mutex, Condvar}` (feature `std`).
 
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError, TryLockError};
 
 use crate::RawLock;
 
@@ -28,7 +28,13 @@ unsafe impl RawLock for StdLock {
     }
 
     fn try_lock(&self) -> bool {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        // Never waits, not even for the inner mutex: a caller that interrupted a holder of it
+        // (a signal handler) gets `false` rather than a deadlock.
+        let mut held = match self.held.try_lock() {
+            Ok(held) => held,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
         !std::mem::replace(&mut *held, true)
     }
 

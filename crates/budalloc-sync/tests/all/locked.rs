@@ -85,12 +85,21 @@ fn threads_share_one_heap_std_lock() {
     threads_share_one_heap::<StdLock>();
 }
 
-#[test]
-fn try_with_refuses_instead_of_waiting() {
-    let (heap, _region) = locked::<Spin>(64 * 1024);
+fn try_with_refuses_instead_of_waiting<L: RawLock>() {
+    let (heap, _region) = locked::<L>(64 * 1024);
     let nested = heap.with(|_| heap.try_with(|a| a.stats()));
     assert_eq!(nested.unwrap_err(), WouldBlock);
     assert!(heap.try_with(|a| a.stats()).is_ok());
+}
+
+#[test]
+fn try_with_refuses_instead_of_waiting_spin() {
+    try_with_refuses_instead_of_waiting::<Spin>();
+}
+
+#[test]
+fn try_with_refuses_instead_of_waiting_std_lock() {
+    try_with_refuses_instead_of_waiting::<StdLock>();
 }
 
 #[test]
