@@ -15,10 +15,11 @@
 //!   once: every free and resize looks the pointer up in its magazine (at most [`MAGAZINE`]
 //!   compares; the allocator never reads or writes a cached object, which may hold
 //!   uninitialised bytes);
-//! - a resize that moves the block (to another class, or between a class and the shared
-//!   policy's own blocks) first checks the old block against the shared policy, as a checked
-//!   free would, and refuses a misused one before anything is allocated or copied. A resize
-//!   within one class changes nothing and checks only the magazine;
+//! - a resize that moves a block of the shared policy (a layout above the classes) into a class
+//!   first checks it against the shared policy, as a checked free would, and refuses a freed,
+//!   foreign or misdescribed block before anything is allocated or copied. A resize of a class
+//!   object is checked as its free is: against the magazine at once, by the shared policy when
+//!   the magazine goes back;
 //! - a foreign or interior pointer, or a wrong layout, is caught by the shared policy's checked
 //!   free when the magazine is flushed, at most [`MAGAZINE`] frees later, possibly after this
 //!   thread handed the object out again. The `GlobalAlloc` path then aborts with the usual
@@ -485,10 +486,14 @@ mod tls {
                 }
                 _ => {}
             }
-            // Moving: the old block must be live before anything is allocated or copied. The
-            // shared policy sees an object that a magazine holds or handed out as allocated, so
-            // this refuses only blocks that are free there, foreign or misdescribed by `old`.
-            self.shared.with(|a| a.validate(ptr, old)).map_err(AllocError::invalid_block)?;
+            // Moving a block of the shared policy (not a class object): it must be live before
+            // anything is allocated or copied. Its free below takes the lock anyway. A class
+            // object is checked as its free is, in the magazine now and by the shared policy
+            // when the magazine goes back: checking it here would take the lock on every
+            // resize between classes.
+            if from.is_none() {
+                self.shared.with(|a| a.validate(ptr, old)).map_err(AllocError::invalid_block)?;
+            }
             let block = self.cached_allocate(new)?;
             let keep = old.size().min(new.size());
             // SAFETY: both blocks are live (hence disjoint) and hold at least `keep` bytes.
