@@ -107,7 +107,8 @@ impl Magazines {
     /// empty; `None` if the layout is not cached (the caller asks `shared` itself).
     ///
     /// # Errors
-    /// The shared policy has no object of the class left.
+    /// The shared policy has no object of the class left, or its metadata is damaged (reported
+    /// even when the refill took some objects before it met the damage).
     #[inline]
     pub fn allocate<A: SizeClasses, L: RawLock>(
         &mut self,
@@ -155,6 +156,9 @@ impl Magazines {
             }
         });
         match first_error {
+            // Damaged metadata is reported at once, even with objects taken before it (they
+            // stay cached: they were handed out by the policy before it found the damage).
+            Some(error @ AllocError::Corrupted(_)) => Err(error),
             Some(error) if self.len[class] == 0 => Err(error),
             _ => Ok(()),
         }

@@ -188,6 +188,42 @@ fn a_moving_resize_of_a_block_that_is_not_live_is_refused_before_copying() {
     unsafe { heap.deallocate(kept, big) };
 }
 
+/// A refill that finds damaged metadata after it took some objects reports it at once, rather
+/// than serve from what it took and leave the damage for a later call to find.
+#[test]
+fn a_refill_that_meets_damaged_metadata_reports_it() {
+    use allocator_api2::alloc::Allocator;
+    let guard = cached(64 * 1024);
+    let l = layout(1024);
+    // Every 1 KiB block taken from the shared heap, two given back: `a` into its free list,
+    // `b` parked (handed out first by the next allocation).
+    let mut blocks = guard.shared().with(|s| {
+        let mut blocks = Vec::new();
+        while let Ok(block) = s.allocate(l) {
+            blocks.push(block.cast::<u8>());
+        }
+        blocks
+    });
+    let (b, a) = (blocks.pop().unwrap(), blocks.pop().unwrap());
+    for p in [a, b] {
+        // SAFETY: live with `l`, ours.
+        guard.shared().with(|s| unsafe { s.try_deallocate(p, l) }).unwrap();
+    }
+    let seal = a.as_ptr().wrapping_add(8);
+    // SAFETY: the header of the free block `a`, in the region the heap manages.
+    unsafe { *seal ^= 0x10 };
+    // The refill takes `b`, then meets `a`'s header.
+    assert!(guard.heap().allocate(l).is_err(), "damaged metadata must be reported");
+    // SAFETY: restores the header.
+    unsafe { *seal ^= 0x10 };
+    let again = guard.heap().allocate(l).expect("the damage repaired").cast::<u8>();
+    blocks.push(again);
+    for p in blocks {
+        // SAFETY: live with `l`.
+        unsafe { guard.heap().deallocate(p, l) };
+    }
+}
+
 #[test]
 fn a_foreign_pointer_is_reported_when_its_magazine_is_flushed() {
     let guard = cached(256 * 1024);
