@@ -353,7 +353,7 @@ fn kib_blocks(heap: &mut Exact) -> std::collections::BTreeMap<usize, NonNull<u8>
 /// request lies deeper, first fit still finds it: a request fails only when no run holds it.
 #[test]
 fn a_large_request_fails_only_when_no_run_can_hold_it() {
-    let (mut heap, _region) = exact(if cfg!(miri) { 168 * 1024 } else { 328 * 1024 });
+    let (mut heap, _region) = exact(if cfg!(miri) { 48 * 1024 } else { 328 * 1024 });
     let mut blocks = kib_blocks(&mut heap);
     // Groups of 8 KiB wholly inside the arena: k .. k + 8 in KiB units, k a multiple of 8.
     let groups: Vec<usize> = blocks
