@@ -353,7 +353,7 @@ fn kib_blocks(heap: &mut Exact) -> std::collections::BTreeMap<usize, NonNull<u8>
 /// request lies deeper, first fit still finds it: a request fails only when no run holds it.
 #[test]
 fn a_large_request_fails_only_when_no_run_can_hold_it() {
-    let (mut heap, _region) = exact(if cfg!(miri) { 48 * 1024 } else { 328 * 1024 });
+    let (mut heap, _region) = exact(if cfg!(miri) { 24 * 1024 } else { 328 * 1024 });
     let mut blocks = kib_blocks(&mut heap);
     // Groups of 8 KiB wholly inside the arena: k .. k + 8 in KiB units, k a multiple of 8.
     let groups: Vec<usize> = blocks
@@ -366,7 +366,8 @@ fn a_large_request_fails_only_when_no_run_can_hold_it() {
     assert!(cfg!(miri) || others.len() > 32, "enough blocks to push the run past the probes");
     let mut free_kib = |heap: &mut Exact, k: usize| {
         let p = blocks.remove(&k).unwrap();
-        free(heap, p, 1024, 1024);
+        // SAFETY: live with (1024, 1024).
+        unsafe { heap.try_deallocate(p, layout(1024, 1024)) }.expect("valid free");
     };
     // The run, freed first (deepest in its lists): 1 KiB at k + 1 and a 2 KiB block at k + 2.
     for j in 1..4 {
@@ -380,6 +381,7 @@ fn a_large_request_fails_only_when_no_run_can_hold_it() {
         }
     }
     heap.flush();
+    heap.check_invariants().unwrap();
     let stats = heap.stats();
     assert!(
         stats.largest_free == 2048
@@ -396,7 +398,8 @@ fn a_large_request_fails_only_when_no_run_can_hold_it() {
     assert_eq!(budalloc_testkit::metadata_digest(&heap), before);
     free(&mut heap, ptr, 2080, 8);
     for (_, p) in blocks {
-        free(&mut heap, p, 1024, 1024);
+        // SAFETY: live with (1024, 1024).
+        unsafe { heap.try_deallocate(p, layout(1024, 1024)) }.expect("valid free");
     }
     assert!(heap.is_pristine());
 }
