@@ -378,8 +378,9 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
     }
 
     /// Exact fit's placement in runs of adjacent free blocks: the tightest run for a large
-    /// request (`best`), or, when no free block of the request's order is left, the first run
-    /// of smaller blocks that is long enough.
+    /// request (`best`; the first run that is long enough if the bounded best-fit search found
+    /// none), or, when no free block of the request's order is left, the first run of smaller
+    /// blocks that is long enough. Fails only when no run can hold the request.
     #[inline(never)]
     fn allocate_from_runs(
         &mut self,
@@ -655,7 +656,8 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
             stats.allocated -= Self::MATH.block_size(order);
             let merged = self.slot(i).merge_order(frag, order);
             for absorbed in &mut stats.free_blocks[order.index()..merged.index()] {
-                *absorbed -= 1;
+                // Never below zero, even over damaged bits (`check_invariants` reports those).
+                *absorbed = absorbed.saturating_sub(1);
             }
             stats.free_blocks[merged.index()] += 1;
             stats.largest_free = stats.largest_free.max(Self::MATH.block_size(merged));

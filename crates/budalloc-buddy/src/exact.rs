@@ -352,13 +352,15 @@ impl Slot {
     /// policy's parked last-freed block; the caller merges it before taking a run that holds
     /// it). Reads only bits and the headers of the free blocks it walks (checked).
     ///
-    /// Any such run holds a free block of order `floor(log2(need + 1)) - 1` or above, so only
-    /// those lists are walked. Cost: the blocks walked times the run lengths (in words of `U`
-    /// bits). The
-    /// policy asks for the first fit only when no free block of the request's order is left
-    /// (one or two lists of smaller blocks); best fit walks at most [`BEST_FIT_PROBES`] blocks
-    /// of each of the one or two orders below the request's, and stops at the first block that
-    /// fits alone or once no larger order can give a tighter run.
+    /// Any such run holds a free block of order `floor(log2(need + 1)) - 1` or above (or the
+    /// block the parked one merges into), so only those lists are walked. Cost: the blocks
+    /// walked times the run lengths (in words of `U` bits). Best fit walks at most
+    /// [`BEST_FIT_PROBES`] blocks of each of the one or two orders below the request's, and
+    /// stops at the first block that fits alone or once no larger order can give a tighter
+    /// run. First fit walks every list from that order up, without a bound: the policy asks
+    /// for it when no free block of the request's order is left (one or two lists of smaller
+    /// blocks, on the allocation path), and when best fit found nothing (a request that then
+    /// fails has walked every free block that could start a run).
     pub fn find_run(
         &self,
         need: usize,

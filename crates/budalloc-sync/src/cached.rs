@@ -15,11 +15,12 @@
 //!   once: every free and resize looks the pointer up in its magazine (at most [`MAGAZINE`]
 //!   compares; the allocator never reads or writes a cached object, which may hold
 //!   uninitialised bytes);
-//! - a resize that moves a block of the shared policy (a layout above the classes) into a class
-//!   first checks it against the shared policy, as a checked free would, and refuses a freed,
-//!   foreign or misdescribed block before anything is allocated or copied. A resize of a class
-//!   object is checked as its free is: against the magazine at once, by the shared policy when
-//!   the magazine goes back;
+//! - a resize of a block of the shared policy (a layout that maps to no cached class) is the
+//!   shared policy's, checked as a checked free would be; one that moves such a block into a
+//!   cached class first checks it the same way. Either refuses a freed, foreign or
+//!   misdescribed block before anything is allocated or copied. A resize of an object of a
+//!   cached class is checked as its free is: against the magazine at once, by the shared
+//!   policy when the magazine goes back;
 //! - a foreign or interior pointer, or a wrong layout, is caught by the shared policy's checked
 //!   free when the magazine is flushed, at most [`MAGAZINE`] frees later, possibly after this
 //!   thread handed the object out again. The `GlobalAlloc` path then aborts with the usual
@@ -315,7 +316,7 @@ mod tls {
 
     use budalloc_core::{AllocError, FreeError, SizeClasses};
 
-    use super::{Cached, Magazines};
+    use super::{Cached, Magazines, CACHED_CLASSES};
     use crate::locked::{Locked, RawLock};
 
     /// Flushes magazines into the shared heap at `owner` (a `&'static Locked<A, L>`).
@@ -454,8 +455,8 @@ mod tls {
             }
         }
 
-        /// Resizes through the caches: in place if both layouts map to the same class, by the
-        /// shared heap if neither is cached, else by moving the block.
+        /// Resizes through the caches: in place if both layouts map to the same cached class,
+        /// by the shared heap if neither maps to a cached class, else by moving the block.
         ///
         /// # Safety
         /// `ptr` must be live with a layout `old` fits, `new` non-zero-size.
@@ -471,7 +472,10 @@ mod tls {
                 let size = from.map_or(old.size(), |c| A::class_layout(c).size());
                 return Err(AllocError::InvalidBlock(FreeError::DoubleFree { addr: ptr.addr().get(), size }));
             }
-            match (from, to) {
+            // The classes this cache keeps magazines for; objects of the others, and blocks above
+            // every class, are the shared policy's to resize.
+            let cached = |class: Option<usize>| class.filter(|&c| c < CACHED_CLASSES);
+            match (cached(from), cached(to)) {
                 // Every block of a class (an object, or a block of the shared policy kept at the
                 // class's layout) holds the class size.
                 (Some(c), Some(d)) if c == d => {
@@ -488,15 +492,15 @@ mod tls {
                         }
                     });
                 }
-                _ => {}
-            }
-            // Moving a block of the shared policy (not a class object): it must be live before
-            // anything is allocated or copied. Its free below takes the lock anyway. A class
-            // object is checked as its free is, in the magazine now and by the shared policy
-            // when the magazine goes back: checking it here would take the lock on every
-            // resize between classes.
-            if from.is_none() {
-                self.shared.with(|a| a.validate(ptr, old)).map_err(AllocError::invalid_block)?;
+                (Some(_), _) => {}
+                (None, Some(_)) => {
+                    // Moving a block of the shared policy into a magazine class: it must be live
+                    // before anything is allocated or copied (its free below takes the lock
+                    // anyway). An object of a cached class is checked as its free is, in the
+                    // magazine now and by the shared policy when the magazine goes back: a
+                    // check here would take the lock on every resize between classes.
+                    self.shared.with(|a| a.validate(ptr, old)).map_err(AllocError::invalid_block)?;
+                }
             }
             let block = self.cached_allocate(new)?;
             let keep = old.size().min(new.size());

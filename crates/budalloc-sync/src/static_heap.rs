@@ -16,7 +16,7 @@ use crate::{Locked, Spin};
 /// The policy records the array's address when it claims it, so a `StaticHeap` must stay where
 /// it was first used: a `static` always does. One that was used and then moved (out of a `Box`,
 /// by `mem::swap`, ...) would hand out memory where it used to be; instead, it notices the move
-/// and refuses to serve: [`try_heap`](Self::try_heap) answers `None`, [`heap`](Self::heap)
+/// and refuses to serve: [`try_heap`](Self::try_heap) answers [`Moved`], [`heap`](Self::heap)
 /// panics, the `GlobalAlloc` allocation methods return null and `dealloc` aborts.
 ///
 /// ```

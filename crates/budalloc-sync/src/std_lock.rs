@@ -43,3 +43,30 @@ unsafe impl RawLock for StdLock {
         self.freed.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    use super::StdLock;
+    use crate::RawLock;
+
+    /// A holder of the inner mutex (a thread inside `lock` or `unlock`, or the code a signal
+    /// handler interrupted) makes `try_lock` answer `false` at once rather than wait for it.
+    #[test]
+    fn try_lock_does_not_wait_for_the_inner_mutex() {
+        let lock = Arc::new(StdLock::new());
+        let inner = lock.held.lock().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let other = Arc::clone(&lock);
+        // Detached: if `try_lock` waited, the test fails at the timeout instead of hanging.
+        std::thread::spawn(move || tx.send(other.try_lock()).unwrap());
+        let answer = rx.recv_timeout(Duration::from_secs(10));
+        drop(inner);
+        assert_eq!(answer, Ok(false), "try_lock must not wait");
+        assert!(lock.try_lock());
+        // SAFETY: we hold the lock, taken just above.
+        unsafe { lock.unlock() };
+    }
+}

@@ -188,6 +188,52 @@ fn a_moving_resize_of_a_block_that_is_not_live_is_refused_before_copying() {
     unsafe { heap.deallocate(kept, big) };
 }
 
+/// Size classes up to 128 KiB over a buddy: the classes from `CACHED_CLASSES` on get no
+/// magazines, so their objects are the shared policy's, as blocks above every class are.
+type WideClasses = budalloc_classes::Classes<Buddy<16, { 1 << 20 }, 2>, { 128 * 1024 }>;
+
+/// A `Cached` over a leaked `WideClasses` heap of 4 MiB (the thread's cache may flush into it
+/// after a failed assertion too).
+fn wide_classes() -> Cached<WideClasses> {
+    let region: &'static Region = Box::leak(Box::new(Region::new(4 << 20, 4096)));
+    let mut policy = WideClasses::new(Buddy::new());
+    let (ptr, len) = region.skewed(0);
+    // SAFETY: the region is ours and leaked: it outlives the heap.
+    unsafe { budalloc_core::Claim::claim_raw(&mut policy, ptr, len) }.expect("claim");
+    Cached::new(Box::leak(Box::new(Locked::new(policy))))
+}
+
+/// An object of a class without magazines is the shared policy's: a resize of it is checked
+/// before anything is allocated, copied or freed, as a block above every class is.
+#[test]
+fn a_resize_of_an_object_of_an_uncached_class_that_is_not_live_is_refused() {
+    use allocator_api2::alloc::Allocator;
+    use budalloc_core::SizeClasses;
+    let cached = wide_classes();
+    let heap = &cached;
+    let big = layout(96 * 1024);
+    let class = <WideClasses as SizeClasses>::class_of(big).expect("a class");
+    assert!(class >= budalloc_sync::CACHED_CLASSES, "class {class} has magazines");
+    let kept = heap.allocate(big).unwrap().cast::<u8>();
+    let freed = heap.allocate(big).unwrap().cast::<u8>();
+    // SAFETY: live with `big`.
+    unsafe { heap.deallocate(freed, big) };
+    let wild = NonNull::new(core::ptr::without_provenance_mut::<u8>(0x1000)).unwrap();
+    let before = heap.shared().stats();
+    for ptr in [freed, wild] {
+        // Into a cached class, into another uncached class, within its own class.
+        for new in [layout(64), layout(120 * 1024), layout(90 * 1024)] {
+            // SAFETY: deliberately a resize of a block that is not live: it must be refused.
+            let result = unsafe { heap.shrink(ptr, big, new) };
+            assert!(result.is_err(), "shrink of {ptr:?} to {new:?} must be refused");
+            assert_eq!(heap.shared().stats(), before, "nothing allocated, copied or freed");
+        }
+    }
+    // SAFETY: live with `big`.
+    unsafe { heap.deallocate(kept, big) };
+    heap.flush_thread().expect("the cached objects go back");
+}
+
 /// A refill that finds damaged metadata after it took some objects reports it at once, rather
 /// than serve from what it took and leave the damage for a later call to find.
 #[test]
