@@ -10,6 +10,7 @@ use budalloc_core::{
     Stats, MAX_ORDERS,
 };
 
+use crate::exact::Fit;
 use crate::slot::{bits_for, poison, Slot, FREED, FRESH, HEADER_SIZE};
 
 /// With exact fit, requests of at least this many bytes are placed best fit, in the tightest
@@ -378,9 +379,9 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
     }
 
     /// Exact fit's placement in runs of adjacent free blocks: the tightest run for a large
-    /// request (`best`; the first run that is long enough if the bounded best-fit search found
-    /// none), or, when no free block of the request's order is left, the first run of smaller
-    /// blocks that is long enough. Fails only when no run can hold the request.
+    /// request (`best`; over every free block if the bounded best-fit search found none), or,
+    /// when no free block of the request's order is left, the first run of smaller blocks that
+    /// is long enough. Fails only when no run can hold the request.
     #[inline(never)]
     fn allocate_from_runs(
         &mut self,
@@ -390,10 +391,11 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
     ) -> Result<NonNull<[u8]>, AllocError> {
         let need = Self::need(order, layout.size());
         let align = layout.align().div_ceil(MIN);
-        // Best fit probes a bounded number of blocks per list: when that finds nothing, first fit
-        // walks every list, so that a request fails only when no run can hold it.
-        let found = match self.find_run(need, align, best)? {
-            None if best => self.find_run(need, align, false)?,
+        // Best fit probes a bounded number of blocks per list: when that finds nothing, it walks
+        // every block, so that a request fails only when no run can hold it (a first fit there
+        // places the request worse: 89.9% against 90.2% on talc's recipe, `drive eff budalloc-heap`).
+        let found = match self.find_run(need, align, if best { Fit::BOUNDED } else { Fit::First })? {
+            None if best => self.find_run(need, align, Fit::EXHAUSTIVE)?,
             found => found,
         };
         let Some((i, start)) = found else {
@@ -417,12 +419,12 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
 
     /// The first arena with a run of `need` fragments aligned to `align` fragments, the parked
     /// block counted as free: `(arena, start)`.
-    fn find_run(&self, need: usize, align: usize, best: bool) -> Result<Option<(usize, usize)>, Corruption> {
+    fn find_run(&self, need: usize, align: usize, fit: Fit) -> Result<Option<(usize, usize)>, Corruption> {
         for i in 0..self.len {
             let parked = self.hot.and_then(|(h, frag, order)| (h == i).then_some((frag, order)));
             let slot = self.slot(i);
             slot.arena.bitmap().check_keys()?;
-            if let Some(start) = slot.find_run(need, align, parked, best)? {
+            if let Some(start) = slot.find_run(need, align, parked, fit)? {
                 return Ok(Some((i, start)));
             }
         }

@@ -29,6 +29,22 @@ use crate::slot::Slot;
 /// fit before it reports out of memory.
 const BEST_FIT_PROBES: usize = 32;
 
+/// How [`Slot::find_run`] chooses among the runs that can hold a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fit {
+    /// The first run found.
+    First,
+    /// The tightest run through the first `probes` blocks of each list walked.
+    Best { probes: usize },
+}
+
+impl Fit {
+    /// Best fit as large requests use it: [`BEST_FIT_PROBES`] blocks per list.
+    pub(crate) const BOUNDED: Fit = Fit::Best { probes: BEST_FIT_PROBES };
+    /// Best fit over every block of the lists walked: when the bounded search found nothing.
+    pub(crate) const EXHAUSTIVE: Fit = Fit::Best { probes: usize::MAX };
+}
+
 /// How far back, in multiples of the request, a run is measured from the free block that
 /// found it (its true start packs the request against the allocation before it: 90.5% on
 /// talc's recipe where 1 request back gives 89.4%).
@@ -346,28 +362,32 @@ impl Slot {
     }
 
     /// Where a run of adjacent free blocks can hold `need` fragments starting at a fragment
-    /// absolutely aligned to `align` fragments (a power of two), if any: the start. With `best`,
-    /// the run that fits tightest (best fit: large requests then leave the large holes for large
-    /// requests); else the first found. `parked` is an allocated block to count as free (the
+    /// absolutely aligned to `align` fragments (a power of two), if any: the start. With best
+    /// fit, the run that fits tightest (large requests then leave the large holes for large
+    /// requests); with first fit, the first found. `parked` is an allocated block to count as free (the
     /// policy's parked last-freed block; the caller merges it before taking a run that holds
     /// it). Reads only bits and the headers of the free blocks it walks (checked).
     ///
     /// Any such run holds a free block of order `floor(log2(need + 1)) - 1` or above (or the
     /// block the parked one merges into), so only those lists are walked. Cost: the blocks
-    /// walked times the run lengths (in words of `U` bits). Best fit walks at most
-    /// [`BEST_FIT_PROBES`] blocks of each of the one or two orders below the request's, and
-    /// stops at the first block that fits alone or once no larger order can give a tighter
-    /// run. First fit walks every list from that order up, without a bound: the policy asks
-    /// for it when no free block of the request's order is left (one or two lists of smaller
-    /// blocks, on the allocation path), and when best fit found nothing (a request that then
-    /// fails has walked every free block that could start a run).
+    /// walked times the run lengths (in words of `U` bits). Best fit walks at most `probes`
+    /// blocks of each of the one or two orders below the request's, and stops at the first
+    /// block that fits alone or once no larger order can give a tighter run; large requests
+    /// use [`Fit::BOUNDED`], then [`Fit::EXHAUSTIVE`] if that found nothing (a request that
+    /// then fails has walked every free block that could start a run). First fit walks every
+    /// list from that order up; the policy asks for it when no free block of the request's
+    /// order is left (one or two lists of smaller blocks).
     pub fn find_run(
         &self,
         need: usize,
         align: usize,
         parked: Option<(usize, Order)>,
-        best: bool,
+        fit: Fit,
     ) -> Result<Option<usize>, Corruption> {
+        let (best, max_probes) = match fit {
+            Fit::First => (false, usize::MAX),
+            Fit::Best { probes } => (true, probes),
+        };
         let lowest = (need + 1).ilog2().saturating_sub(1);
         // (start, run length) of the tightest run so far. Whether to stop: at the first fit, or
         // at an exact one. A run longer than the tightest so far is not measured to its end.
@@ -416,7 +436,7 @@ impl Slot {
                     return Ok(found.map(|(start, _)| start));
                 }
                 probes += 1;
-                if best && probes == BEST_FIT_PROBES {
+                if probes == max_probes {
                     break;
                 }
                 at = (header.next != crate::slot::NIL).then_some(header.next as usize);
