@@ -4,7 +4,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use budalloc_core::{FreeError, Inspect, RawAlloc};
+use budalloc_core::{AllocError, FreeError, Inspect, RawAlloc};
 use budalloc_testkit::{actions, proptest_config, Region};
 use proptest::prelude::*;
 
@@ -402,4 +402,123 @@ fn a_large_request_fails_only_when_no_run_can_hold_it() {
         unsafe { heap.try_deallocate(p, layout(1024, 1024)) }.expect("valid free");
     }
     assert!(heap.is_pristine());
+}
+
+/// A tiny deterministic generator for [`random_actions_fail_only_when_no_run_holds_the_request`].
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A run of free memory (the parked block merged first: call after `flush`) that holds `size`
+/// bytes at an address aligned to `align`, if any: `(start, end)`.
+fn run_holding(heap: &Exact, size: usize, align: usize) -> Option<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for block in heap.blocks().filter(|b| !b.allocated) {
+        match runs.last_mut() {
+            Some((_, end)) if *end == block.addr => *end += block.size,
+            _ => runs.push((block.addr, block.addr + block.size)),
+        }
+    }
+    let need = size.div_ceil(16).max(1) * 16;
+    runs.into_iter().find(|&(start, end)| start.next_multiple_of(align) + need <= end)
+}
+
+/// Random allocations (small, mid-size and best-fit sizes, alignments up to 4 KiB), frees and
+/// in-place resizes over one or two skewed arenas: an allocation fails only when no run of free
+/// memory can hold it (and then changes nothing); the figures before a flush are those after it.
+fn random_actions(seed: u64, arenas: &[(usize, usize)], steps: usize) {
+    let regions: Vec<Region> = arenas.iter().map(|&(len, _)| Region::new(len + 64, 4096)).collect();
+    let mut heap = Exact::new();
+    for (region, &(len, skew)) in regions.iter().zip(arenas) {
+        let (ptr, _) = region.skewed(skew);
+        // SAFETY: the region is ours and outlives the heap.
+        unsafe { heap.claim_raw(ptr, len) }.expect("claim");
+    }
+    let mut rng = XorShift(seed);
+    let mut live: Vec<(NonNull<u8>, Layout)> = Vec::new();
+    for step in 0..steps {
+        let what = rng.below(100);
+        if what < 55 || live.is_empty() {
+            let size = match rng.below(3) {
+                0 => 1 + rng.below(256) as usize,
+                1 => 1 + rng.below(4096) as usize,
+                _ => 2048 + rng.below(2049) as usize,
+            };
+            let align = [1, 8, 16, 32, 64, 256, 1024, 4096][rng.below(8) as usize];
+            let l = layout(size, align);
+            let before = budalloc_testkit::metadata_digest(&heap);
+            match heap.allocate(l) {
+                Ok(block) => live.push((block.cast(), l)),
+                Err(AllocError::OutOfMemory { .. }) => {
+                    assert_eq!(
+                        budalloc_testkit::metadata_digest(&heap),
+                        before,
+                        "step {step}: changed metadata"
+                    );
+                    heap.flush();
+                    let run = run_holding(&heap, size, align);
+                    assert!(run.is_none(), "step {step}: ({size}, {align}) refused though {run:x?} holds it");
+                }
+                Err(e) => panic!("step {step}: {e:?}"),
+            }
+        } else if what < 90 {
+            let (ptr, l) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            // SAFETY: live with `l`.
+            unsafe { heap.try_deallocate(ptr, l) }.expect("valid free");
+        } else {
+            let i = rng.below(live.len() as u64) as usize;
+            let (ptr, l) = live[i];
+            let new = layout(1 + rng.below(4096) as usize, [1, 8, 16, 32, 64, 256][rng.below(6) as usize]);
+            let before = budalloc_testkit::metadata_digest(&heap);
+            // SAFETY: live with `l`.
+            let resized = unsafe {
+                if new.size() >= l.size() {
+                    heap.grow_in_place(ptr, l, new)
+                } else {
+                    heap.shrink_in_place(ptr, l, new)
+                }
+            };
+            match resized {
+                Ok(_) => live[i].1 = new,
+                Err(AllocError::OutOfMemory { .. }) => {
+                    assert_eq!(
+                        budalloc_testkit::metadata_digest(&heap),
+                        before,
+                        "step {step}: changed metadata"
+                    )
+                }
+                Err(e) => panic!("step {step}: resize {e:?}"),
+            }
+        }
+        heap.check_invariants().unwrap_or_else(|e| panic!("step {step}: {e:?}"));
+        if rng.below(4) == 0 {
+            let stats = heap.stats();
+            heap.flush();
+            assert_eq!(stats, heap.stats(), "step {step}: figures before and after merging the parked block");
+        }
+    }
+    for (ptr, l) in live {
+        // SAFETY: live with `l`.
+        unsafe { heap.try_deallocate(ptr, l) }.expect("valid free");
+    }
+    assert!(heap.is_pristine());
+}
+
+/// Not under Miri: every step checks every invariant and hashes all metadata, minutes per
+/// seed there; `random_actions_match_the_model` runs the same paths under Miri.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn random_actions_fail_only_when_no_run_holds_the_request() {
+    for seed in 1..=100 {
+        let seed = 0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(seed);
+        random_actions(seed, &[(48 * 1024, 0)], 600);
+        random_actions(seed.wrapping_add(7), &[(20 * 1024, 48), (36 * 1024, 16)], 600);
+    }
 }
