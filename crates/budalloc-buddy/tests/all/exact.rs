@@ -477,13 +477,12 @@ fn random_actions(seed: u64, arenas: &[(usize, usize)], steps: usize) {
             let (ptr, l) = live[i];
             let new = layout(1 + rng.below(4096) as usize, [1, 8, 16, 32, 64, 256][rng.below(6) as usize]);
             let before = budalloc_testkit::metadata_digest(&heap);
-            // SAFETY: live with `l`.
-            let resized = unsafe {
-                if new.size() >= l.size() {
-                    heap.grow_in_place(ptr, l, new)
-                } else {
-                    heap.shrink_in_place(ptr, l, new)
-                }
+            let resized = if new.size() >= l.size() {
+                // SAFETY: live with `l`; `new` is at least as large.
+                unsafe { heap.grow_in_place(ptr, l, new) }
+            } else {
+                // SAFETY: live with `l`; `new` is smaller.
+                unsafe { heap.shrink_in_place(ptr, l, new) }
             };
             match resized {
                 Ok(_) => live[i].1 = new,
