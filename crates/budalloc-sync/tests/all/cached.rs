@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 use std::alloc::GlobalAlloc;
 
 use budalloc_buddy::Buddy;
-use budalloc_core::{FreeError, Inspect, RawAlloc};
+use budalloc_core::{Claim, FreeError, Inspect, RawAlloc, SizeClasses};
 use budalloc_sync::{capacity, Cached, Locked};
 use budalloc_testkit::Region;
 
@@ -15,44 +15,48 @@ type PowerClasses = budalloc_testkit::PowerClasses<Buddy<16, { 1 << 16 }, 2>>;
 
 /// A `Cached` over a fresh heap. Dropping the guard flushes this thread's cache and unbinds it
 /// before the heap and its region go.
-pub struct Guard {
-    cached: Cached<PowerClasses>,
-    shared: *mut Locked<PowerClasses>,
+pub struct Guard<P: SizeClasses + 'static = PowerClasses> {
+    cached: Cached<P>,
+    shared: *mut Locked<P>,
     _region: Region,
 }
 
-impl Drop for Guard {
+impl<P: SizeClasses + 'static> Drop for Guard<P> {
     fn drop(&mut self) {
         self.cached.flush_thread().expect("cached objects go back");
-        // SAFETY: `shared` came from `Box::into_raw` in `cached`, this thread's cache no longer
+        // SAFETY: `shared` came from `Box::into_raw` in `guard`, this thread's cache no longer
         // refers to it (flushed and unbound), and the tests spawn no thread that outlives it.
         drop(unsafe { Box::from_raw(self.shared) });
     }
 }
 
-impl Guard {
-    fn heap(&self) -> &Cached<PowerClasses> {
+impl<P: SizeClasses + 'static> Guard<P> {
+    fn heap(&self) -> &Cached<P> {
         &self.cached
     }
 
-    fn shared(&self) -> &Locked<PowerClasses> {
+    fn shared(&self) -> &Locked<P> {
         // SAFETY: the box lives until `drop`.
         unsafe { &*self.shared }
     }
 }
 
-pub fn cached(len: usize) -> Guard {
+/// A `Cached` over `policy` given a fresh region of `len` bytes.
+fn guard<P: SizeClasses + Claim + 'static>(mut policy: P, len: usize) -> Guard<P> {
     let region = Region::new(len, 4096);
-    let mut policy = PowerClasses::new(Buddy::new());
     let (ptr, len) = region.skewed(0);
     // SAFETY: the region is ours and outlives the heap (the guard drops the heap first).
-    unsafe { policy.0.claim_raw(ptr, len) }.expect("claim");
+    unsafe { policy.claim_raw(ptr, len) }.expect("claim");
     let shared = Box::into_raw(Box::new(Locked::new(policy)));
     // SAFETY: the box is freed only by the guard, after the thread's cache let go of it; no
     // other thread keeps a cache bound to it past the test (threads are joined and flush on
     // exit).
     let cached = Cached::new(unsafe { &*shared });
     Guard { cached, shared, _region: region }
+}
+
+pub fn cached(len: usize) -> Guard {
+    guard(PowerClasses::new(Buddy::new()), len)
 }
 
 mod conformance {
@@ -192,25 +196,13 @@ fn a_moving_resize_of_a_block_that_is_not_live_is_refused_before_copying() {
 /// magazines, so their objects are the shared policy's, as blocks above every class are.
 type WideClasses = budalloc_classes::Classes<Buddy<16, { 1 << 20 }, 2>, { 128 * 1024 }>;
 
-/// A `Cached` over a leaked `WideClasses` heap of 4 MiB (the thread's cache may flush into it
-/// after a failed assertion too).
-fn wide_classes() -> Cached<WideClasses> {
-    let region: &'static Region = Box::leak(Box::new(Region::new(4 << 20, 4096)));
-    let mut policy = WideClasses::new(Buddy::new());
-    let (ptr, len) = region.skewed(0);
-    // SAFETY: the region is ours and leaked: it outlives the heap.
-    unsafe { budalloc_core::Claim::claim_raw(&mut policy, ptr, len) }.expect("claim");
-    Cached::new(Box::leak(Box::new(Locked::new(policy))))
-}
-
 /// An object of a class without magazines is the shared policy's: a resize of it is checked
 /// before anything is allocated, copied or freed, as a block above every class is.
 #[test]
 fn a_resize_of_an_object_of_an_uncached_class_that_is_not_live_is_refused() {
     use allocator_api2::alloc::Allocator;
-    use budalloc_core::SizeClasses;
-    let cached = wide_classes();
-    let heap = &cached;
+    let guard = guard(WideClasses::new(Buddy::new()), 4 << 20);
+    let heap = guard.heap();
     let big = layout(96 * 1024);
     let class = <WideClasses as SizeClasses>::class_of(big).expect("a class");
     assert!(class >= budalloc_sync::CACHED_CLASSES, "class {class} has magazines");
@@ -219,19 +211,18 @@ fn a_resize_of_an_object_of_an_uncached_class_that_is_not_live_is_refused() {
     // SAFETY: live with `big`.
     unsafe { heap.deallocate(freed, big) };
     let wild = NonNull::new(core::ptr::without_provenance_mut::<u8>(0x1000)).unwrap();
-    let before = heap.shared().stats();
+    let before = guard.shared().stats();
     for ptr in [freed, wild] {
         // Into a cached class, into another uncached class, within its own class.
         for new in [layout(64), layout(120 * 1024), layout(90 * 1024)] {
             // SAFETY: deliberately a resize of a block that is not live: it must be refused.
             let result = unsafe { heap.shrink(ptr, big, new) };
             assert!(result.is_err(), "shrink of {ptr:?} to {new:?} must be refused");
-            assert_eq!(heap.shared().stats(), before, "nothing allocated, copied or freed");
+            assert_eq!(guard.shared().stats(), before, "nothing allocated, copied or freed");
         }
     }
     // SAFETY: live with `big`.
     unsafe { heap.deallocate(kept, big) };
-    heap.flush_thread().expect("the cached objects go back");
 }
 
 /// A refill that finds damaged metadata after it took some objects reports it at once, rather
