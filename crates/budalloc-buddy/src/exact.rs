@@ -25,8 +25,8 @@ use crate::slot::Slot;
 /// heads of its lists), then the first block that fits alone: a bounded search, close to best
 /// fit. Measuring a run reads `U` bits a word at a time, so 32 probes cost little more than 16
 /// did and lift the churn workload's efficiency by a point (91.8 to 92.8%, `drive eff
-/// budalloc-heap 20`). When the bounded search finds no run, the policy walks every list first
-/// fit before it reports out of memory.
+/// budalloc-heap 20`). When the bounded search finds no run, the policy searches every block
+/// ([`Fit::EXHAUSTIVE`]) before it reports out of memory.
 const BEST_FIT_PROBES: usize = 32;
 
 /// How [`Slot::find_run`] chooses among the runs that can hold a request.
@@ -364,9 +364,9 @@ impl Slot {
     /// Where a run of adjacent free blocks can hold `need` fragments starting at a fragment
     /// absolutely aligned to `align` fragments (a power of two), if any: the start. With best
     /// fit, the run that fits tightest (large requests then leave the large holes for large
-    /// requests); with first fit, the first found. `parked` is an allocated block to count as free (the
-    /// policy's parked last-freed block; the caller merges it before taking a run that holds
-    /// it). Reads only bits and the headers of the free blocks it walks (checked).
+    /// requests); with first fit, the first found. `parked` is an allocated block to count as
+    /// free (the policy's parked last-freed block; the caller merges it before taking a run that
+    /// holds it). Reads only bits and the headers of the free blocks it walks (checked).
     ///
     /// Any such run holds a free block of order `floor(log2(need + 1)) - 1` or above (or the
     /// block the parked one merges into), so only those lists are walked. Cost: the blocks
@@ -408,8 +408,8 @@ impl Slot {
         // A run of `need` fragments holds an aligned node of order `lowest`, all free: after
         // merging, part of a free block of order `lowest` or more. That block is listed, or it
         // is the one the parked block merges into.
-        if let Some((frag, order)) =
-            parked.filter(|&(frag, order)| self.merge_order(frag, order).get() >= lowest)
+        if let Some((frag, order)) = parked
+            .filter(|&(frag, order)| order.get() >= lowest || self.merge_order(frag, order).get() >= lowest)
         {
             let run = self.run_around(frag, order, need, align, parked, cap(&found));
             if consider(&mut found, run) {

@@ -350,7 +350,8 @@ fn kib_blocks(heap: &mut Exact) -> std::collections::BTreeMap<usize, NonNull<u8>
 }
 
 /// Best fit probes a bounded number of blocks per list; when the only run that can hold a
-/// request lies deeper, first fit still finds it: a request fails only when no run holds it.
+/// request lies deeper, the search over every block still finds it: a request fails only when
+/// no run holds it.
 #[test]
 fn a_large_request_fails_only_when_no_run_can_hold_it() {
     let (mut heap, _region) = exact(if cfg!(miri) { 24 * 1024 } else { 328 * 1024 });

@@ -14,25 +14,25 @@ fn range_of(heap: &Heap) -> core::ops::Range<usize> {
     start..start + core::mem::size_of::<Heap>()
 }
 
-#[test]
-fn blocks_lie_inside_the_heap_that_serves_them() {
-    let heap: Box<Heap> = Box::new(StaticHeap::new(Buddy::new()));
+/// Allocates a block from `heap`, checks it lies inside the heap, and frees it.
+fn serves_from_inside(heap: &Heap) {
     let layout = Layout::from_size_align(64, 8).unwrap();
     let block = heap.heap().allocate(layout).unwrap().cast::<u8>();
-    assert!(range_of(&heap).contains(&block.addr().get()));
+    assert!(range_of(heap).contains(&block.addr().get()));
     // SAFETY: live with `layout`.
     unsafe { heap.heap().deallocate(block, layout) };
+}
+
+#[test]
+fn blocks_lie_inside_the_heap_that_serves_them() {
+    serves_from_inside(&Box::new(StaticHeap::new(Buddy::new())));
 }
 
 #[test]
 fn an_unused_heap_may_move() {
     let boxed: Box<Heap> = Box::new(StaticHeap::new(Buddy::new()));
     let moved: Heap = *boxed;
-    let layout = Layout::from_size_align(64, 8).unwrap();
-    let block = moved.heap().allocate(layout).unwrap().cast::<u8>();
-    assert!(range_of(&moved).contains(&block.addr().get()));
-    // SAFETY: live with `layout`.
-    unsafe { moved.heap().deallocate(block, layout) };
+    serves_from_inside(&moved);
 }
 
 /// Safe code only: the policy claimed the box's memory, and the box is freed by the move. The
