@@ -49,7 +49,7 @@ const BITS: usize = usize::BITS as usize;
 
 /// Entries of [`Classes::held`], the cache of slabs a free recognises without asking the
 /// backend (a power of two).
-pub(crate) const HELD: usize = 64;
+pub(crate) const HELD: usize = 128;
 
 /// The default heap secret, stirred with the first slab's address (see `Classes::secret`).
 const SECRET: u64 = 0x2545_f491_4f6c_dd1d;
@@ -106,7 +106,7 @@ impl List {
 /// | operation | cost |
 /// |---|---|
 /// | allocate a small object | O(1): class lookup, pop from the class's first partial slab (a bit scan from a hint) |
-/// | free a small object | O(1): slab base by masking; if it is not the class's current or last-freed-into slab nor in a 64-entry cache of slabs held, a metadata-only `B::validate` of it; seal and bit checks |
+/// | free a small object | O(1): slab base by masking; if it is not the class's current or last-freed-into slab nor in a 128-entry cache of slabs held, a metadata-only `B::validate` of it; seal and bit checks |
 /// | large allocate / free | `B`'s, plus (free) `B::is_marked` when the block has the size and alignment of a slab (slabs are marked blocks of `B`; with a `B` that keeps no marks, an O(slabs of that size) walk) |
 ///
 /// Bad `LIMIT` / `STEPS` / `CACHE` fail the build when [`Classes::new`] is instantiated:
@@ -150,7 +150,7 @@ pub struct Classes<B, const LIMIT: usize = DEFAULT_LIMIT, const STEPS: usize = 4
     /// lists.
     pub(crate) recent: [Option<Slab>; MAX_CLASSES],
     /// A direct-mapped cache of slabs we hold, any class, each at entry [`held_entry`] of its
-    /// base: a free into one of them is known to be a free into one of our slabs without
+    /// base and size: a free into one of them is known to be a free into one of our slabs without
     /// asking the backend (with many slabs per class, most frees land in neither the partial
     /// head nor `recent`). Filled when a slab is taken from the backend and when a free
     /// validated one through the backend; an entry is dropped when its slab goes back.
@@ -158,13 +158,19 @@ pub struct Classes<B, const LIMIT: usize = DEFAULT_LIMIT, const STEPS: usize = 4
     pub(crate) held: [Option<Slab>; HELD],
 }
 
-/// The entry of [`Classes::held`] for a slab at `base`: its address in units of the smallest
-/// slab, modulo the cache size, so the slabs of any 256 KiB stretch of memory (where a heap's
-/// slabs tend to sit together) never evict one another.
+/// The entry of [`Classes::held`] for a slab of size `2^log2` at `base`: its address in units
+/// of its own size, plus an offset per slab size, modulo the cache size. Slabs of one size that
+/// sit together (as a heap's slabs tend to) never evict one another until there are [`HELD`] of
+/// them, whatever their size; in units of the smallest slab instead, 16 KiB slabs used only a
+/// quarter of the entries and 64 KiB ones a sixteenth.
 #[inline]
-pub(crate) const fn held_entry(base: usize) -> usize {
-    (base / SLAB_MIN) % HELD
+pub(crate) const fn held_entry(base: usize, log2: u32) -> usize {
+    ((base >> log2).wrapping_add(log2 as usize * HELD_SPREAD)) % HELD
 }
+
+/// Entries between the slots of consecutive slab sizes in [`held_entry`] (odd, so the sizes
+/// interleave rather than share a run of entries).
+const HELD_SPREAD: usize = 13;
 
 // SAFETY: a `Classes` owns its slabs exclusively (they are blocks of its backend, which it
 // owns); the raw pointers it holds point into those blocks only. Moving it to another thread
@@ -402,7 +408,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         let mut h = slab.get();
         self.push(PARTIAL, c, slab, &mut h);
         slab.put(h);
-        self.hold(slab);
+        self.hold(c, slab);
         self.slab_bytes += class.slab_size();
         self.slab_waste += class.slab_waste();
         Ok(slab)
@@ -518,14 +524,14 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             .head
             .filter(known)
             .or_else(|| self.recent[c].filter(known))
-            .or_else(|| self.held[held_entry(base)].filter(known))
+            .or_else(|| self.held[held_entry(base, Self::class(c).slab_log2)].filter(known))
     }
 
-    /// Remembers `slab`, one of ours, in the [`held`](Self::held) cache (evicting whichever
-    /// slab had its entry).
+    /// Remembers `slab`, one of ours of class `c`, in the [`held`](Self::held) cache (evicting
+    /// whichever slab had its entry).
     #[inline]
-    fn hold(&mut self, slab: Slab) {
-        self.held[held_entry(slab.addr())] = Some(slab);
+    fn hold(&mut self, c: usize, slab: Slab) {
+        self.held[held_entry(slab.addr(), Self::class(c).slab_log2)] = Some(slab);
     }
 
     /// Takes the accounting of slab `slab` of class `c` off this heap, which just handed it
@@ -537,7 +543,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         if self.recent[c] == Some(slab) {
             self.recent[c] = None;
         }
-        let entry = &mut self.held[held_entry(slab.addr())];
+        let entry = &mut self.held[held_entry(slab.addr(), class.slab_log2)];
         if *entry == Some(slab) {
             *entry = None;
         }
@@ -858,7 +864,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
                 self.release(c, slab, index)?;
                 // Still ours: a free hands back only the oldest cached empty slab, never the
                 // one it freed into (that one was not in the cache).
-                self.hold(slab);
+                self.hold(c, slab);
                 Ok(())
             }
             // SAFETY: a block of the backend that the class's layout fits (validated), not a

@@ -93,10 +93,12 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
         }
         for (entry, held) in self.held.iter().enumerate() {
             if let Some(slab) = *held {
-                let listed = (0..Self::TABLE.len).any(|c| {
+                let class = (0..Self::TABLE.len).find(|&c| {
                     [PARTIAL, FULL, EMPTY].iter().any(|&kind| self.slabs(kind, c).any(|s| s == slab))
                 });
-                if !listed || held_entry(slab.addr()) != entry {
+                let at_its_entry =
+                    class.is_some_and(|c| held_entry(slab.addr(), Self::TABLE.class(c).slab_log2) == entry);
+                if !at_its_entry {
                     return broken(
                         "every slab of the held cache is one of ours, at its own entry",
                         slab.addr(),

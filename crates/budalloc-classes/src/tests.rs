@@ -381,20 +381,20 @@ fn objects_fill_a_slab_then_a_second_and_all_go_back() {
     heap.check_invariants().unwrap();
 }
 
-#[test]
-fn a_free_into_a_slab_we_hold_asks_the_backend_nothing() {
-    let region = Region::new(256 * 1024, 4096);
-    let mut heap = heap(&region);
-    let l = layout(64, 8);
-    let c = Heap::TABLE.class_of(64, 8).unwrap();
+/// Fills `slabs` slabs of the class of `size`-byte objects (all full but the last, short of one
+/// object), then frees every object going round the slabs, so that most frees land in a slab
+/// that is neither the partial head nor the slab last freed into. Returns the heap and how many
+/// times the frees asked the backend to validate a block.
+fn round_robin_frees(region: &Region, size: usize, slabs: usize) -> (Heap, usize) {
+    let mut heap = heap(region);
+    let l = layout(size, 8);
+    let c = Heap::TABLE.class_of(size, 8).unwrap();
     let per_slab = Heap::TABLE.class(c).objects;
-    // Four slabs, three of them full: frees that go round the slabs land in slabs that are
-    // neither the partial head nor the slab last freed into.
-    let live: Vec<_> = (0..4 * per_slab - 1).map(|_| heap.allocate(l).unwrap().cast::<u8>()).collect();
-    assert_eq!(heap.backend().live.len(), 4);
+    let live: Vec<_> = (0..slabs * per_slab - 1).map(|_| heap.allocate(l).unwrap().cast::<u8>()).collect();
+    assert_eq!(heap.backend().live.len(), slabs);
     let mut asked = 0;
     for i in 0..per_slab {
-        for slab in 0..4 {
+        for slab in 0..slabs {
             if let Some(&ptr) = live.get(slab * per_slab + i) {
                 let before = heap.backend().validations.get();
                 // SAFETY: live, allocated with `l`, freed once.
@@ -406,6 +406,13 @@ fn a_free_into_a_slab_we_hold_asks_the_backend_nothing() {
             heap.check_invariants().unwrap();
         }
     }
+    (heap, asked)
+}
+
+#[test]
+fn a_free_into_a_slab_we_hold_asks_the_backend_nothing() {
+    let region = Region::new(256 * 1024, 4096);
+    let (mut heap, asked) = round_robin_frees(&region, 64, 4);
     // Only the evictions asked: the slabs empty in the order 3, 0, 1 (slab 2, the last partial
     // one, stays), and each after the first pushes the oldest cached one back to the backend,
     // validated before it is freed (and the fake's free validates it again).
@@ -414,11 +421,27 @@ fn a_free_into_a_slab_we_hold_asks_the_backend_nothing() {
     assert_eq!(asked, 2 * returned);
     assert_eq!(heap.stats().allocated, 0);
     heap.check_invariants().unwrap();
+    let l = layout(64, 8);
     // A double free into a slab known from the cache alone is still caught, nothing changed.
     let ptr = heap.allocate(l).unwrap().cast::<u8>();
     // SAFETY: live, allocated with `l`.
     unsafe { heap.try_deallocate(ptr, l) }.unwrap();
     rejected(&mut heap, ptr, l, |e| matches!(e, FreeError::DoubleFree { .. }));
+}
+
+#[test]
+fn frees_round_many_large_slabs_held_together_ask_the_backend_nothing() {
+    // 24 slabs of the largest class (32 KiB each), side by side: the held cache keeps them all
+    // (in units of the smallest slab they fell on 8 of its entries and evicted one another).
+    let c = Heap::TABLE.class_of(1024, 8).unwrap();
+    let slab_size = Heap::TABLE.class(c).slab_size();
+    assert!(slab_size > crate::table::SLAB_MIN, "a class whose slabs are larger than the smallest");
+    let region = Region::new(25 * slab_size, slab_size);
+    let (heap, asked) = round_robin_frees(&region, 1024, 24);
+    let returned = 24 - heap.backend().live.len();
+    assert_eq!(returned, 22, "all but the cached slab and the last partial one");
+    assert_eq!(asked, 2 * returned, "only the evictions asked the backend");
+    heap.check_invariants().unwrap();
 }
 
 #[test]
