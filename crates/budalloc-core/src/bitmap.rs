@@ -194,19 +194,27 @@ impl Bitmap {
     #[inline]
     fn next_equal(&self, start: usize, end: usize, value: bool) -> usize {
         const BITS: usize = usize::BITS as usize;
+        if start >= end {
+            return end;
+        }
         let flip = if value { 0 } else { usize::MAX };
         let words = self.words();
-        let mut i = start;
-        while i < end {
-            let w = i / BITS;
-            let Some(&word) = words.get(w) else { return end };
-            let above = (word ^ flip) >> (i % BITS);
-            if above != 0 {
-                return (i + above.trailing_zeros() as usize).min(end);
+        let last = (end - 1) / BITS;
+        let mut w = start / BITS;
+        let Some(&first) = words.get(w) else { return end };
+        // The bits of the first word from `start` on (as `value` → set), then whole words.
+        let mut word = ((first ^ flip) >> (start % BITS)) << (start % BITS);
+        loop {
+            if word != 0 {
+                return (w * BITS + word.trailing_zeros() as usize).min(end);
             }
-            i = (w + 1) * BITS;
+            w += 1;
+            if w > last {
+                return end;
+            }
+            let Some(&next) = words.get(w) else { return end };
+            word = next ^ flip;
         }
-        end
     }
 
     /// Where the run of clear bits that ends at `end` (exclusive) starts, looking no lower than
@@ -215,21 +223,29 @@ impl Bitmap {
     #[inline]
     pub fn clear_run_start(&self, end: usize, floor: usize) -> usize {
         const BITS: usize = usize::BITS as usize;
+        if end <= floor {
+            return floor;
+        }
         let words = self.words();
-        // Invariant: bits `i .. end` are clear.
-        let mut i = end;
-        while i > floor {
-            let w = (i - 1) / BITS;
-            let Some(&word) = words.get(w) else { return i };
-            let below = (i - 1) % BITS + 1;
-            let bits = if below == BITS { word } else { word & ((1 << below) - 1) };
+        let mut w = (end - 1) / BITS;
+        let Some(&last) = words.get(w) else { return end };
+        // The bits of the last word below `end`, then whole words down to the one holding
+        // `floor`. Invariant: bits `(w + 1) * BITS .. end` are clear.
+        let below = (end - 1) % BITS + 1;
+        let mut bits = if below == BITS { last } else { last & ((1 << below) - 1) };
+        let floor_word = floor / BITS;
+        loop {
             if bits != 0 {
                 let highest = BITS - 1 - bits.leading_zeros() as usize;
                 return (w * BITS + highest + 1).max(floor);
             }
-            i = w * BITS;
+            if w <= floor_word {
+                return floor;
+            }
+            w -= 1;
+            let Some(&word) = words.get(w) else { return floor };
+            bits = word;
         }
-        floor
     }
 
     /// The bits, to read.

@@ -212,14 +212,16 @@ fn bitmap_range_operations_agree_with_single_bits() {
         for (i, &bit) in model.iter().enumerate() {
             assert_eq!(bitmap.get(i), bit, "bit {i} after filling {start}..{end} with {value}");
         }
-        let (c, d) = (next(BITS + 1), next(BITS + 1));
-        let (lo, hi) = (c.min(d), c.max(d));
-        let first_set = (lo..hi).find(|&i| model[i]).unwrap_or(hi);
-        assert_eq!(bitmap.next_set(lo, hi), first_set, "next_set({lo}, {hi})");
-        let first_clear = (lo..hi).find(|&i| !model[i]).unwrap_or(hi);
-        assert_eq!(bitmap.next_clear(lo, hi), first_clear, "next_clear({lo}, {hi})");
-        let run_start = (lo..hi).rev().find(|&i| model[i]).map_or(lo, |i| i + 1);
-        assert_eq!(bitmap.clear_run_start(hi, lo), run_start, "clear_run_start({hi}, {lo})");
+        for _ in 0..8 {
+            let (c, d) = (next(BITS + 1), next(BITS + 1));
+            let (lo, hi) = (c.min(d), c.max(d));
+            let first_set = (lo..hi).find(|&i| model[i]).unwrap_or(hi);
+            assert_eq!(bitmap.next_set(lo, hi), first_set, "next_set({lo}, {hi})");
+            let first_clear = (lo..hi).find(|&i| !model[i]).unwrap_or(hi);
+            assert_eq!(bitmap.next_clear(lo, hi), first_clear, "next_clear({lo}, {hi})");
+            let run_start = (lo..hi).rev().find(|&i| model[i]).map_or(lo, |i| i + 1);
+            assert_eq!(bitmap.clear_run_start(hi, lo), run_start, "clear_run_start({hi}, {lo})");
+        }
     }
     assert!(bitmap.check_keys().is_ok(), "no range operation touched a guard key");
 }
