@@ -466,7 +466,8 @@ impl Slot {
             lo if lo == floor && floor > 0 => frag,
             lo => lo,
         };
-        let start = self.abs(lo).next_multiple_of(align) - self.arena.first_absolute();
+        debug_assert!(align.is_power_of_two(), "an alignment of {align} fragments");
+        let start = ((self.abs(lo) + align - 1) & !(align - 1)) - self.arena.first_absolute();
         let until = start.saturating_add(cap.unwrap_or(need).max(need)).min(self.arena.fragments());
         let hi = self.free_until((frag + order.fragments()).min(until), until, parked);
         (start + need <= hi).then(|| (start, hi - start))
