@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --profile bench -p budalloc-benches --example drive
-//! target/release/examples/drive <subject> <a|b|c-free|c-cycle|d<max>|n<max>|s<live>> <iterations> [live]
+//! target/release/examples/drive <subject> <a|b|c-free|c-cycle|d<max>|n<max>|s<live>|f> <iterations> [live]
 //! ```
 //!
 //! `<subject>` is a name from the reports (`budalloc`, `budalloc-classes`, `talc`, `system`, …;
@@ -10,12 +10,15 @@
 //! of 1000 allocations and 1000 frees for `b`, one free for `c-free` (allocations back and
 //! rebuilds untimed), one free plus allocation back for `c-cycle` (rebuilds untimed) and one
 //! random action (alloc / free / realloc, 8 B – 2000 B, at most 1000 live) for `d` (`d<max>`: 8 B – `max` B,
-//! e.g. `d30000`; `n<max>`: the same without reallocations), and one 8192-byte pair beside `<live>`
-//! live 300-byte objects for `s<live>` (a large block shaped like a slab, among many slabs). It builds
+//! e.g. `d30000`; `n<max>`: the same without reallocations), one 8192-byte pair beside `<live>`
+//! live 300-byte objects for `s<live>` (a large block shaped like a slab, among many slabs), and
+//! for `f` one request just larger than every hole of a region filled with 12 800-byte blocks
+//! of which every other one was freed (a region allocator refuses it every time; the system
+//! allocator and mimalloc grant it). It builds
 //! the workload (untimed), runs it `iterations` times and prints the time per unit (per
 //! operation for `b`).
 //!
-//! On a noisy machine, `drive compare <a|b|c-free|c-cycle|d<max>|n<max>|s<live>> <rounds> [live]` gives steadier
+//! On a noisy machine, `drive compare <a|b|c-free|c-cycle|d<max>|n<max>|s<live>|f> <rounds> [live]` gives steadier
 //! ratios: it builds the workload for every subject, then runs them in turn, in chunks of about
 //! 20 ms, for `rounds` rounds (starting each round with another subject), and prints each
 //! subject's median and minimum time per unit and the median per-round ratio to budalloc.
@@ -105,6 +108,19 @@ fn runner<S: Subject + 'static>(workload: &str, live: usize) -> Result<Runner, S
                 let start = Instant::now();
                 for _ in 0..n {
                     w.run()?;
+                }
+                Ok((start.elapsed(), n))
+            })
+        }
+        "f" => {
+            // Holes of at least 12 800 bytes between live blocks; a request just larger than
+            // every hole, again and again.
+            let mut w = Pair::<S>::among_holes(12_800)?;
+            Box::new(move |n| {
+                let start = Instant::now();
+                let granted = (0..n).filter(|_| w.try_run()).count();
+                if granted > 0 && granted as u64 != n {
+                    return Err(format!("{granted} of {n} requests among the holes succeeded"));
                 }
                 Ok((start.elapsed(), n))
             })
@@ -394,7 +410,7 @@ fn main() -> ExitCode {
     }
     if args.get(1).map(String::as_str) == Some("compare") {
         let (Some(workload), Some(rounds)) = (args.get(2), args.get(3).and_then(|r| r.parse().ok())) else {
-            eprintln!("usage: drive compare <a|b|c-free|c-cycle|d<max>|n<max>> <rounds> [live]");
+            eprintln!("usage: drive compare <a|b|c-free|c-cycle|d<max>|n<max>|s<live>|f> <rounds> [live]");
             return ExitCode::FAILURE;
         };
         let live = args.get(4).and_then(|l| l.parse().ok()).unwrap_or(5000);

@@ -870,6 +870,65 @@ impl<S: Subject> Pair<S> {
         Ok(pair)
     }
 
+    /// A fresh fixture filled with blocks of `hole` bytes (until the first failure, at most the
+    /// region's length of them), every other one by address freed again: holes of at least
+    /// `hole` bytes between live blocks. The pairs ask for the smallest multiple of 64 bytes
+    /// that the allocator then refuses (found by bisection; the system allocator and mimalloc
+    /// refuse nothing, and get `REGION_LEN` bytes): how long it takes to say no to a request
+    /// just larger than every hole is the workload (`drive f`, [`Pair::try_run`]).
+    ///
+    /// # Errors
+    /// As [`Fixture::new`].
+    pub fn among_holes(hole: usize) -> Result<Self, String> {
+        let mut pair = Pair::<S>::new(hole)?;
+        let layout = workload_layout(hole);
+        let mut blocks = Vec::new();
+        while blocks.len() < REGION_LEN / layout.size() {
+            // SAFETY: the size is at least 1 (`workload_layout`).
+            match unsafe { pair.fx.subject.alloc(layout) } {
+                Some(ptr) => blocks.push(ptr),
+                None => break,
+            }
+        }
+        // Every other one by address, whatever order the allocator placed them in.
+        blocks.sort();
+        for (i, ptr) in blocks.into_iter().enumerate() {
+            if i % 2 == 1 {
+                // SAFETY: just allocated with `layout`, freed once.
+                unsafe { pair.fx.subject.free(ptr, layout) };
+            } else {
+                pair.kept.push((ptr, layout));
+            }
+        }
+        // Granted at `lo` (a hole holds that much), refused at `hi` (if anything is).
+        let (mut lo, mut hi) = (hole / 64, REGION_LEN / 64);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            pair.layout = workload_layout(mid * 64);
+            if pair.try_run() {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        pair.layout = workload_layout(hi * 64);
+        Ok(pair)
+    }
+
+    /// One allocation, and its free if it succeeded: whether it did.
+    #[inline]
+    pub fn try_run(&mut self) -> bool {
+        // SAFETY: the size is at least 1 (`workload_layout`).
+        match unsafe { self.fx.subject.alloc(self.layout) } {
+            Some(ptr) => {
+                // SAFETY: `ptr` was just allocated with `layout`.
+                unsafe { self.fx.subject.free(black_box(ptr), self.layout) };
+                true
+            }
+            None => false,
+        }
+    }
+
     /// One allocation and one free.
     ///
     /// # Errors

@@ -400,6 +400,12 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
             found => found,
         };
         let Some((i, start)) = found else {
+            // The last search walked every block of every arena (best fit's second search, or
+            // first fit, which stops only at a fit): no arena has a run this long. The next
+            // such request is refused without a walk, until fragments are freed.
+            for i in 0..self.len {
+                self.slot_mut(i).note_no_run(need, align);
+            }
             return Err(Self::out_of_memory(layout, order));
         };
         if let Some((_, frag, parked)) = self.hot.filter(|&(h, _, _)| h == i) {
@@ -425,6 +431,10 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
             let parked = self.hot.and_then(|(h, frag, order)| (h == i).then_some((frag, order)));
             let slot = self.slot(i);
             slot.arena.bitmap().check_keys()?;
+            if !slot.may_hold(need) {
+                // Known to have no run this long, the parked block counted as free.
+                continue;
+            }
             if let Some(start) = slot.find_run(need, align, parked, fit)? {
                 return Ok(Some((i, start)));
             }
@@ -541,6 +551,8 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
                 poison(slot, frag, order, need, FREED);
                 slot.set_origin(None);
             }
+            // Runs through the parked block count it as free: longer than the arena knew.
+            self.slot_mut(i).forget_runs();
             self.hot = Some((i, frag, order));
             return Ok(());
         }

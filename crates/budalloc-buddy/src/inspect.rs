@@ -27,13 +27,14 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
             }
         }
         let mut previous_end = 0;
-        for slot in self.slots() {
+        for (i, slot) in self.slots().enumerate() {
             let (addr, len) = slot.arena.region();
             if addr < previous_end {
                 return broken("arenas sorted by address, regions disjoint", addr);
             }
             previous_end = addr + len;
-            check_slot(slot)?;
+            let parked = self.hot().and_then(|(h, frag, order)| (h == i).then_some((frag, order)));
+            check_slot(slot, parked)?;
         }
         // The figures agree with themselves, the parked block counted as merged: the free
         // blocks add up to the free bytes, and the largest of them is `largest_free`.
@@ -76,8 +77,9 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
     }
 }
 
-/// Checks one arena against every invariant stated on `Slot`'s fields and in the module docs.
-fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
+/// Checks one arena, whose parked block is `parked` if it has it, against every invariant
+/// stated on `Slot`'s fields and in the module docs.
+fn check_slot(slot: &Slot, parked: Option<(usize, Order)>) -> Result<(), InvariantError> {
     let arena = &slot.arena;
     let math = slot.math();
     if let Err(e) = arena.bitmap().check_keys() {
@@ -165,6 +167,24 @@ fn check_slot(slot: &Slot) -> Result<(), InvariantError> {
     }
     if allocated != slot.allocated_bytes() {
         return broken("`allocated` is the sum of the allocated blocks' sizes", 0);
+    }
+    if slot.exact && slot.runs_below() != usize::MAX {
+        // The longest run of clear `U` bits, the parked block counted as clear, a word at a time.
+        let (base, n) = (2 * arena.fragments(), arena.fragments());
+        let (mut at, mut longest) = (0, 0);
+        while at < n {
+            let clear = arena.bitmap().next_clear(base + at, base + n) - base;
+            let start = match parked {
+                Some((p, _)) if (at..clear).contains(&p) => p,
+                _ => clear,
+            };
+            let end = slot.free_until(start, n, parked);
+            longest = longest.max(end - start);
+            at = end.max(start + 1);
+        }
+        if longest >= slot.runs_below() {
+            return broken("no run of free fragments (the parked block counted) is `runs_below` long", 0);
+        }
     }
     // Walk every free list: members are free blocks of the list's order, linked both ways.
     for (k, &head) in slot.heads().iter().enumerate() {

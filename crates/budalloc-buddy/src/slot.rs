@@ -83,6 +83,14 @@ pub(crate) struct Slot {
     /// Bytes in allocated blocks. Invariant: the sum of the sizes of the blocks whose `A` bit is
     /// set.
     pub(crate) allocated: usize,
+    /// With exact fit: every run of free fragments (adjacent fragments whose `U` bits are clear,
+    /// the policy's parked block counted as free) is shorter than this, or `usize::MAX` when
+    /// nothing is known. Learnt from a search for a run that walked every block and found none
+    /// ([`Self::note_no_run`]), forgotten whenever fragments become free ([`Self::set_used`])
+    /// or a block is parked ([`Self::forget_runs`]), so a request at least this long is
+    /// refused at once instead of walking every free block again. A hint: it changes the cost
+    /// of a refused request, never its outcome. Invariant: no such run is `runs_below` long.
+    runs_below: usize,
     /// While a free or a resize runs: the caller's pointer to the allocation, its first fragment
     /// and its length in fragments. Writes into that range go through the caller's pointer, not
     /// the region base: the caller may still hold a protected reference to it (a `Box` dropped
@@ -162,6 +170,7 @@ impl Slot {
             nonempty: 0,
             counts: [0; MAX_ORDERS],
             allocated: 0,
+            runs_below: usize::MAX,
             origin: None,
         };
         let mut frag = 0;
@@ -299,13 +308,45 @@ impl Slot {
     }
 
     /// Marks the `len` fragments at `frag` as lying in an allocated block (`used`) or in free
-    /// ones: the `U` bits, kept with exact fit only.
+    /// ones: the `U` bits, kept with exact fit only. Fragments that become free may lengthen a
+    /// run, so `runs_below` is forgotten.
     #[inline]
     pub(crate) fn set_used(&mut self, frag: usize, len: usize, used: bool) {
         if self.exact {
             let base = 2 * self.arena.fragments();
             self.arena.bitmap_mut().fill(base + frag, base + frag + len, used);
+            if !used {
+                self.forget_runs();
+            }
         }
+    }
+
+    /// Forgets what failed searches taught about the runs (`runs_below`): fragments became
+    /// free, or a block was parked (counted as free from now on).
+    #[inline]
+    pub(crate) fn forget_runs(&mut self) {
+        self.runs_below = usize::MAX;
+    }
+
+    /// Whether a run of free fragments (the parked block counted as free) may be `need` long
+    /// ([`Self::note_no_run`] rules out some lengths until fragments are freed).
+    #[inline]
+    pub(crate) fn may_hold(&self, need: usize) -> bool {
+        need < self.runs_below
+    }
+
+    /// Records that a search that walked every block (the parked block counted as free or not)
+    /// found no run that holds `need` fragments aligned to `align`: a run of `need + align - 1`
+    /// fragments would hold them at any position, so every run is shorter than that.
+    #[inline]
+    pub(crate) fn note_no_run(&mut self, need: usize, align: usize) {
+        self.runs_below = self.runs_below.min(need.saturating_add(align.saturating_sub(1)));
+    }
+
+    /// See `runs_below`.
+    #[cfg(feature = "check-invariants")]
+    pub(crate) fn runs_below(&self) -> usize {
+        self.runs_below
     }
 
     /// Where the free fragments from `from` on end, looking no further than `until` (at most

@@ -70,3 +70,47 @@ fn pieces_are_the_same_from_either_end_and_tile_the_range_with_aligned_blocks() 
         }
     }
 }
+
+#[test]
+fn a_request_no_run_can_hold_is_refused_again_without_a_search_until_fragments_are_freed() {
+    use budalloc_core::AllocError;
+    let runs_below = |heap: &Buddy<64, 4096, 1, true>| heap.slots().next().unwrap().runs_below();
+    let mut buffer: Box<[MaybeUninit<u8>]> = std::vec![MaybeUninit::uninit(); 8 * 1024].into_boxed_slice();
+    let (ptr, len) = region(&mut buffer, 4096);
+    let mut heap: Buddy<64, 4096, 1, true> = Buddy::new();
+    // SAFETY: the buffer outlives the heap and is used by nothing else meanwhile.
+    unsafe { heap.claim_raw(ptr, len) }.unwrap();
+    // The arena filled with one-fragment blocks, every other one freed: the longest run is one
+    // fragment.
+    let one = Layout::from_size_align(64, 8).unwrap();
+    let mut blocks: Vec<_> =
+        core::iter::from_fn(|| heap.allocate(one).ok().map(|b| b.cast::<u8>())).collect();
+    blocks.sort();
+    assert!(blocks.len() > 8 && blocks.windows(2).all(|w| w[1].addr().get() - w[0].addr().get() == 64));
+    for &block in blocks.iter().skip(1).step_by(2) {
+        // SAFETY: allocated above with `one`, freed once.
+        unsafe { heap.try_deallocate(block, one) }.unwrap();
+    }
+    heap.flush();
+    assert_eq!(runs_below(&heap), usize::MAX, "nothing learnt yet");
+    // Two fragments: the search walks every block, finds no run, and the arena learns it.
+    let two = Layout::from_size_align(128, 8).unwrap();
+    assert!(matches!(heap.allocate(two), Err(AllocError::OutOfMemory { .. })));
+    assert_eq!(runs_below(&heap), 2, "every run is shorter than two fragments");
+    heap.check_invariants().unwrap();
+    // A longer request is refused from what the arena knows; the bound stays.
+    let three = Layout::from_size_align(192, 8).unwrap();
+    assert!(matches!(heap.allocate(three), Err(AllocError::OutOfMemory { .. })));
+    assert_eq!(runs_below(&heap), 2);
+    // Freeing the block between two free fragments makes a run of three, through the block
+    // the free parks (searches count it as free): the bound is forgotten, the arena searched
+    // again, the run found, and the parked block merged for real.
+    // SAFETY: allocated above with `one`, freed once.
+    unsafe { heap.try_deallocate(blocks[2], one) }.unwrap();
+    assert_eq!(runs_below(&heap), usize::MAX, "a block was parked: the bound is forgotten");
+    heap.check_invariants().unwrap();
+    let block = heap.allocate(two).expect("the run of three fragments holds two");
+    assert_eq!(block.cast::<u8>().as_ptr(), blocks[1].as_ptr(), "placed at the run's start");
+    heap.check_invariants().unwrap();
+    let _ = heap; // the heap goes before the buffer it manages
+}
