@@ -41,6 +41,9 @@ pub const BEST_FIT_FROM: usize = 2048;
 /// | grow / shrink in place | O(orders crossed) |
 /// | pointer → arena | O(log arenas), range-checked before any metadata read |
 /// | largest free block | O(1) |
+/// | exact fit: allocate / free an allocation of `n` fragments | O(pieces), at most `2 log2 n` blocks laid out or merged |
+/// | exact fit: place a request of at least [`BEST_FIT_FROM`] bytes | bounded best fit (32 free blocks of each of one or two orders, each run measured a bitmap word at a time); if no run fits, every free block that could start one (O(free blocks)) |
+/// | exact fit: refuse a request again | O(arenas): a search that found no run leaves a bound on the runs' length, kept until fragments are freed or a block is parked |
 ///
 /// Invalid `MIN`/`MAX` fail the build when [`Buddy::new`] is instantiated:
 ///
