@@ -405,7 +405,8 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         let Some((i, start)) = found else {
             // The last search walked every block of every arena (best fit's second search, or
             // first fit, which stops only at a fit): no arena has a run this long. The next
-            // such request is refused without a walk, until fragments are freed.
+            // such request is refused without a walk, until fragments are freed or a block is
+            // parked.
             for i in 0..self.len {
                 self.slot_mut(i).note_no_run(need, align);
             }

@@ -150,9 +150,9 @@ pub struct Classes<B, const LIMIT: usize = DEFAULT_LIMIT, const STEPS: usize = 4
     /// lists.
     pub(crate) recent: [Option<Slab>; MAX_CLASSES],
     /// A direct-mapped cache of slabs we hold, any class, each at entry [`held_entry`] of its
-    /// base and size: a free into one of them is known to be a free into one of our slabs without
-    /// asking the backend (with many slabs per class, most frees land in neither the partial
-    /// head nor `recent`). Filled when a slab is taken from the backend and when a free
+    /// base and size: a free into one of them is known to be a free into one of our slabs
+    /// without asking the backend (with many slabs per class, most frees land in neither the
+    /// partial head nor `recent`). Filled when a slab is taken from the backend and when a free
     /// validated one through the backend; an entry is dropped when its slab goes back.
     /// Invariant: every `Some` entry is a slab in one of our lists, at its own entry.
     pub(crate) held: [Option<Slab>; HELD],
