@@ -467,7 +467,7 @@ impl Slot {
             lo => lo,
         };
         debug_assert!(align.is_power_of_two(), "an alignment of {align} fragments");
-        let start = ((self.abs(lo) + align - 1) & !(align - 1)) - self.arena.first_absolute();
+        let start = (self.abs(lo).saturating_add(align - 1) & !(align - 1)) - self.arena.first_absolute();
         let until = start.saturating_add(cap.unwrap_or(need).max(need)).min(self.arena.fragments());
         let hi = self.free_until((frag + order.fragments()).min(until), until, parked);
         (start + need <= hi).then(|| (start, hi - start))
