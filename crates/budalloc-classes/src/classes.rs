@@ -4,7 +4,9 @@ use core::alloc::Layout;
 use core::num::NonZeroUsize;
 use core::ptr::NonNull;
 
-use budalloc_core::{AllocError, Claim, Corruption, FreeError, RawAlloc, RegionError, SizeClasses, Stats};
+use budalloc_core::{
+    move_block, AllocError, Claim, Corruption, FreeError, RawAlloc, RegionError, SizeClasses, Stats,
+};
 
 use crate::slab::{Header, Slab};
 use crate::table::{Class, Table, MAX_CLASSES, SLAB_MIN};
@@ -359,11 +361,14 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         slab.set_word(i, word & (word - 1));
         h.hint = i as u16;
         h.free -= 1;
-        if let Some(next) = next {
-            self.unlink(PARTIAL, c, &h, None, next);
-            self.push(FULL, c, slab, &mut h);
+        match next {
+            Some(next) => {
+                self.unlink(PARTIAL, c, &h, None, next);
+                self.push(FULL, c, slab, &mut h);
+                slab.put(h);
+            }
+            None => slab.put_counts(&h),
         }
-        slab.put(h);
         self.object_bytes += class.size;
         let ptr = slab.ptr().map_addr(|a| a.saturating_add(class.first + index * class.size));
         Ok(NonNull::slice_from_raw_parts(ptr, class.size))
@@ -795,7 +800,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             return false;
         }
         self.mark_free(c, slab, &mut h, index);
-        slab.put(h);
+        slab.put_counts(&h);
         true
     }
 
@@ -847,6 +852,26 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         Ok(())
     }
 
+    /// A request no class serves, straight from the backend; out of line, so the small-object
+    /// path of `allocate` stays short (no spills of the backend's registers).
+    #[inline(never)]
+    fn allocate_large(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.backend.allocate(layout)
+    }
+
+    /// Frees `ptr` with a layout no class serves: a block of the backend, unless it is one of
+    /// our slabs. Out of line, as [`Self::allocate_large`].
+    ///
+    /// # Safety
+    /// As `RawAlloc::try_deallocate`.
+    #[inline(never)]
+    unsafe fn free_large(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        self.not_a_slab(ptr, layout)?;
+        // SAFETY: not a slab of ours; the caller's promise about `ptr` holds for the backend,
+        // which holds every block that is not an object.
+        unsafe { self.backend.try_deallocate(ptr, layout) }.map_err(|e| self.reclassify(ptr, layout, e))
+    }
+
     /// Frees `ptr` with `layout` of class `c`: an object of any slab of ours, or a fallback
     /// block of the backend; the full path of `try_deallocate`, out of line.
     ///
@@ -873,30 +898,36 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         }
     }
 
-    /// Shared half of grow and shrink in place: same class, or both blocks of the backend.
+    /// What `ptr` with `layout` is, checked as a free would check it (changing nothing): an
+    /// object of one of our slabs, with its class, or a block of the backend.
+    #[inline]
+    fn find(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(Found, usize), FreeError> {
+        match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
+            Some(c) => self.locate(ptr, layout, c).map(|found| (found, c)),
+            None => {
+                self.not_a_slab(ptr, layout)?;
+                Ok((Found::Block, usize::MAX))
+            }
+        }
+    }
+
+    /// Shared half of grow and shrink in place, for the block `found` (class `c` if an object)
+    /// at `ptr`: same class, or both blocks of the backend.
     ///
     /// # Safety
-    /// `ptr` must be currently allocated from `self` and `old` must fit it; `new` as the
-    /// respective `RawAlloc` method requires.
-    unsafe fn resize_in_place(
+    /// `ptr` must be currently allocated from `self`, `old` must fit it and `found` must be what
+    /// [`Self::find`] said of it; `new` as the respective `RawAlloc` method requires.
+    unsafe fn resize_found(
         &mut self,
         ptr: NonNull<u8>,
+        (found, c): (Found, usize),
         old: Layout,
         new: Layout,
         grow: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let table = const { &Self::TABLE };
-        let from = match table.class_of(old.size(), old.align()) {
-            Some(c) => self.locate(ptr, old, c).map_err(AllocError::invalid_block)?,
-            None => {
-                self.not_a_slab(ptr, old).map_err(AllocError::invalid_block)?;
-                Found::Block
-            }
-        };
-        match from {
-            Found::Object(slab, _) => {
-                let c = usize::from(slab.get().class);
-                if table.class_of(new.size(), new.align()) == Some(c) {
+        match found {
+            Found::Object(..) => {
+                if const { &Self::TABLE }.class_of(new.size(), new.align()) == Some(c) {
                     Ok(NonNull::slice_from_raw_parts(ptr, Self::class(c).size))
                 } else {
                     Err(AllocError::OutOfMemory {
@@ -911,9 +942,9 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             Found::Block => {
                 let (old, new) = (Self::backend_layout(old), Self::backend_layout(new));
                 if grow {
-                    // SAFETY: `ptr` is a block of the backend (not a slab of ours, checked
-                    // above) that `old` fits (validated, or our caller's promise), and `new` is
-                    // at least as large.
+                    // SAFETY: `ptr` is a block of the backend (not a slab of ours, checked by
+                    // `find`) that `old` fits (validated, or our caller's promise), and `new`
+                    // is at least as large.
                     unsafe { self.backend.grow_in_place(ptr, old, new) }
                 } else {
                     // SAFETY: as above; `new` is at most as large.
@@ -921,6 +952,60 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
                 }
             }
         }
+    }
+
+    /// Shared half of grow and shrink in place.
+    ///
+    /// # Safety
+    /// `ptr` must be currently allocated from `self` and `old` must fit it; `new` as the
+    /// respective `RawAlloc` method requires.
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        grow: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let found = self.find(ptr, old).map_err(AllocError::invalid_block)?;
+        // SAFETY: forwarded from our caller; `found` is what `find` said of `ptr`.
+        unsafe { self.resize_found(ptr, found, old, new, grow) }
+    }
+
+    /// Shared body of grow and shrink: in place if the block stays in its class (or the
+    /// backend resizes it where it is), else moved, keeping `keep` bytes. The old block is
+    /// checked once, before anything changes, and freed from what that check found: the
+    /// default `grow` checks it in the in-place attempt and again in the free after the copy.
+    /// The allocation of the new block touches no slab of the old object's class (another
+    /// class, or the backend), so what the check found still holds when the old one is freed.
+    ///
+    /// # Safety
+    /// As [`RawAlloc::grow`] (`grow`) or [`RawAlloc::shrink`]; `keep <= min(old.size(),
+    /// new.size())`.
+    unsafe fn resize(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        grow: bool,
+        keep: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let found = self.find(ptr, old).map_err(AllocError::invalid_block)?;
+        // SAFETY: forwarded from our caller; `found` is what `find` said of `ptr`.
+        match unsafe { self.resize_found(ptr, found, old, new, grow) } {
+            Err(e) if e.is_misuse() => return Err(e),
+            Err(_) => {}
+            done => return done,
+        }
+        let free_old = |heap: &mut Self| match found {
+            (Found::Object(slab, index), c) => heap.release(c, slab, index).map(|()| heap.hold(c, slab)),
+            // SAFETY: a block of the backend that the backend layout of `old` fits, not a slab
+            // (checked by `find`); the caller owns it.
+            (Found::Block, _) => unsafe { heap.backend.try_deallocate(ptr, Self::backend_layout(old)) },
+        };
+        // SAFETY: `ptr` is live with `old` (our caller's promise, checked by `find`), valid for
+        // `keep <= old.size()` bytes, `keep <= new.size()`; `free_old` frees what `find` found
+        // (the allocation of the new block touches no slab of the old object's class).
+        unsafe { move_block(self, ptr, keep, new, free_old) }
     }
 
     /// The largest power of two `P` such that every request with `max(size, align)` at most
@@ -958,7 +1043,7 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
                 Err(AllocError::OutOfMemory { .. }) => self.allocate_fallback(c),
                 other => other,
             },
-            None => self.backend.allocate(layout),
+            None => self.allocate_large(layout),
         }
     }
 
@@ -977,13 +1062,8 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
                 // SAFETY: forwarded from our caller.
                 unsafe { self.free_with_class(ptr, layout, c) }
             }
-            None => {
-                self.not_a_slab(ptr, layout)?;
-                // SAFETY: not a slab of ours; the caller's promise about `ptr` holds for the
-                // backend, which holds every block that is not an object.
-                unsafe { self.backend.try_deallocate(ptr, layout) }
-                    .map_err(|e| self.reclassify(ptr, layout, e))
-            }
+            // SAFETY: forwarded from our caller.
+            None => unsafe { self.free_large(ptr, layout) },
         }
     }
 
@@ -1054,6 +1134,26 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from our caller.
         unsafe { self.resize_in_place(ptr, old, new, false) }
+    }
+
+    unsafe fn grow(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller; `old.size() <= new.size()`.
+        unsafe { self.resize(ptr, old, new, true, old.size()) }
+    }
+
+    unsafe fn shrink(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller; `new.size() <= old.size()`.
+        unsafe { self.resize(ptr, old, new, false, new.size()) }
     }
 
     #[inline]

@@ -12,7 +12,7 @@
 //! Objects carry no links: the allocator never touches their memory, so a double free is a bit
 //! test and a freed object keeps whatever its owner left in it.
 
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 use core::ptr::NonNull;
 
 /// The fixed part of a slab header. The free-object bitmap follows it.
@@ -97,6 +97,18 @@ impl Slab {
     pub fn put(self, header: Header) {
         // SAFETY: the header is writable and ours alone (invariant of `Slab`), and aligned.
         unsafe { self.0.cast::<Header>().as_ptr().write(header) }
+    }
+
+    /// Writes the `hint` and `free` fields of `header` alone (the rest of the fixed header
+    /// is unchanged by an allocation or free that leaves the slab in its list).
+    #[inline]
+    pub fn put_counts(self, header: &Header) {
+        let field = |offset: usize| self.0.as_ptr().wrapping_add(offset);
+        // SAFETY: the header is writable and ours alone (invariant of `Slab`); the field lies
+        // inside it, aligned for its type (`Header` is `repr(C)` and the base is aligned).
+        unsafe { field(offset_of!(Header, hint)).cast::<u16>().write(header.hint) };
+        // SAFETY: as above.
+        unsafe { field(offset_of!(Header, free)).cast::<u32>().write(header.free) };
     }
 
     /// Pointer to bitmap word `i` (`i < words` of the slab's class).

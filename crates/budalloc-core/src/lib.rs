@@ -43,7 +43,7 @@ pub use grow::{Grow, Source};
 pub use inspect::{Inspect, InvariantError};
 pub use map::{symbol, write_map, BlockView};
 pub use order::{Order, SizeMath, MAX_ORDERS};
-pub use raw::{Claim, RawAlloc};
+pub use raw::{move_block, Claim, RawAlloc};
 pub use stats::Stats;
 pub use stats::{human, Human};
 pub use svg::{write_svg, SvgRow};

@@ -214,18 +214,11 @@ pub unsafe trait RawAlloc {
         new: Layout,
         keep: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let block = self.allocate(new)?;
-        // SAFETY: the old block is valid for `old.size() >= keep` bytes, the new one for
-        // `new.size() >= keep`; both are currently allocated, hence disjoint (our caller's
-        // promise, which the in-place attempt checked).
-        unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), block.cast::<u8>().as_ptr(), keep) };
         // SAFETY: `ptr` is currently allocated with a layout `old` fits, and the caller owns it.
-        if let Err(error) = unsafe { self.try_deallocate(ptr, old) } {
-            // SAFETY: `block` was just allocated with `new` and is ours.
-            let _ = unsafe { self.try_deallocate(block.cast(), new) };
-            return Err(AllocError::invalid_block(error));
-        }
-        Ok(block)
+        let free_old = |a: &mut Self| unsafe { a.try_deallocate(ptr, old) };
+        // SAFETY: forwarded from our caller (`keep <= min(old.size(), new.size())`); `free_old`
+        // is the checked free of `ptr`.
+        unsafe { move_block(self, ptr, keep, new, free_old) }
     }
 
     /// Returns to the policy's free lists whatever it keeps aside to go faster (the buddy's
@@ -247,6 +240,40 @@ pub unsafe trait RawAlloc {
     /// Current figures: capacity, bytes allocated and free, free blocks per order, largest free
     /// block, fragmentation.
     fn stats(&self) -> Stats;
+}
+
+/// The moving half of a resize, for [`RawAlloc::relocate`] and for policies that override
+/// `grow` / `shrink`: allocates for `new`, copies `keep` bytes from `ptr`, then frees the old
+/// block with `free_old` (the checked free, or a cheaper one the policy built from its own
+/// check of the block). Should `free_old` refuse, the new block goes back and the error is
+/// returned; nothing panics.
+///
+/// # Errors
+/// No memory for the new block (nothing changed), or `free_old`'s refusal as
+/// [`AllocError::InvalidBlock`].
+///
+/// # Safety
+/// `ptr` must denote a block currently allocated from `alloc`, valid for reads of `keep`
+/// bytes, with `keep <= new.size()`; `free_old` must free that block and nothing else (or
+/// refuse and change nothing).
+#[doc(hidden)]
+pub unsafe fn move_block<A: RawAlloc + ?Sized>(
+    alloc: &mut A,
+    ptr: NonNull<u8>,
+    keep: usize,
+    new: Layout,
+    free_old: impl FnOnce(&mut A) -> Result<(), FreeError>,
+) -> Result<NonNull<[u8]>, AllocError> {
+    let block = alloc.allocate(new)?;
+    // SAFETY: the old block is valid for `keep` bytes, the new one for `new.size() >= keep`;
+    // both are currently allocated, hence disjoint (our caller's promise).
+    unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), block.cast::<u8>().as_ptr(), keep) };
+    if let Err(error) = free_old(alloc) {
+        // SAFETY: `block` was just allocated with `new` and is ours.
+        let _ = unsafe { alloc.try_deallocate(block.cast(), new) };
+        return Err(AllocError::invalid_block(error));
+    }
+    Ok(block)
 }
 
 /// Reports a detected misuse on the panicking path, out of line.

@@ -231,6 +231,60 @@ fn damaged_seal_is_reported_and_repair_restores_service() {
     assert!(heap.backend_mut().is_pristine());
 }
 
+/// A moving `grow` or `shrink` of a block that is not live (freed, interior, a freed large
+/// block) is refused before anything is allocated, copied or freed; a valid one frees the old
+/// block exactly once (checked once, before the new block is taken).
+#[test]
+fn a_moving_resize_refuses_a_block_not_live_before_any_change_and_frees_the_old_one() {
+    let (mut heap, _region, _) = crate::heap::<Exact>(ARENA, 0);
+    let keep = alloc(&mut heap, layout(100, 8));
+    let freed = alloc(&mut heap, layout(100, 8));
+    let big = alloc(&mut heap, layout(LIMIT + 100, 16));
+    // SAFETY: live with these layouts.
+    unsafe { heap.try_deallocate(freed, layout(100, 8)) }.unwrap();
+    // SAFETY: as above.
+    unsafe { heap.try_deallocate(big, layout(LIMIT + 100, 16)) }.unwrap();
+    let refused = |heap: &mut Exact, ptr: NonNull<u8>, old: Layout, new: Layout| {
+        let before = digest(heap);
+        let result = if new.size() >= old.size() {
+            // SAFETY: deliberately invalid: `ptr` is not a live block with `old`; the call is
+            // refused before anything happens.
+            unsafe { heap.grow(ptr, old, new) }
+        } else {
+            // SAFETY: as above.
+            unsafe { heap.shrink(ptr, old, new) }
+        };
+        assert!(
+            matches!(result, Err(AllocError::InvalidBlock(_))),
+            "{:#x} {old:?} -> {new:?}: {result:?}",
+            ptr.addr()
+        );
+        assert_eq!(digest(heap), before, "a refused resize changed metadata");
+    };
+    refused(&mut heap, freed, layout(100, 8), layout(300, 8));
+    refused(&mut heap, freed, layout(100, 8), layout(LIMIT + 1, 8));
+    refused(&mut heap, at(keep, 16), layout(100, 8), layout(300, 8));
+    refused(&mut heap, big, layout(LIMIT + 100, 16), layout(64, 16));
+    refused(&mut heap, big, layout(LIMIT + 100, 16), layout(4 * LIMIT, 16));
+    // Valid: object to object and object to backend move, each old object free afterwards (a
+    // second free of it is a double free); backend to object shrinks the block where it is.
+    // SAFETY: live with (100, 8).
+    let a = unsafe { heap.grow(keep, layout(100, 8), layout(300, 8)) }.unwrap().cast::<u8>();
+    // SAFETY: live with (300, 8).
+    let b = unsafe { heap.grow(a, layout(300, 8), layout(LIMIT + 1, 8)) }.unwrap().cast::<u8>();
+    // SAFETY: live with (LIMIT + 1, 8).
+    let c = unsafe { heap.shrink(b, layout(LIMIT + 1, 8), layout(40, 8)) }.unwrap().cast::<u8>();
+    assert_eq!(c, b, "a block of the backend shrinks in place");
+    for (old, l) in [(keep, layout(100, 8)), (a, layout(300, 8))] {
+        rejected(&mut heap, old, l, |e| matches!(e, FreeError::DoubleFree { .. }));
+    }
+    heap.check_invariants().unwrap();
+    // SAFETY: live with (40, 8).
+    unsafe { heap.try_deallocate(c, layout(40, 8)) }.unwrap();
+    heap.flush();
+    assert!(heap.backend_mut().is_pristine());
+}
+
 #[test]
 fn grow_and_shrink_in_place() {
     let (mut heap, _region, _) = crate::heap::<Exact>(ARENA, 0);
