@@ -4,6 +4,7 @@
 mod conformance;
 mod errors;
 mod fallback;
+mod moves;
 mod props;
 mod stats;
 
