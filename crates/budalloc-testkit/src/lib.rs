@@ -22,7 +22,7 @@ use budalloc_core::{AllocError, FreeError, Inspect, RawAlloc, Stats};
 use proptest::prelude::*;
 
 mod classes;
-pub use classes::PowerClasses;
+pub use classes::{DefaultResize, PowerClasses};
 pub mod conformance;
 mod model;
 pub use model::{Live, Model};

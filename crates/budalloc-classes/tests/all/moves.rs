@@ -12,62 +12,11 @@ use core::ptr::NonNull;
 
 use budalloc_buddy::Buddy;
 use budalloc_classes::Classes;
-use budalloc_core::{AllocError, Claim, FreeError, Inspect, RawAlloc, Stats};
+use budalloc_core::{AllocError, Claim, Inspect, RawAlloc};
 
-use budalloc_testkit::Region;
+use budalloc_testkit::{DefaultResize, Region};
 
 use crate::{digest, layout, Exact, Plain, LIMIT};
-
-/// A policy with the trait's default `grow` and `shrink`: every other call goes to `H`.
-struct DefaultResize<H>(H);
-
-// SAFETY: every method is `H`'s own, whose guarantees hold as they are; `grow` and `shrink` are
-// the trait's defaults, built on `H`'s in-place resizes, allocation and checked free.
-unsafe impl<H: RawAlloc> RawAlloc for DefaultResize<H> {
-    fn allocate(&mut self, l: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.0.allocate(l)
-    }
-    unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, l: Layout) -> Result<(), FreeError> {
-        // SAFETY: forwarded from our caller.
-        unsafe { self.0.try_deallocate(ptr, l) }
-    }
-    fn validate(&self, ptr: NonNull<u8>, l: Layout) -> Result<(), FreeError> {
-        self.0.validate(ptr, l)
-    }
-    fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>> {
-        self.0.rebase(ptr)
-    }
-    unsafe fn grow_in_place(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from our caller.
-        unsafe { self.0.grow_in_place(ptr, old, new) }
-    }
-    unsafe fn shrink_in_place(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from our caller.
-        unsafe { self.0.shrink_in_place(ptr, old, new) }
-    }
-    fn flush(&mut self) {
-        self.0.flush();
-    }
-    fn owns(&self, ptr: NonNull<u8>) -> bool {
-        self.0.owns(ptr)
-    }
-    fn usable_size(&self, l: Layout) -> Result<usize, AllocError> {
-        self.0.usable_size(l)
-    }
-    fn stats(&self) -> Stats {
-        self.0.stats()
-    }
-}
 
 /// xorshift64: the same actions for both heaps, from a seed.
 struct Rng(u64);
