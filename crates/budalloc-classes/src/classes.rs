@@ -900,7 +900,8 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     }
 
     /// What `ptr` with `layout` is, checked as a free would check it (changing nothing): an
-    /// object of one of our slabs, with its class, or a block of the backend.
+    /// object of one of our slabs, with its class, or a block of the backend (with the class
+    /// its layout maps to, or `usize::MAX` if none: a block has no slab class).
     #[inline]
     fn find(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(Found, usize), FreeError> {
         match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
