@@ -914,7 +914,9 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     }
 
     /// Shared half of grow and shrink in place, for the block `found` (class `c` if an object)
-    /// at `ptr`: same class, or both blocks of the backend.
+    /// at `ptr` and `new` of class `new_class` (`None`: no class serves it). `Ok(None)`: an
+    /// object whose new layout maps to another class (or to none), which only a move serves
+    /// (no error is built: the moving resize does not need one).
     ///
     /// # Safety
     /// `ptr` must be currently allocated from `self`, `old` must fit it and `found` must be what
@@ -924,19 +926,12 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         ptr: NonNull<u8>,
         (found, c): (Found, usize),
         old: Layout,
-        new: Layout,
+        (new, new_class): (Layout, Option<usize>),
         grow: bool,
-    ) -> Result<NonNull<[u8]>, AllocError> {
+    ) -> Result<Option<NonNull<[u8]>>, AllocError> {
         match found {
             Found::Object(..) => {
-                if const { &Self::TABLE }.class_of(new.size(), new.align()) == Some(c) {
-                    Ok(NonNull::slice_from_raw_parts(ptr, Self::class(c).size))
-                } else {
-                    Err(AllocError::OutOfMemory {
-                        size: new.size(),
-                        block: self.usable_size(new).unwrap_or(0),
-                    })
-                }
+                Ok((new_class == Some(c)).then(|| NonNull::slice_from_raw_parts(ptr, Self::class(c).size)))
             }
             // A block of the backend stays one whatever `new` maps to: a free with a class
             // layout finds it through the backend (see `locate_slow`). The backend knows it by
@@ -947,10 +942,10 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
                     // SAFETY: `ptr` is a block of the backend (not a slab of ours, checked by
                     // `find`) that `old` fits (validated, or our caller's promise), and `new`
                     // is at least as large.
-                    unsafe { self.backend.grow_in_place(ptr, old, new) }
+                    unsafe { self.backend.grow_in_place(ptr, old, new) }.map(Some)
                 } else {
                     // SAFETY: as above; `new` is at most as large.
-                    unsafe { self.backend.shrink_in_place(ptr, old, new) }
+                    unsafe { self.backend.shrink_in_place(ptr, old, new) }.map(Some)
                 }
             }
         }
@@ -969,8 +964,14 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         grow: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let found = self.find(ptr, old).map_err(AllocError::invalid_block)?;
+        let new_class = const { &Self::TABLE }.class_of(new.size(), new.align());
         // SAFETY: forwarded from our caller; `found` is what `find` said of `ptr`.
-        unsafe { self.resize_found(ptr, found, old, new, grow) }
+        match unsafe { self.resize_found(ptr, found, old, (new, new_class), grow) }? {
+            Some(block) => Ok(block),
+            None => {
+                Err(AllocError::OutOfMemory { size: new.size(), block: self.usable_size(new).unwrap_or(0) })
+            }
+        }
     }
 
     /// Shared body of grow and shrink: in place if the block stays in its class (or the
@@ -992,11 +993,13 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         keep: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let found = self.find(ptr, old).map_err(AllocError::invalid_block)?;
+        // The new layout's class, looked up once for the in-place attempt and the allocation.
+        let new_class = const { &Self::TABLE }.class_of(new.size(), new.align());
         // SAFETY: forwarded from our caller; `found` is what `find` said of `ptr`.
-        match unsafe { self.resize_found(ptr, found, old, new, grow) } {
+        match unsafe { self.resize_found(ptr, found, old, (new, new_class), grow) } {
+            Ok(Some(block)) => return Ok(block),
             Err(e) if e.is_misuse() => return Err(e),
-            Err(_) => {}
-            done => return done,
+            Ok(None) | Err(_) => {}
         }
         let free_old = |heap: &mut Self| match found {
             (Found::Object(slab, index), c) => heap.release(c, slab, index).map(|()| heap.hold(c, slab)),
@@ -1004,10 +1007,24 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             // (checked by `find`); the caller owns it.
             (Found::Block, _) => unsafe { heap.backend.try_deallocate(ptr, Self::backend_layout(old)) },
         };
+        let block = self.allocate_as(new_class, new)?;
         // SAFETY: `ptr` is live with `old` (our caller's promise, checked by `find`), valid for
-        // `keep <= old.size()` bytes, `keep <= new.size()`; `free_old` frees what `find` found
-        // (the allocation of the new block touches no slab of the old object's class).
-        unsafe { move_block(self, ptr, keep, new, free_old) }
+        // `keep <= old.size()` bytes; `block` was just allocated with `new`, `keep <=
+        // new.size()`; `free_old` frees what `find` found (the allocation of the new block
+        // touched no slab of the old object's class).
+        unsafe { move_block(self, ptr, keep, block, new, free_old) }
+    }
+
+    /// Allocates for `layout`, whose class is `class` (`None`: no class serves it).
+    #[inline]
+    fn allocate_as(&mut self, class: Option<usize>, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        match class {
+            Some(c) => match self.allocate_object(c, layout) {
+                Err(AllocError::OutOfMemory { .. }) => self.allocate_fallback(c),
+                other => other,
+            },
+            None => self.allocate_large(layout),
+        }
     }
 
     /// The largest power of two `P` such that every request with `max(size, align)` at most
@@ -1040,13 +1057,7 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
 {
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
-            Some(c) => match self.allocate_object(c, layout) {
-                Err(AllocError::OutOfMemory { .. }) => self.allocate_fallback(c),
-                other => other,
-            },
-            None => self.allocate_large(layout),
-        }
+        self.allocate_as(const { &Self::TABLE }.class_of(layout.size(), layout.align()), layout)
     }
 
     #[inline]

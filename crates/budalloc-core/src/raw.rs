@@ -216,9 +216,10 @@ pub unsafe trait RawAlloc {
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: `ptr` is currently allocated with a layout `old` fits, and the caller owns it.
         let free_old = |a: &mut Self| unsafe { a.try_deallocate(ptr, old) };
-        // SAFETY: forwarded from our caller (`keep <= min(old.size(), new.size())`); `free_old`
-        // is the checked free of `ptr`.
-        unsafe { move_block(self, ptr, keep, new, free_old) }
+        let block = self.allocate(new)?;
+        // SAFETY: forwarded from our caller (`keep <= min(old.size(), new.size())`); `block` was
+        // just allocated with `new`; `free_old` is the checked free of `ptr`.
+        unsafe { move_block(self, ptr, keep, block, new, free_old) }
     }
 
     /// Returns to the policy's free lists whatever it keeps aside to go faster (the buddy's
@@ -243,28 +244,28 @@ pub unsafe trait RawAlloc {
 }
 
 /// The moving half of a resize, for [`RawAlloc::relocate`] and for policies that override
-/// `grow` / `shrink`: allocates for `new`, copies `keep` bytes from `ptr`, then frees the old
-/// block with `free_old` (the checked free, or a cheaper one the policy built from its own
-/// check of the block). Should `free_old` refuse, the new block goes back and the error is
-/// returned; nothing panics.
+/// `grow` / `shrink`, once the new block is allocated: copies `keep` bytes from `ptr` to
+/// `block`, then frees the old block with `free_old` (the checked free, or a cheaper one the
+/// policy built from its own check of the block). Should `free_old` refuse, `block` goes back
+/// and the error is returned; nothing panics.
 ///
 /// # Errors
-/// No memory for the new block (nothing changed), or `free_old`'s refusal as
-/// [`AllocError::InvalidBlock`].
+/// `free_old`'s refusal as [`AllocError::InvalidBlock`] (`block` freed again, the old block
+/// unchanged).
 ///
 /// # Safety
 /// `ptr` must denote a block currently allocated from `alloc`, valid for reads of `keep`
-/// bytes, with `keep <= new.size()`; `free_old` must free that block and nothing else (or
-/// refuse and change nothing).
+/// bytes; `block` a block just allocated from `alloc` with `new`, with `keep <= new.size()`;
+/// `free_old` must free the old block and nothing else (or refuse and change nothing).
 #[doc(hidden)]
 pub unsafe fn move_block<A: RawAlloc + ?Sized>(
     alloc: &mut A,
     ptr: NonNull<u8>,
     keep: usize,
+    block: NonNull<[u8]>,
     new: Layout,
     free_old: impl FnOnce(&mut A) -> Result<(), FreeError>,
 ) -> Result<NonNull<[u8]>, AllocError> {
-    let block = alloc.allocate(new)?;
     // SAFETY: the old block is valid for `keep` bytes, the new one for `new.size() >= keep`;
     // both are currently allocated, hence disjoint (our caller's promise).
     unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), block.cast::<u8>().as_ptr(), keep) };
