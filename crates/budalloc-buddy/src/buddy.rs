@@ -368,7 +368,7 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
                 let frag = slot.allocate(order, from)?;
                 let need = Self::need(order, layout.size());
                 if need < order.fragments() {
-                    slot.trim(frag, order, need);
+                    slot.trim_taken(frag, order, need);
                 }
                 poison(slot, frag, order, need, FRESH);
                 let ptr = slot.arena.ptr_of(frag);

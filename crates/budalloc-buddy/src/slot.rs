@@ -328,6 +328,17 @@ impl Slot {
         self.runs_below = usize::MAX;
     }
 
+    /// [`Self::trim`] of a block just taken off the free lists ([`Self::allocate`]): its tail
+    /// was free a moment ago, so no run is longer than before the allocation and what failed
+    /// searches taught about the runs (`runs_below`) still holds. ([`Self::trim`] alone forgets
+    /// it, as a shrink must: a shrunk allocation's tail is newly free.)
+    #[inline]
+    pub(crate) fn trim_taken(&mut self, frag: usize, k: Order, need: usize) {
+        let runs_below = self.runs_below;
+        self.trim(frag, k, need);
+        self.runs_below = runs_below;
+    }
+
     /// Whether a run of free fragments (the parked block counted as free) may be `need` long
     /// ([`Self::note_no_run`] rules out some lengths until fragments are freed).
     #[inline]

@@ -114,3 +114,42 @@ fn a_request_no_run_can_hold_is_refused_again_without_a_search_until_fragments_a
     heap.check_invariants().unwrap();
     let _ = heap; // the heap goes before the buffer it manages
 }
+
+#[test]
+fn an_allocation_that_gives_back_the_tail_of_its_block_keeps_the_bound_a_shrink_forgets_it() {
+    use budalloc_core::AllocError;
+    let runs_below = |heap: &Buddy<64, 4096, 1, true>| heap.slots().next().unwrap().runs_below();
+    let mut buffer: Box<[MaybeUninit<u8>]> = std::vec![MaybeUninit::uninit(); 8 * 1024].into_boxed_slice();
+    let (ptr, len) = region(&mut buffer, 4096);
+    let mut heap: Buddy<64, 4096, 1, true> = Buddy::new();
+    // SAFETY: the buffer outlives the heap and is used by nothing else meanwhile.
+    unsafe { heap.claim_raw(ptr, len) }.unwrap();
+    // The arena filled with one-fragment blocks, the first four freed: one free block of four
+    // fragments, the only run.
+    let one = Layout::from_size_align(64, 8).unwrap();
+    let mut blocks: Vec<_> =
+        core::iter::from_fn(|| heap.allocate(one).ok().map(|b| b.cast::<u8>())).collect();
+    blocks.sort();
+    assert!(blocks.len() > 8 && blocks.windows(2).all(|w| w[1].addr().get() - w[0].addr().get() == 64));
+    for &block in &blocks[..4] {
+        // SAFETY: allocated above with `one`, freed once.
+        unsafe { heap.try_deallocate(block, one) }.unwrap();
+    }
+    heap.flush();
+    let five = Layout::from_size_align(5 * 64, 8).unwrap();
+    assert!(matches!(heap.allocate(five), Err(AllocError::OutOfMemory { .. })));
+    assert_eq!(runs_below(&heap), 5, "every run is shorter than five fragments");
+    // Three fragments take the four-fragment block and give its last fragment back: that
+    // fragment was free already, no run grew, and the bound stands.
+    let three = Layout::from_size_align(3 * 64, 8).unwrap();
+    let block = heap.allocate(three).unwrap().cast::<u8>();
+    assert_eq!(block, blocks[0]);
+    assert_eq!(runs_below(&heap), 5, "a trimmed fresh block frees nothing new");
+    heap.check_invariants().unwrap();
+    // Shrinking it to one fragment frees two that were allocated: the bound is forgotten.
+    // SAFETY: `block` is live with `three`; `one` is smaller.
+    unsafe { heap.shrink_in_place(block, three, one) }.unwrap();
+    assert_eq!(runs_below(&heap), usize::MAX, "a shrink frees fragments: the bound is forgotten");
+    heap.check_invariants().unwrap();
+    let _ = heap; // the heap goes before the buffer it manages
+}
