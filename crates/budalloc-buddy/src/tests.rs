@@ -2,6 +2,7 @@
 
 use core::alloc::Layout;
 use core::mem::MaybeUninit;
+use core::ptr::NonNull;
 
 extern crate std;
 use std::boxed::Box;
@@ -71,22 +72,39 @@ fn pieces_are_the_same_from_either_end_and_tile_the_range_with_aligned_blocks() 
     }
 }
 
-#[test]
-fn a_request_no_run_can_hold_is_refused_again_without_a_search_until_fragments_are_freed() {
-    use budalloc_core::AllocError;
-    let runs_below = |heap: &Buddy<64, 4096, 1, true>| heap.slots().next().unwrap().runs_below();
-    let mut buffer: Box<[MaybeUninit<u8>]> = std::vec![MaybeUninit::uninit(); 8 * 1024].into_boxed_slice();
-    let (ptr, len) = region(&mut buffer, 4096);
+/// The bound on the runs' length of `heap`'s one arena.
+fn runs_below(heap: &Buddy<64, 4096, 1, true>) -> usize {
+    heap.slots().next().unwrap().runs_below()
+}
+
+/// An exact-fit heap over a 4 KiB region of `buffer`, filled with one-fragment blocks: the
+/// blocks, adjacent, in address order (more than eight).
+///
+/// # Safety
+/// `buffer` must outlive the heap and be used by nothing else meanwhile.
+unsafe fn filled_with_fragments(
+    buffer: &mut [MaybeUninit<u8>],
+) -> (Buddy<64, 4096, 1, true>, Vec<NonNull<u8>>) {
+    let (ptr, len) = region(buffer, 4096);
     let mut heap: Buddy<64, 4096, 1, true> = Buddy::new();
-    // SAFETY: the buffer outlives the heap and is used by nothing else meanwhile.
+    // SAFETY: our caller's promise.
     unsafe { heap.claim_raw(ptr, len) }.unwrap();
-    // The arena filled with one-fragment blocks, every other one freed: the longest run is one
-    // fragment.
     let one = Layout::from_size_align(64, 8).unwrap();
     let mut blocks: Vec<_> =
         core::iter::from_fn(|| heap.allocate(one).ok().map(|b| b.cast::<u8>())).collect();
     blocks.sort();
     assert!(blocks.len() > 8 && blocks.windows(2).all(|w| w[1].addr().get() - w[0].addr().get() == 64));
+    (heap, blocks)
+}
+
+#[test]
+fn a_request_no_run_can_hold_is_refused_again_without_a_search_until_fragments_are_freed() {
+    use budalloc_core::AllocError;
+    let mut buffer: Box<[MaybeUninit<u8>]> = std::vec![MaybeUninit::uninit(); 8 * 1024].into_boxed_slice();
+    // SAFETY: the buffer outlives the heap (dropped first, below).
+    let (mut heap, blocks) = unsafe { filled_with_fragments(&mut buffer) };
+    let one = Layout::from_size_align(64, 8).unwrap();
+    // Every other fragment freed: the longest run is one fragment.
     for &block in blocks.iter().skip(1).step_by(2) {
         // SAFETY: allocated above with `one`, freed once.
         unsafe { heap.try_deallocate(block, one) }.unwrap();
@@ -118,19 +136,11 @@ fn a_request_no_run_can_hold_is_refused_again_without_a_search_until_fragments_a
 #[test]
 fn an_allocation_that_gives_back_the_tail_of_its_block_keeps_the_bound_a_shrink_forgets_it() {
     use budalloc_core::AllocError;
-    let runs_below = |heap: &Buddy<64, 4096, 1, true>| heap.slots().next().unwrap().runs_below();
     let mut buffer: Box<[MaybeUninit<u8>]> = std::vec![MaybeUninit::uninit(); 8 * 1024].into_boxed_slice();
-    let (ptr, len) = region(&mut buffer, 4096);
-    let mut heap: Buddy<64, 4096, 1, true> = Buddy::new();
-    // SAFETY: the buffer outlives the heap and is used by nothing else meanwhile.
-    unsafe { heap.claim_raw(ptr, len) }.unwrap();
-    // The arena filled with one-fragment blocks, the first four freed: one free block of four
-    // fragments, the only run.
+    // SAFETY: the buffer outlives the heap (dropped first, below).
+    let (mut heap, blocks) = unsafe { filled_with_fragments(&mut buffer) };
     let one = Layout::from_size_align(64, 8).unwrap();
-    let mut blocks: Vec<_> =
-        core::iter::from_fn(|| heap.allocate(one).ok().map(|b| b.cast::<u8>())).collect();
-    blocks.sort();
-    assert!(blocks.len() > 8 && blocks.windows(2).all(|w| w[1].addr().get() - w[0].addr().get() == 64));
+    // The first four fragments freed: one free block of four fragments, the only run.
     for &block in &blocks[..4] {
         // SAFETY: allocated above with `one`, freed once.
         unsafe { heap.try_deallocate(block, one) }.unwrap();
