@@ -39,11 +39,12 @@ use crate::table::{Class, Table, MAX_CLASSES, SLAB_MIN};
 /// 16 B – 4 KiB).
 pub const DEFAULT_LIMIT: usize = 1024;
 
-/// Index of the per-class lists in [`Classes::lists`].
+/// Index of the per-class lists in [`Classes::lists`]: the slabs allocations take objects from.
 pub(crate) const PARTIAL: usize = 0;
-/// See [`PARTIAL`].
-pub(crate) const FULL: usize = 1;
-/// See [`PARTIAL`].
+/// See [`PARTIAL`]: every slab of the class (linked through `next_slab` / `prev_slab`; the
+/// other two lists through `next` / `prev`).
+pub(crate) const ALL: usize = 1;
+/// See [`PARTIAL`]: the cached empty slabs.
 pub(crate) const EMPTY: usize = 2;
 
 /// Bits per bitmap word.
@@ -123,15 +124,17 @@ pub struct Classes<B, const LIMIT: usize = DEFAULT_LIMIT, const STEPS: usize = 4
     /// The backing policy: slabs and large blocks come from it. Invariant: every slab in
     /// `lists` is a block currently allocated from it with the slab layout of its class.
     pub(crate) backend: B,
-    /// Per list kind ([`PARTIAL`], [`FULL`], [`EMPTY`]) and class: the class's slabs, doubly
+    /// Per list kind ([`PARTIAL`], [`ALL`], [`EMPTY`]) and class: the class's slabs, doubly
     /// linked through their headers (the seed's `fragHeaders[N_ALLOCATION_SIZES]`).
-    /// Invariants: `lists[PARTIAL][c]` holds the slabs of class `c` with some but not all
-    /// objects free, and at most one slab with every object free (the class's last partial
-    /// slab, kept when it emptied, see `release`); `lists[FULL][c]` those with no object free;
-    /// `lists[EMPTY][c]` the other slabs with every object free, at most `CACHE` of them,
-    /// newest first. Every slab
-    /// is in exactly one list, carries the seal of its address and class, and its `free` count
-    /// is the number of set bits of its bitmap. `len` is the length of each list.
+    /// Invariants: `lists[ALL][c]` holds every slab of class `c` this heap holds;
+    /// `lists[PARTIAL][c]` those with some but not all objects free, and at most one slab with
+    /// every object free (the class's last partial slab, kept when it emptied, see
+    /// `release`); `lists[EMPTY][c]` the other slabs with every object free, at most `CACHE`
+    /// of them, newest first. A full slab (no object free) is in neither of these two, so a
+    /// slab that fills or takes back its first free object touches no neighbour of a list it
+    /// leaves: it leaves none. Every slab is in `ALL` and in at most one other list, carries
+    /// the seal of its address and class, and its `free` count is the number of set bits of
+    /// its bitmap. `len` is the length of each list.
     pub(crate) lists: [[List; MAX_CLASSES]; 3],
     /// Bytes in live objects, counted at their class size. Invariant: the sum over held slabs
     /// of `(objects - free) * size`.
@@ -276,7 +279,10 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         Ok(Some(unsafe { Slab::new(base) }))
     }
 
-    /// The neighbours of `slab` (header `h`) in list `kind` of class `c`, checked.
+    /// The neighbours of `slab` (header `h`) in list `kind` of class `c`, checked: each is a
+    /// sealed slab of the class that links back to `slab` (a link damaged into the address of
+    /// another slab of ours is caught too, as glibc's safe unlinking catches it), and a slab
+    /// with no predecessor is the list's head.
     fn links(
         &self,
         kind: usize,
@@ -284,28 +290,37 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         slab: Slab,
         h: &Header,
     ) -> Result<(Option<Slab>, Option<Slab>), Corruption> {
-        let prev = self.linked(h.prev, c)?;
-        let next = self.linked(h.next, c)?;
-        if prev.is_none() && self.lists[kind][c].head != Some(slab) {
+        let all = kind == ALL;
+        let (prev, next) = h.links(all);
+        let prev = self.linked(prev, c)?;
+        let next = self.linked(next, c)?;
+        let back = |neighbour: Option<Slab>, of: fn((usize, usize)) -> usize| {
+            neighbour.is_none_or(|n| of(n.get().links(all)) == slab.addr())
+        };
+        let head_ok = prev.is_some() || self.lists[kind][c].head == Some(slab);
+        if !head_ok || !back(prev, |(_, next)| next) || !back(next, |(prev, _)| prev) {
             return Err(Corruption::Header { addr: slab.addr() });
         }
         Ok((prev, next))
     }
 
     /// Takes the slab with header `h` out of list `kind` of class `c`, given its checked
-    /// neighbours. Writes only the neighbours' headers.
+    /// neighbours. Writes only the neighbours' headers (and the slab's links in `h` stay
+    /// as they were).
     fn unlink(&mut self, kind: usize, c: usize, h: &Header, prev: Option<Slab>, next: Option<Slab>) {
+        let all = kind == ALL;
+        let (h_prev, h_next) = h.links(all);
         match prev {
             Some(p) => {
                 let mut ph = p.get();
-                ph.next = h.next;
+                ph.set_next(all, h_next);
                 p.put(ph);
             }
             None => self.lists[kind][c].head = next,
         }
         if let Some(n) = next {
             let mut nh = n.get();
-            nh.prev = h.prev;
+            nh.set_prev(all, h_prev);
             n.put(nh);
         }
         self.lists[kind][c].len -= 1;
@@ -314,16 +329,34 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     /// Puts `slab` at the front of list `kind` of class `c`, setting its links in `h` (which
     /// the caller writes back).
     fn push(&mut self, kind: usize, c: usize, slab: Slab, h: &mut Header) {
+        let all = kind == ALL;
         let list = &mut self.lists[kind][c];
         if let Some(old) = list.head {
             let mut oh = old.get();
-            oh.prev = slab.addr();
+            oh.set_prev(all, slab.addr());
             old.put(oh);
         }
-        h.prev = 0;
-        h.next = list.head.map_or(0, Slab::addr);
+        h.set_prev(all, 0);
+        h.set_next(all, list.head.map_or(0, Slab::addr));
         list.head = Some(slab);
         list.len += 1;
+    }
+
+    /// Hands back to the backend `slab` of class `c`, in list `kind` ([`PARTIAL`] or
+    /// [`EMPTY`]) with every object free, and takes it off its lists. Checks both pairs of
+    /// links before the first change; on `Err` nothing changed.
+    fn give_back(&mut self, kind: usize, c: usize, slab: Slab) -> Result<(), FreeError> {
+        let h = slab.get();
+        let (prev, next) = self.links(kind, c, slab, &h)?;
+        let (prev_slab, next_slab) = self.links(ALL, c, slab, &h)?;
+        // SAFETY: a slab of our lists is a block currently allocated from the backend with the
+        // slab layout (invariant of `lists`); every object of it is free, so no live object
+        // lies in it.
+        unsafe { self.backend.try_deallocate(slab.ptr(), Self::class(c).slab_layout) }?;
+        self.unlink(kind, c, &h, prev, next);
+        self.unlink(ALL, c, &h, prev_slab, next_slab);
+        self.forget(c, slab);
+        Ok(())
     }
 
     /// Allocates an object of class `c` for `layout`.
@@ -355,18 +388,22 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         if index >= class.objects {
             return Err(corrupt());
         }
-        // A slab that fills leaves the partial list for the full one: check its successor
-        // before changing anything.
-        let next =
-            if h.free == 1 { Some(self.linked(h.next, c).map_err(AllocError::Corrupted)?) } else { None };
+        // A slab that fills leaves the partial list (a full slab is in no list but `ALL`):
+        // check its successor before changing anything.
+        let next = if h.free == 1 {
+            Some(self.links(PARTIAL, c, slab, &h).map_err(AllocError::Corrupted)?.1)
+        } else {
+            None
+        };
         slab.set_word(i, word & (word - 1));
         h.hint = i as u16;
         h.free -= 1;
         match next {
             Some(next) => {
                 self.unlink(PARTIAL, c, &h, None, next);
-                self.push(FULL, c, slab, &mut h);
-                slab.put(h);
+                h.next = 0;
+                slab.put_counts(&h);
+                slab.put_links(&h);
             }
             None => slab.put_counts(&h),
         }
@@ -386,7 +423,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             if h.seal != self.seal(slab.addr(), c) || usize::from(h.class) != c || h.prev != 0 {
                 return Err(AllocError::Corrupted(Corruption::Header { addr: slab.addr() }));
             }
-            let next = self.linked(h.next, c)?;
+            let (_, next) = self.links(EMPTY, c, slab, &h)?;
             self.unlink(EMPTY, c, &h, None, next);
             self.push(PARTIAL, c, slab, &mut h);
             slab.put(h);
@@ -413,6 +450,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         slab.init(self.seal(slab.addr(), c), c, class.objects, class.words);
         let mut h = slab.get();
         self.push(PARTIAL, c, slab, &mut h);
+        self.push(ALL, c, slab, &mut h);
         slab.put(h);
         self.hold(c, slab);
         self.slab_bytes += class.slab_size();
@@ -697,7 +735,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     pub(crate) fn holds_slab(&self, base: usize, log2: u32) -> bool {
         (0..Self::TABLE.len)
             .filter(|&c| Self::class(c).slab_log2 == log2)
-            .any(|c| (0..3).any(|kind| self.slabs(kind, c).any(|s| s.addr() == base || s.get().next == base)))
+            .any(|c| self.slabs(ALL, c).any(|s| s.addr() == base || s.get().next_slab == base))
     }
 
     /// The slabs of list `kind` of class `c`, front to back, at most `len` of them (a damaged
@@ -709,7 +747,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         core::iter::from_fn(move || {
             let slab = at.filter(|_| left > 0)?;
             left -= 1;
-            at = self.linked(slab.get().next, c).ok().flatten();
+            at = self.linked(slab.get().links(kind == ALL).1, c).ok().flatten();
             Some(slab)
         })
     }
@@ -816,40 +854,29 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     }
 
     /// The half of [`Self::release`] that moves the slab to another list (the free fills a
-    /// full slab's first hole or empties a slab), out of line.
+    /// full slab's first hole, which only joins the partial list, or empties a slab), out of
+    /// line.
     #[inline(never)]
     fn release_moving(&mut self, c: usize, slab: Slab, index: usize) -> Result<(), FreeError> {
-        let class = Self::class(c);
-        let mut h = slab.get();
-        let (was_full, empties) = self.moves(c, &h);
-        let moves = was_full || empties;
-        let from = if was_full { FULL } else { PARTIAL };
-        let neighbours = if moves { Some(self.links(from, c, slab, &h)?) } else { None };
-        // The oldest cached slab goes back if the cache is full: its predecessor, checked.
-        let evict = if empties && self.lists[EMPTY][c].len >= CACHE {
+        let (was_full, empties) = self.moves(c, &slab.get());
+        // A full slab is in no list to leave; a partial one that empties leaves its list.
+        let neighbours = if was_full { None } else { Some(self.links(PARTIAL, c, slab, &slab.get())?) };
+        if empties && self.lists[EMPTY][c].len >= CACHE {
+            // The oldest cached slab goes back: the first change, made only if its checks pass
+            // (its lists are not this slab's partial list, so `neighbours` still holds).
             let oldest = self.slabs(EMPTY, c).last().ok_or(Corruption::Header { addr: slab.addr() })?;
-            let oh = oldest.get();
-            let (prev, _) = self.links(EMPTY, c, oldest, &oh)?;
-            self.backend.validate(oldest.ptr(), class.slab_layout)?;
-            Some((oldest, oh, prev))
-        } else {
-            None
-        };
-        // Changes from here on.
-        if let Some((oldest, oh, prev)) = evict {
-            // SAFETY: `oldest` is a block currently allocated from the backend with the slab
-            // layout (validated above), and ours alone: no object of it is live.
-            unsafe { self.backend.try_deallocate(oldest.ptr(), class.slab_layout) }?;
-            // `oldest` is the tail: only its predecessor (or the head) changes.
-            self.unlink(EMPTY, c, &oh, prev, None);
-            self.forget(c, oldest);
+            self.give_back(EMPTY, c, oldest)?;
         }
+        // Read after the eviction, which may have relinked this slab in `ALL` (only the counts
+        // and the partial or empty links are written back below, all current).
+        let mut h = slab.get();
         self.mark_free(c, slab, &mut h, index);
         if let Some((prev, next)) = neighbours {
-            self.unlink(from, c, &h, prev, next);
-            self.push(if empties { EMPTY } else { PARTIAL }, c, slab, &mut h);
+            self.unlink(PARTIAL, c, &h, prev, next);
         }
-        slab.put(h);
+        self.push(if empties { EMPTY } else { PARTIAL }, c, slab, &mut h);
+        slab.put_counts(&h);
+        slab.put_links(&h);
         Ok(())
     }
 
@@ -1102,28 +1129,14 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
             // The empty slab a partial list may keep (at most one).
             let idle = self.slabs(PARTIAL, c).find(|slab| slab.get().free as usize == class.objects);
             if let Some(slab) = idle {
-                let h = slab.get();
-                if let Ok((prev, next)) = self.links(PARTIAL, c, slab, &h) {
-                    // SAFETY: a slab of a list is a block currently allocated from the backend
-                    // with the slab layout (invariant of `lists`); every object of it is free.
-                    if unsafe { self.backend.try_deallocate(slab.ptr(), class.slab_layout) }.is_ok() {
-                        self.unlink(PARTIAL, c, &h, prev, next);
-                        self.forget(c, slab);
-                    }
-                }
+                // A damaged header or a refusing backend leaves the slab where it is; the next
+                // operation on it reports the damage.
+                let _ = self.give_back(PARTIAL, c, slab);
             }
             while let Some(slab) = self.lists[EMPTY][c].head {
-                let h = slab.get();
-                // A damaged header or a refusing backend leaves the slab cached; the next
-                // operation on it reports the damage.
-                let Ok((None, next)) = self.links(EMPTY, c, slab, &h) else { break };
-                // SAFETY: a cached slab is a block currently allocated from the backend with the
-                // slab layout (invariant of `lists`), with no live object.
-                if unsafe { self.backend.try_deallocate(slab.ptr(), class.slab_layout) }.is_err() {
+                if self.give_back(EMPTY, c, slab).is_err() {
                     break;
                 }
-                self.unlink(EMPTY, c, &h, None, next);
-                self.forget(c, slab);
             }
         }
         self.backend.flush();

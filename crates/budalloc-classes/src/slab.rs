@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! slab base (aligned to the slab size S)
-//! ├─ Header: seal │ class │ hint │ free │ next │ prev      (HEADER_FIXED bytes)
+//! ├─ Header: seal │ class │ hint │ free │ next │ prev │ next_slab │ prev_slab  (HEADER_FIXED bytes)
 //! ├─ free-object bitmap: `words` words, bit i set iff object i is free
 //! ├─ padding up to the class's object alignment
 //! ├─ object 0 │ object 1 │ … │ object n-1                  (never read or written by us)
@@ -29,10 +29,41 @@ pub(crate) struct Header {
     pub hint: u16,
     /// Number of free objects: the number of set bits in the bitmap.
     pub free: u32,
-    /// Address of the next slab in the same list (0 at the end).
+    /// Address of the next slab in the same partial or empty list (0 at the end, and in a full
+    /// slab, which is in neither).
     pub next: usize,
-    /// Address of the previous slab in the same list (0 at the head).
+    /// Address of the previous slab in the same partial or empty list (0 at the head, and in a
+    /// full slab).
     pub prev: usize,
+    /// Address of the next slab in the list of every slab of the class (0 at the end).
+    pub next_slab: usize,
+    /// Address of the previous slab in the list of every slab of the class (0 at the head).
+    pub prev_slab: usize,
+}
+
+impl Header {
+    /// `(prev, next)` in the list of every slab of the class (`all`), or in the partial or
+    /// empty list.
+    #[inline]
+    pub fn links(&self, all: bool) -> (usize, usize) {
+        if all {
+            (self.prev_slab, self.next_slab)
+        } else {
+            (self.prev, self.next)
+        }
+    }
+
+    /// Sets the `next` link of the list [`links`](Self::links) names.
+    #[inline]
+    pub fn set_next(&mut self, all: bool, next: usize) {
+        *(if all { &mut self.next_slab } else { &mut self.next }) = next;
+    }
+
+    /// Sets the `prev` link of the list [`links`](Self::links) names.
+    #[inline]
+    pub fn set_prev(&mut self, all: bool, prev: usize) {
+        *(if all { &mut self.prev_slab } else { &mut self.prev }) = prev;
+    }
 }
 
 /// Bytes of the fixed header; the bitmap words start here (a multiple of the word size).
@@ -111,6 +142,19 @@ impl Slab {
         unsafe { field(offset_of!(Header, free)).cast::<u32>().write(header.free) };
     }
 
+    /// Writes the `next` and `prev` fields of `header` alone: the links of the partial or
+    /// empty list, which a slab that fills or empties changes (its links in the list of every
+    /// slab of its class stay as they are).
+    #[inline]
+    pub fn put_links(self, header: &Header) {
+        let field = |offset: usize| self.0.as_ptr().wrapping_add(offset);
+        // SAFETY: the header is writable and ours alone (invariant of `Slab`); the field lies
+        // inside it, aligned for its type (`Header` is `repr(C)` and the base is aligned).
+        unsafe { field(offset_of!(Header, next)).cast::<usize>().write(header.next) };
+        // SAFETY: as above.
+        unsafe { field(offset_of!(Header, prev)).cast::<usize>().write(header.prev) };
+    }
+
     /// Pointer to bitmap word `i` (`i < words` of the slab's class).
     #[inline]
     fn word_ptr(self, i: usize) -> *mut usize {
@@ -140,7 +184,16 @@ impl Slab {
 
     /// Writes a fresh header for a slab of `objects` objects in `words` bitmap words, all free.
     pub fn init(self, seal: usize, class: usize, objects: usize, words: usize) {
-        self.put(Header { seal, class: class as u16, hint: 0, free: objects as u32, next: 0, prev: 0 });
+        self.put(Header {
+            seal,
+            class: class as u16,
+            hint: 0,
+            free: objects as u32,
+            next: 0,
+            prev: 0,
+            next_slab: 0,
+            prev_slab: 0,
+        });
         for i in 0..words {
             let bits = (objects - i * usize::BITS as usize).min(usize::BITS as usize);
             self.set_word(i, if bits == usize::BITS as usize { usize::MAX } else { (1 << bits) - 1 });

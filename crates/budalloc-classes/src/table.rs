@@ -30,7 +30,7 @@
 //! | rounding, mean of the per-class means above 64 B (5.9 – 10.0 % per class) | 7.7 % | 7.8 % |
 //! | rounding, 16 – 64 B (spacing 16) | worst 93.8 % (1 B in 16), means 11.7 – 46.9 % | same |
 //! | slab, worst (power-of-two classes: the header takes one object's slot) | 3.12 % | 3.12 % |
-//! | slab, mean over classes | 2.0 % | 2.1 % |
+//! | slab, mean over classes | 2.1 % | 2.1 % |
 //!
 //! Slabs: 4 KiB for classes up to 224 B, 8 to 32 KiB up to 1 KiB, and up to 1 MiB for 32 KiB
 //! objects (31 of them); the classes `7 · 2^k` (448, 896, …) hold 9 objects per slab.
