@@ -4,7 +4,9 @@
 //! limit, several classes per doubling, O(1) lookup from a [`Layout`](core::alloc::Layout)),
 //! slabs carved from blocks of a backing policy (one power-of-two block per slab, aligned to its
 //! size, with a sealed header and a bitmap of free objects at its start), the per-class lists of
-//! slabs (the seed's `fragHeaders[N_ALLOCATION_SIZES]`), and the checked free that rejects
+//! slabs (the seed's `fragHeaders[N_ALLOCATION_SIZES]`: per class, the slabs with a free object
+//! that allocations take from, the cached empty ones, and every slab, so that a slab that fills
+//! or takes back its first free object leaves and joins no list but the first), and the checked free that rejects
 //! double frees, interior, foreign and misdirected pointers with every byte of metadata
 //! unchanged. Requests above the limit go straight to the backing policy.
 //!
@@ -62,7 +64,7 @@
 //!
 //! ## What the seal does not cover
 //! The seal binds a slab header to its address and class, and the list links are checked
-//! against the neighbours' seals before any unlink. The free count, the hint and the bitmap of
+//! against the neighbours' seals, and the neighbours' links back, before any unlink. The free count, the hint and the bitmap of
 //! free objects are not sealed: a write into them from outside (a stray write before the first
 //! object) goes undetected, and a flipped bitmap bit can hand out a live object again. Sealing
 //! them would mean recomputing a checksum on every allocation and free.
