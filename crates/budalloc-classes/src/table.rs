@@ -258,6 +258,12 @@ impl Table {
     /// there when `align` exceeds it, hence class sizes themselves).
     #[inline]
     pub const fn class_of(&self, size: usize, align: usize) -> Option<usize> {
+        if size <= SMALL_LOOKUP && align <= 16 {
+            // The common case, one table read: every class is a multiple of 16 bytes, so
+            // aligned to at least 16, and `limit >= SMALL_LOOKUP` (`Table::new`). Size 0 reads
+            // entry 0, the class of 1 byte.
+            return Some(self.small[size.div_ceil(16)] as usize);
+        }
         let size = if size == 0 { 1 } else { size };
         if size > self.limit || align > self.limit {
             return None;
