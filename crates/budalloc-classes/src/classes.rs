@@ -1124,6 +1124,14 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
     }
 
     fn flush(&mut self) {
+        self.release_spare();
+        self.backend.flush();
+    }
+
+    /// Every empty slab goes back to the backend: the cached ones and the one a partial list
+    /// may keep. O(classes + partial slabs).
+    fn release_spare(&mut self) -> bool {
+        let mut released = false;
         for c in 0..Self::TABLE.len {
             let class = Self::class(c);
             // The empty slab a partial list may keep (at most one).
@@ -1131,15 +1139,16 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
             if let Some(slab) = idle {
                 // A damaged header or a refusing backend leaves the slab where it is; the next
                 // operation on it reports the damage.
-                let _ = self.give_back(PARTIAL, c, slab);
+                released |= self.give_back(PARTIAL, c, slab).is_ok();
             }
             while let Some(slab) = self.lists[EMPTY][c].head {
                 if self.give_back(EMPTY, c, slab).is_err() {
                     break;
                 }
+                released = true;
             }
         }
-        self.backend.flush();
+        self.backend.release_spare() || released
     }
 
     unsafe fn grow_in_place(

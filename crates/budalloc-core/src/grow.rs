@@ -161,6 +161,10 @@ unsafe impl<P: RawAlloc + Claim, S: Source> RawAlloc for Grow<P, S> {
         self.policy.flush();
     }
 
+    fn release_spare(&mut self) -> bool {
+        self.policy.release_spare()
+    }
+
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         self.policy.owns(ptr)
     }

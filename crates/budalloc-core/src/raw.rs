@@ -227,6 +227,16 @@ pub unsafe trait RawAlloc {
     /// Changes no currently allocated block.
     fn flush(&mut self) {}
 
+    /// Gives back to the memory it came from whatever free memory the policy keeps aside where
+    /// only some requests can use it (the empty slabs size classes cache, for their own class):
+    /// `true` if anything went back. A request that failed for lack of memory may succeed
+    /// after it, and the frontends try once more when it returns `true`. (A failed request
+    /// changes nothing, so this is a separate step, the frontends' choice.) Changes no
+    /// currently allocated block. The default keeps nothing aside: `false`.
+    fn release_spare(&mut self) -> bool {
+        false
+    }
+
     /// Whether `ptr` lies in memory this policy manages (its arenas' block areas). Reads no
     /// metadata; it says nothing about whether a block starts there.
     fn owns(&self, ptr: NonNull<u8>) -> bool;

@@ -394,8 +394,10 @@ mod tls {
         }
 
         /// Allocates through this thread's cache, or from the shared heap. If the shared heap
-        /// is out of memory, this thread's magazines go back to it and the request is tried
-        /// once more: objects cached here are free memory only this thread can reach.
+        /// is out of memory, this thread's magazines go back to it, the shared policy gives back
+        /// the free memory it keeps aside ([`RawAlloc::release_spare`]), and the request is
+        /// tried once more: objects cached here are free memory only this thread can reach, and
+        /// empty slabs cached by the shared size classes serve only their class.
         ///
         /// # Errors
         /// As the policy's `allocate`; [`AllocError::InvalidBlock`] if giving the magazines
@@ -426,10 +428,15 @@ mod tls {
             layout: Layout,
             error: AllocError,
         ) -> Result<NonNull<[u8]>, AllocError> {
-            match self.with_magazines(|m| (m.cached(), m.flush(self.shared))) {
-                Some((_, Err(misuse))) => Err(AllocError::InvalidBlock(misuse)),
-                Some((cached, Ok(()))) if cached > 0 => self.allocate_once(layout),
-                _ => Err(error),
+            let cached = match self.with_magazines(|m| (m.cached(), m.flush(self.shared))) {
+                Some((_, Err(misuse))) => return Err(AllocError::InvalidBlock(misuse)),
+                Some((cached, Ok(()))) => cached,
+                None => 0,
+            };
+            if self.shared.with(|a| a.release_spare()) || cached > 0 {
+                self.allocate_once(layout)
+            } else {
+                Err(error)
             }
         }
 

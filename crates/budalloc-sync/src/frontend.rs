@@ -40,6 +40,29 @@ pub(crate) unsafe fn zero_from(block: NonNull<[u8]>, from: usize) {
     unsafe { start.write_bytes(0, block.len() - from) };
 }
 
+/// Runs `op` on the policy; if it fails for lack of memory, the policy gives back the free
+/// memory it keeps aside ([`RawAlloc::release_spare`]: a size class's cached empty slabs) and,
+/// if there was any, `op` runs once more. So a heap whose every object was freed serves a
+/// large request without a `flush` first. `op` must leave the policy as it found it when it
+/// fails (every policy operation does).
+#[inline]
+pub(crate) fn with_spare<A: RawAlloc, T>(
+    a: &mut A,
+    mut op: impl FnMut(&mut A) -> Result<T, AllocError>,
+) -> Result<T, AllocError> {
+    match op(a) {
+        Err(AllocError::OutOfMemory { .. }) if release_spare(a) => op(a),
+        other => other,
+    }
+}
+
+/// [`RawAlloc::release_spare`], out of line: only a failing request calls it.
+#[cold]
+#[inline(never)]
+fn release_spare<A: RawAlloc>(a: &mut A) -> bool {
+    a.release_spare()
+}
+
 // ---- allocator-api2 ---------------------------------------------------------------------------
 
 #[inline]
@@ -47,7 +70,7 @@ pub(crate) fn allocate<F: Frontend>(f: &F, layout: Layout) -> Result<NonNull<[u8
     if layout.size() == 0 {
         return Ok(empty(layout));
     }
-    f.enter(|a| a.allocate(layout)).map_err(|_| ApiAllocError)
+    f.enter(|a| with_spare(a, |a| a.allocate(layout))).map_err(|_| ApiAllocError)
 }
 
 #[inline]
@@ -80,8 +103,8 @@ pub(crate) unsafe fn grow<F: Frontend>(
         return allocate(f, new);
     }
     // SAFETY: the caller's promises (`ptr` live, `old` fits, `new.size() >= old.size()`) are the
-    // policy's `grow` contract.
-    f.enter(|a| unsafe { a.grow(ptr, old, new) }).map_err(|_| ApiAllocError)
+    // policy's `grow` contract; a grow that failed left the block as it was, for the retry.
+    f.enter(|a| with_spare(a, |a| unsafe { a.grow(ptr, old, new) })).map_err(|_| ApiAllocError)
 }
 
 /// # Safety
@@ -112,8 +135,9 @@ pub(crate) unsafe fn shrink<F: Frontend>(
         unsafe { deallocate(f, ptr, old) };
         return Ok(empty(new));
     }
-    // SAFETY: the caller's promises are the policy's `shrink` contract.
-    f.enter(|a| unsafe { a.shrink(ptr, old, new) }).map_err(|_| ApiAllocError)
+    // SAFETY: the caller's promises are the policy's `shrink` contract; a shrink that failed left
+    // the block as it was, for the retry.
+    f.enter(|a| with_spare(a, |a| unsafe { a.shrink(ptr, old, new) })).map_err(|_| ApiAllocError)
 }
 
 /// Implements `allocator_api2::alloc::Allocator` for `&$frontend` through the functions above.
@@ -178,7 +202,7 @@ pub(crate) use allocator_via_frontend;
 /// `GlobalAlloc::alloc`: null on failure, never a panic.
 #[inline]
 pub(crate) fn global_alloc<F: Frontend>(f: &F, layout: Layout, zeroed: bool) -> *mut u8 {
-    match f.enter(|a| a.allocate(layout)) {
+    match f.enter(|a| with_spare(a, |a| a.allocate(layout))) {
         Ok(block) => {
             if zeroed {
                 // SAFETY: a fresh block is valid for writes of its length.
@@ -219,13 +243,16 @@ pub(crate) unsafe fn global_realloc<F: Frontend>(
     let Ok(new) = Layout::from_size_align(new_size, layout.align()) else { return ptr::null_mut() };
     let Some(old_ptr) = NonNull::new(ptr) else { return ptr::null_mut() };
     let result = f.enter(|a| {
-        if new_size >= layout.size() {
-            // SAFETY: the caller promises `ptr` is live with `layout`; sizes grow.
-            unsafe { a.grow(old_ptr, layout, new) }
-        } else {
-            // SAFETY: as above; sizes shrink.
-            unsafe { a.shrink(old_ptr, layout, new) }
-        }
+        with_spare(a, |a| {
+            if new_size >= layout.size() {
+                // SAFETY: the caller promises `ptr` is live with `layout`; sizes grow. A grow
+                // that failed left the block as it was, for the retry.
+                unsafe { a.grow(old_ptr, layout, new) }
+            } else {
+                // SAFETY: as above; sizes shrink.
+                unsafe { a.shrink(old_ptr, layout, new) }
+            }
+        })
     });
     match result {
         Ok(block) => block.cast::<u8>().as_ptr(),

@@ -61,6 +61,9 @@ macro_rules! forward_raw_alloc {
             fn flush(&mut self) {
                 self.0.flush();
             }
+            fn release_spare(&mut self) -> bool {
+                self.0.release_spare()
+            }
             fn owns(&self, ptr: NonNull<u8>) -> bool {
                 self.0.owns(ptr)
             }

@@ -85,3 +85,42 @@ fn the_default_heap_keeps_its_arena_metadata_under_one_percent() {
         assert!(share < 0.01, "{len} B: {:.3}% metadata", 100.0 * share);
     }
 }
+
+#[test]
+#[cfg(feature = "check-invariants")]
+fn a_heap_whose_objects_were_all_freed_serves_the_largest_request_it_first_could() {
+    use allocator_api2::alloc::Allocator;
+    use budalloc::ClassesBuddy;
+    use budalloc_core::{Inspect, SizeClasses};
+    // A small region: an object of every class takes a slab of each, and the frees leave them
+    // cached (one empty slab per class), out of the buddy's reach.
+    let (mut heap, _region) = local_of::<ClassesBuddy>(512 << 10);
+    let largest = heap.stats().largest_free;
+    let layout = |size| core::alloc::Layout::from_size_align(size, 8).expect("layout");
+    let objects: Vec<_> = (0..ClassesBuddy::CLASSES)
+        .map(|c| {
+            let l = ClassesBuddy::class_layout(c);
+            (heap.get_mut().allocate(l).expect("an object of every class"), l)
+        })
+        .collect();
+    for (object, l) in objects {
+        // SAFETY: live, with its layout.
+        unsafe { heap.get_mut().try_deallocate(object.cast(), l) }.expect("free");
+    }
+    assert_eq!(heap.stats().allocated, 0, "every object is free");
+    let big = layout(largest);
+    // The policy alone refuses it and changes nothing: a failed request is not the moment to
+    // give the cached slabs back behind the caller's back.
+    let before = budalloc_testkit::metadata_digest(heap.get_mut());
+    assert!(heap.get_mut().allocate(big).is_err(), "the cached slabs hold part of the largest block");
+    assert_eq!(budalloc_testkit::metadata_digest(heap.get_mut()), before);
+    // The frontend gives them back (`release_spare`) and tries again.
+    let block = (&heap).allocate(big).expect("the frontend releases the cached slabs and retries");
+    assert!(block.len() >= largest);
+    heap.get_mut().check_invariants().expect("invariants");
+    // SAFETY: live, with its layout.
+    unsafe { (&heap).deallocate(block.cast(), big) };
+    let policy = heap.get_mut();
+    policy.flush();
+    assert!(policy.backend_mut().is_pristine());
+}

@@ -304,6 +304,42 @@ fn magazines_are_bounded_and_refill_in_batches() {
 }
 
 #[test]
+fn an_allocation_out_of_memory_takes_back_the_empty_slabs_the_shared_classes_keep() {
+    type Slabs = budalloc_classes::Classes<Buddy<16, { 1 << 16 }, 2>>;
+    let guard = guard(Slabs::new(Buddy::new()), 64 * 1024);
+    let heap = guard.heap();
+    let largest = guard.shared().with(|p| p.backend().stats().largest_free);
+    // Objects of every class taken and freed on the shared policy: each class keeps its empty
+    // slab, out of the buddy's reach.
+    guard.shared().with(|p| {
+        let objects: Vec<_> = (0..Slabs::CLASSES)
+            .filter_map(|c| {
+                let l = Slabs::class_layout(c);
+                p.allocate(l).ok().map(|o| (o, l))
+            })
+            .collect();
+        assert!(objects.len() > 2);
+        for (object, l) in objects {
+            // SAFETY: live with `l`.
+            unsafe { p.try_deallocate(object.cast(), l) }.unwrap();
+        }
+        assert_eq!(p.stats().allocated, 0);
+        assert!(p.backend().stats().largest_free < largest, "the cached slabs split the largest block");
+    });
+    // The request finds the heap short and the magazines empty; the shared policy gives its
+    // empty slabs back and the request is served.
+    // SAFETY: non-zero size.
+    let big = NonNull::new(unsafe { heap.alloc(layout(largest)) }).expect("the empty slabs went back");
+    // SAFETY: live with this layout.
+    unsafe { heap.dealloc(big.as_ptr(), layout(largest)) };
+    heap.flush_thread().unwrap();
+    guard.shared().with(|p| {
+        p.flush();
+        assert!(p.backend_mut().is_pristine());
+    });
+}
+
+#[test]
 fn an_allocation_out_of_memory_takes_back_the_threads_magazines_first() {
     let guard = cached(64 * 1024);
     let before = guard.shared().stats();
