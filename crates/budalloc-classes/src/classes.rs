@@ -162,6 +162,12 @@ pub struct Classes<B, const LIMIT: usize = DEFAULT_LIMIT, const STEPS: usize = 4
     /// validated one through the backend; an entry is dropped when its slab goes back.
     /// Invariant: every `Some` entry is a slab in one of our lists, at its own entry.
     pub(crate) held: [Option<Slab>; HELD],
+    /// Some class may hold a slab with every object free, cached or kept in its partial list
+    /// (set when a free empties a slab; cleared when [`RawAlloc::release_spare`] gave every
+    /// such slab back). Invariant: set whenever a class holds such a slab, so that
+    /// `release_spare` costs one test when there is nothing to give, as a program that meets
+    /// out-of-memory again and again would otherwise pay a walk over the classes each time.
+    pub(crate) spare: bool,
 }
 
 /// The entry of [`Classes::held`] for a slab of size `2^log2` at `base`: its address in units
@@ -222,6 +228,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             keyed: false,
             recent: [None; MAX_CLASSES],
             held: [None; HELD],
+            spare: false,
         }
     }
 
@@ -302,6 +309,24 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             return Err(Corruption::Header { addr: slab.addr() });
         }
         Ok((prev, next))
+    }
+
+    /// The successor of `slab` (header `h`), the head of list `kind` (not [`ALL`]) of class `c`,
+    /// checked as [`Self::links`] checks it: the short form for taking the head off a list.
+    #[inline]
+    fn next_of_head(
+        &self,
+        kind: usize,
+        c: usize,
+        slab: Slab,
+        h: &Header,
+    ) -> Result<Option<Slab>, Corruption> {
+        debug_assert!(kind != ALL && self.lists[kind][c].head == Some(slab) && h.prev == 0);
+        let next = self.linked(h.next, c)?;
+        if next.is_some_and(|n| n.get().prev != slab.addr()) {
+            return Err(Corruption::Header { addr: slab.addr() });
+        }
+        Ok(next)
     }
 
     /// Takes the slab with header `h` out of list `kind` of class `c`, given its checked
@@ -391,7 +416,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         // A slab that fills leaves the partial list (a full slab is in no list but `ALL`):
         // check its successor before changing anything.
         let next = if h.free == 1 {
-            Some(self.links(PARTIAL, c, slab, &h).map_err(AllocError::Corrupted)?.1)
+            Some(self.next_of_head(PARTIAL, c, slab, &h).map_err(AllocError::Corrupted)?)
         } else {
             None
         };
@@ -423,7 +448,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             if h.seal != self.seal(slab.addr(), c) || usize::from(h.class) != c || h.prev != 0 {
                 return Err(AllocError::Corrupted(Corruption::Header { addr: slab.addr() }));
             }
-            let (_, next) = self.links(EMPTY, c, slab, &h)?;
+            let next = self.next_of_head(EMPTY, c, slab, &h)?;
             self.unlink(EMPTY, c, &h, None, next);
             self.push(PARTIAL, c, slab, &mut h);
             slab.put(h);
@@ -838,6 +863,10 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         if self.moves(c, &h) != (false, false) {
             return false;
         }
+        if h.free as usize + 1 == Self::class(c).objects {
+            // The class's only partial slab empties and stays: `release_spare` looks here.
+            self.spare = true;
+        }
         self.mark_free(c, slab, &mut h, index);
         slab.put_counts(&h);
         true
@@ -874,6 +903,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         if let Some((prev, next)) = neighbours {
             self.unlink(PARTIAL, c, &h, prev, next);
         }
+        self.spare |= empties;
         self.push(if empties { EMPTY } else { PARTIAL }, c, slab, &mut h);
         slab.put_counts(&h);
         slab.put_links(&h);
@@ -1054,6 +1084,36 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         }
     }
 
+    /// Gives every cached empty slab back to the backend, and the empty slab a partial list may
+    /// keep (if [`spare`](Self::spare) says there may be one: a test, when there is none).
+    /// `true` if any slab went back. A damaged header or a refusing backend leaves the slab
+    /// where it is (and `spare` set); the next operation on it reports the damage.
+    fn release_empty(&mut self) -> bool {
+        if !self.spare {
+            return false;
+        }
+        let (mut released, mut kept) = (false, false);
+        for c in 0..Self::TABLE.len {
+            let objects = Self::class(c).objects;
+            let idle = self.slabs(PARTIAL, c).find(|slab| slab.get().free as usize == objects);
+            if let Some(slab) = idle {
+                match self.give_back(PARTIAL, c, slab) {
+                    Ok(()) => released = true,
+                    Err(_) => kept = true,
+                }
+            }
+            while let Some(slab) = self.lists[EMPTY][c].head {
+                if self.give_back(EMPTY, c, slab).is_err() {
+                    kept = true;
+                    break;
+                }
+                released = true;
+            }
+        }
+        self.spare = kept;
+        released
+    }
+
     /// The largest power of two `P` such that every request with `max(size, align)` at most
     /// `P` succeeds now. The backend serves any request up to its largest free block (directly,
     /// or as a fallback for a class whose slab it cannot give); beyond that, classes with a
@@ -1124,30 +1184,14 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
     }
 
     fn flush(&mut self) {
-        self.release_spare();
+        self.release_empty();
         self.backend.flush();
     }
 
-    /// Every empty slab goes back to the backend: the cached ones and the one a partial list
-    /// may keep. O(classes + partial slabs).
+    /// The cached empty slabs go back to the backend, and the empty slab a partial list keeps:
+    /// a test when there is none, else O(classes + partial slabs).
     fn release_spare(&mut self) -> bool {
-        let mut released = false;
-        for c in 0..Self::TABLE.len {
-            let class = Self::class(c);
-            // The empty slab a partial list may keep (at most one).
-            let idle = self.slabs(PARTIAL, c).find(|slab| slab.get().free as usize == class.objects);
-            if let Some(slab) = idle {
-                // A damaged header or a refusing backend leaves the slab where it is; the next
-                // operation on it reports the damage.
-                released |= self.give_back(PARTIAL, c, slab).is_ok();
-            }
-            while let Some(slab) = self.lists[EMPTY][c].head {
-                if self.give_back(EMPTY, c, slab).is_err() {
-                    break;
-                }
-                released = true;
-            }
-        }
+        let released = self.release_empty();
         self.backend.release_spare() || released
     }
 

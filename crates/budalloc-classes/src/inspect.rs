@@ -116,6 +116,10 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
                     Ok(())
                 })?;
             }
+            let idle = self.slabs(PARTIAL, c).any(|slab| slab.get().free as usize == class.objects);
+            if (idle || self.lists[EMPTY][c].len > 0) && !self.spare {
+                return broken("a heap that holds an empty slab has `spare` set", 0);
+            }
             // Every slab with a free object is in one of the two (each in one, by the checks
             // above): as many as they hold.
             if listed != self.lists[PARTIAL][c].len + self.lists[EMPTY][c].len {
@@ -160,6 +164,7 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
             self.secret as usize,
             usize::from(self.keyed),
         ]);
+        sink(&[usize::from(self.spare)]);
         for slab in self.recent.iter().chain(&self.held) {
             sink(&[slab.map_or(0, |s| s.addr())]);
         }
