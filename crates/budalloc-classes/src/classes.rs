@@ -99,7 +99,10 @@ impl List {
 /// - `CACHE`: how many empty slabs each class keeps instead of returning them to `B` (at least
 ///   1, default 1): a class that empties and refills a slab in turn does not go to `B` each
 ///   time. Besides these, a class's last partial slab stays partial when it empties, so a class
-///   holds at most `CACHE + 1` empty slabs. [`RawAlloc::flush`] returns them all.
+///   holds at most `CACHE + 1` empty slabs. [`RawAlloc::flush`] returns them all, and so does
+///   [`RawAlloc::release_spare`], which the frontends call when a request runs out of memory
+///   before they try it again: a heap whose objects were all freed serves any request its
+///   region could.
 ///
 /// A slab of a class is one block of `B` of a power-of-two size `S`, allocated as `(S, S)` so
 /// that its base is `addr & !(S - 1)` for any address inside it. Its header (seal, class,
