@@ -489,15 +489,19 @@ mod tls {
                     return Ok(NonNull::slice_from_raw_parts(ptr, A::class_layout(c).size()));
                 }
                 (None, None) => {
-                    return self.shared.with(|a| {
+                    // Out of memory, tried again once the shared policy gave back its spare
+                    // memory, as an allocation is.
+                    let resize = move |a: &mut A| {
                         if new.size() >= old.size() {
-                            // SAFETY: forwarded from our caller; the size grows.
+                            // SAFETY: forwarded from our caller; the size grows. A grow that
+                            // failed left the block as it was, for the second try.
                             unsafe { a.grow(ptr, old, new) }
                         } else {
                             // SAFETY: forwarded from our caller; the size shrinks.
                             unsafe { a.shrink(ptr, old, new) }
                         }
-                    });
+                    };
+                    return crate::frontend::with_spare(self.shared, resize, |e| e);
                 }
                 (Some(_), _) => {}
                 (None, Some(_)) => {

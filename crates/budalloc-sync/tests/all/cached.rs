@@ -303,14 +303,12 @@ fn magazines_are_bounded_and_refill_in_batches() {
     });
 }
 
-#[test]
-fn an_allocation_out_of_memory_takes_back_the_empty_slabs_the_shared_classes_keep() {
-    type Slabs = budalloc_classes::Classes<Buddy<16, { 1 << 16 }, 2>>;
-    let guard = guard(Slabs::new(Buddy::new()), 64 * 1024);
-    let heap = guard.heap();
-    let largest = guard.shared().with(|p| p.backend().stats().largest_free);
-    // Objects of every class taken and freed on the shared policy: each class keeps its empty
-    // slab, out of the buddy's reach.
+/// Real size classes, over a 64 KiB buddy.
+type Slabs = budalloc_classes::Classes<Buddy<16, { 1 << 16 }, 2>>;
+
+/// Takes an object of every class the shared policy's free memory allows and frees it there:
+/// each class then keeps an empty slab, out of the buddy's reach.
+fn fill_and_free_every_class(guard: &Guard<Slabs>) {
     guard.shared().with(|p| {
         let objects: Vec<_> = (0..Slabs::CLASSES)
             .filter_map(|c| {
@@ -323,6 +321,18 @@ fn an_allocation_out_of_memory_takes_back_the_empty_slabs_the_shared_classes_kee
             // SAFETY: live with `l`.
             unsafe { p.try_deallocate(object.cast(), l) }.unwrap();
         }
+    });
+}
+
+#[test]
+fn an_allocation_out_of_memory_takes_back_the_empty_slabs_the_shared_classes_keep() {
+    let guard = guard(Slabs::new(Buddy::new()), 64 * 1024);
+    let heap = guard.heap();
+    let largest = guard.shared().with(|p| p.backend().stats().largest_free);
+    // Objects of every class taken and freed on the shared policy: each class keeps its empty
+    // slab, out of the buddy's reach.
+    fill_and_free_every_class(&guard);
+    guard.shared().with(|p| {
         assert_eq!(p.stats().allocated, 0);
         assert!(p.backend().stats().largest_free < largest, "the cached slabs split the largest block");
     });
@@ -332,6 +342,18 @@ fn an_allocation_out_of_memory_takes_back_the_empty_slabs_the_shared_classes_kee
     let big = NonNull::new(unsafe { heap.alloc(layout(largest)) }).expect("the empty slabs went back");
     // SAFETY: live with this layout.
     unsafe { heap.dealloc(big.as_ptr(), layout(largest)) };
+    // The same for a block of the shared policy grown by `realloc`: 2 KiB (no class), with the
+    // empty slabs back in the way.
+    // SAFETY: non-zero size.
+    let small = NonNull::new(unsafe { heap.alloc(layout(2048)) }).expect("room for 2 KiB");
+    fill_and_free_every_class(&guard);
+    let grown = guard.shared().with(|p| p.backend().stats().largest_free);
+    assert!(grown < largest / 2, "the empty slabs split the free memory: {grown} of {largest}");
+    // SAFETY: live with `layout(2048)`; a larger size.
+    let moved = unsafe { heap.realloc(small.as_ptr(), layout(2048), largest / 2) };
+    let moved = NonNull::new(moved).expect("the empty slabs went back for the realloc");
+    // SAFETY: live with this layout.
+    unsafe { heap.dealloc(moved.as_ptr(), layout(largest / 2)) };
     heap.flush_thread().unwrap();
     guard.shared().with(|p| {
         p.flush();
