@@ -166,8 +166,8 @@ pub struct Classes<B, const LIMIT: usize = DEFAULT_LIMIT, const STEPS: usize = 4
     /// Invariant: every `Some` entry is a slab in one of our lists, at its own entry.
     pub(crate) held: [Option<Slab>; HELD],
     /// Some class may hold a slab with every object free, cached or kept in its partial list
-    /// (set when a free empties a slab; cleared when [`RawAlloc::release_spare`] gave every
-    /// such slab back). Invariant: set whenever a class holds such a slab, so that
+    /// (set when a free empties a slab; cleared when [`RawAlloc::release_spare`] or
+    /// [`RawAlloc::flush`] gave every such slab back). Invariant: set whenever a class holds such a slab, so that
     /// `release_spare` costs one test when there is nothing to give, as a program that meets
     /// out-of-memory again and again would otherwise pay a walk over the classes each time.
     pub(crate) spare: bool,
@@ -290,9 +290,9 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     }
 
     /// The neighbours of `slab` (header `h`) in list `kind` of class `c`, checked: each is a
-    /// sealed slab of the class that links back to `slab` (a link damaged into the address of
-    /// another slab of ours is caught too, as glibc's safe unlinking catches it), and a slab
-    /// with no predecessor is the list's head.
+    /// sealed slab of the class, other than `slab`, that links back to it (a link damaged into
+    /// the address of another slab of ours is caught too, as glibc's safe unlinking catches
+    /// it), and the slab has no predecessor exactly when it is the list's head.
     fn links(
         &self,
         kind: usize,
@@ -304,10 +304,11 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         let (prev, next) = h.links(all);
         let prev = self.linked(prev, c)?;
         let next = self.linked(next, c)?;
+        // A slab linked to itself would pass the back-link test; it is damage too.
         let back = |neighbour: Option<Slab>, of: fn((usize, usize)) -> usize| {
-            neighbour.is_none_or(|n| of(n.get().links(all)) == slab.addr())
+            neighbour.is_none_or(|n| n != slab && of(n.get().links(all)) == slab.addr())
         };
-        let head_ok = prev.is_some() || self.lists[kind][c].head == Some(slab);
+        let head_ok = prev.is_none() == (self.lists[kind][c].head == Some(slab));
         if !head_ok || !back(prev, |(_, next)| next) || !back(next, |(prev, _)| prev) {
             return Err(Corruption::Header { addr: slab.addr() });
         }
@@ -326,7 +327,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     ) -> Result<Option<Slab>, Corruption> {
         debug_assert!(kind != ALL && self.lists[kind][c].head == Some(slab) && h.prev == 0);
         let next = self.linked(h.next, c)?;
-        if next.is_some_and(|n| n.get().prev != slab.addr()) {
+        if next.is_some_and(|n| n == slab || n.get().prev != slab.addr()) {
             return Err(Corruption::Header { addr: slab.addr() });
         }
         Ok(next)
@@ -760,10 +761,14 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     /// Whether a slab of ours of size `2^log2` starts at `base`, by walking the lists of the
     /// classes with that slab size (O(slabs); cold paths only). Reads only our own headers; a
     /// slab whose seal is damaged is found through its predecessor's link (or the list head).
+    /// A damaged seal ends a walk, so all three lists are walked: what one walk misses past the
+    /// damage, another may reach.
     pub(crate) fn holds_slab(&self, base: usize, log2: u32) -> bool {
-        (0..Self::TABLE.len)
-            .filter(|&c| Self::class(c).slab_log2 == log2)
-            .any(|c| self.slabs(ALL, c).any(|s| s.addr() == base || s.get().next_slab == base))
+        (0..Self::TABLE.len).filter(|&c| Self::class(c).slab_log2 == log2).any(|c| {
+            (0..3).any(|kind| {
+                self.slabs(kind, c).any(|s| s.addr() == base || s.get().links(kind == ALL).1 == base)
+            })
+        })
     }
 
     /// The slabs of list `kind` of class `c`, front to back, at most `len` of them (a damaged

@@ -606,12 +606,20 @@ fn a_damaged_link_in_the_list_of_every_slab_stops_an_eviction_before_any_change(
     }
     let cached = heap.lists[EMPTY][c].head.unwrap();
     let last = objects[2 * per_slab - 1];
-    for damage in
-        [|h: &mut crate::slab::Header| h.next_slab = 8, |h: &mut crate::slab::Header| h.prev_slab ^= 1 << 12]
-    {
+    type Damage = fn(&mut crate::slab::Header, usize);
+    let damages: [Damage; 4] = [
+        // A link into other memory, and one into another slab of ours (the tail's `prev_slab`
+        // names the middle slab: one bit off names the first).
+        |h, _| h.next_slab = 8,
+        |h, _| h.prev_slab ^= 1 << 12,
+        // Links to the slab itself, in either list: each would pass a back-link test.
+        |h, at| (h.prev_slab, h.next_slab) = (at, at),
+        |h, at| (h.prev, h.next) = (at, at),
+    ];
+    for damage in damages {
         let h = cached.get();
         let mut bad = h;
-        damage(&mut bad);
+        damage(&mut bad, cached.addr());
         cached.put(bad);
         assert!(heap.check_invariants().is_err());
         // Emptying the second slab evicts the cached one, whose links are checked first.

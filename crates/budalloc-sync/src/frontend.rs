@@ -43,11 +43,14 @@ pub(crate) unsafe fn zero_from(block: NonNull<[u8]>, from: usize) {
 /// Runs `op` on the policy; if it fails for lack of memory, the policy gives back the free
 /// memory it keeps aside ([`RawAlloc::release_spare`]: a size class's cached empty slabs) and,
 /// if there was any, `op` runs once more. So a heap whose every object was freed serves a
-/// large request without a `flush` first. `op` must leave the policy as it found it when it
-/// fails (every policy operation does). The error, mapped by `map_err`, comes from the slow
-/// path, which runs `op` again: carrying the first error out of the fast path, or mapping the
-/// merged result, made the fast path's code longer (10 to 25 instructions per 64-byte
-/// allocate-and-free pair under callgrind).
+/// large request without a `flush` first. The error, mapped by `map_err`, comes from the slow
+/// path, which runs `op` again, whatever the first error was: carrying the first error out of
+/// the fast path, or mapping the merged result, made the fast path's code longer (10 to 25
+/// instructions per 64-byte allocate-and-free pair under callgrind). Running a failed
+/// operation again is sound: a failed allocation or resize leaves every live block as it was
+/// (the old block of a resize included). It may have changed caches (a resize that found its
+/// old block invalid gave its new block back; `Grow` keeps a region it claimed), and does so
+/// again; the misuse is reported either way.
 #[inline(always)]
 pub(crate) fn with_spare<F: Frontend, T, E>(
     f: &F,
