@@ -167,9 +167,10 @@ pub struct Classes<B, const LIMIT: usize = DEFAULT_LIMIT, const STEPS: usize = 4
     pub(crate) held: [Option<Slab>; HELD],
     /// Some class may hold a slab with every object free, cached or kept in its partial list
     /// (set when a free empties a slab; cleared when [`RawAlloc::release_spare`] or
-    /// [`RawAlloc::flush`] gave every such slab back). Invariant: set whenever a class holds such a slab, so that
-    /// `release_spare` costs one test when there is nothing to give, as a program that meets
-    /// out-of-memory again and again would otherwise pay a walk over the classes each time.
+    /// [`RawAlloc::flush`] gave every such slab back). Invariant: set whenever a class holds
+    /// such a slab, so that `release_spare` costs one test when there is nothing to give, as a
+    /// program that meets out-of-memory again and again would otherwise pay a walk over the
+    /// classes each time.
     pub(crate) spare: bool,
 }
 
@@ -895,18 +896,18 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     /// line.
     #[inline(never)]
     fn release_moving(&mut self, c: usize, slab: Slab, index: usize) -> Result<(), FreeError> {
-        let (was_full, empties) = self.moves(c, &slab.get());
+        // Read once: the eviction below may relink this slab in `ALL`, but only the counts and
+        // the partial or empty links are written back, and those it leaves alone.
+        let mut h = slab.get();
+        let (was_full, empties) = self.moves(c, &h);
         // A full slab is in no list to leave; a partial one that empties leaves its list.
-        let neighbours = if was_full { None } else { Some(self.links(PARTIAL, c, slab, &slab.get())?) };
+        let neighbours = if was_full { None } else { Some(self.links(PARTIAL, c, slab, &h)?) };
         if empties && self.lists[EMPTY][c].len >= CACHE {
             // The oldest cached slab goes back: the first change, made only if its checks pass
             // (its lists are not this slab's partial list, so `neighbours` still holds).
             let oldest = self.slabs(EMPTY, c).last().ok_or(Corruption::Header { addr: slab.addr() })?;
             self.give_back(EMPTY, c, oldest)?;
         }
-        // Read after the eviction, which may have relinked this slab in `ALL` (only the counts
-        // and the partial or empty links are written back below, all current).
-        let mut h = slab.get();
         self.mark_free(c, slab, &mut h, index);
         if let Some((prev, next)) = neighbours {
             self.unlink(PARTIAL, c, &h, prev, next);
