@@ -71,15 +71,31 @@ pub const fn capacity(size: usize) -> usize {
 /// Classes that get magazines (the smallest ones); larger classes go to the shared policy.
 pub const CACHED_CLASSES: usize = 40;
 
+/// Buckets of a magazine's filter ([`Magazines`]' `filter` field).
+const FILTER: usize = 64;
+
+/// The filter bucket of `ptr`: the top bits of a multiplicative hash of its address (objects
+/// of a class lie a multiple of the class size apart, which the low bits alone would repeat).
+#[inline]
+fn bucket(ptr: NonNull<u8>) -> usize {
+    ((ptr.addr().get() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FILTER.ilog2())) as usize
+}
+
 /// One thread's cached objects, per class. Plain data: the thread-local wrapper and the loom
 /// model drive the same code.
 pub struct Magazines {
     /// Per class, the cached objects. Invariant: `objects[c][..len[c]]` are distinct objects of
     /// class `c`, allocated from the shared policy with `class_layout(c)`, owned by this cache
-    /// (no user holds them); oldest first.
+    /// (no user holds them); oldest first. `objects[c][len[c]..]` are `None`.
     objects: [[Option<NonNull<u8>>; MAGAZINE]; CACHED_CLASSES],
-    /// Per class, how many objects are cached.
+    /// Per class, how many objects are cached. Invariant: `len[c] <= MAGAZINE`.
     len: [u8; CACHED_CLASSES],
+    /// Per class, a counting filter of the cached objects. Invariant: `filter[c][b]` is the
+    /// number of objects of `objects[c][..len[c]]` whose [`bucket`] is `b`. A free whose bucket
+    /// counts zero is of no cached object: the double-free check reads one byte instead of
+    /// comparing the pointer with every cached object (it does that only on a hit, about one
+    /// free in five with a half-full magazine).
+    filter: [[u8; FILTER]; CACHED_CLASSES],
 }
 
 // SAFETY: the cached objects are owned by the magazines (no one else holds them), so moving the
@@ -90,7 +106,11 @@ unsafe impl Send for Magazines {}
 impl Magazines {
     /// Empty magazines.
     pub const fn new() -> Self {
-        Magazines { objects: [[None; MAGAZINE]; CACHED_CLASSES], len: [0; CACHED_CLASSES] }
+        Magazines {
+            objects: [[None; MAGAZINE]; CACHED_CLASSES],
+            len: [0; CACHED_CLASSES],
+            filter: [[0; FILTER]; CACHED_CLASSES],
+        }
     }
 
     /// Objects cached, all classes together.
@@ -123,10 +143,27 @@ impl Magazines {
                 return Some(Err(error));
             }
         }
-        let n = usize::from(self.len[class]) - 1;
+        let object = self.pop(class)?;
+        Some(Ok(NonNull::slice_from_raw_parts(object, class_layout.size())))
+    }
+
+    /// Takes the newest object of `class`'s magazine, if any.
+    #[inline]
+    fn pop(&mut self, class: usize) -> Option<NonNull<u8>> {
+        let n = usize::from(self.len[class]).checked_sub(1)?;
         let object = self.objects[class][n].take()?;
         self.len[class] = n as u8;
-        Some(Ok(NonNull::slice_from_raw_parts(object, class_layout.size())))
+        self.filter[class][bucket(object)] -= 1;
+        Some(object)
+    }
+
+    /// Adds `object` to `class`'s magazine, which has room (`len[class] < MAGAZINE`).
+    #[inline]
+    fn push(&mut self, class: usize, object: NonNull<u8>) {
+        let n = usize::from(self.len[class]);
+        self.objects[class][n] = Some(object);
+        self.len[class] += 1;
+        self.filter[class][bucket(object)] += 1;
     }
 
     /// Takes up to half the magazine's [`capacity`] of objects of `class` from `shared`, under
@@ -143,12 +180,7 @@ impl Magazines {
         shared.with(|policy| {
             for _ in 0..batch {
                 match policy.allocate(layout) {
-                    Ok(block) => {
-                        let object = block.cast::<u8>();
-                        let n = usize::from(self.len[class]);
-                        self.objects[class][n] = Some(object);
-                        self.len[class] += 1;
-                    }
+                    Ok(block) => self.push(class, block.cast::<u8>()),
                     Err(error) => {
                         first_error = Some(error);
                         break;
@@ -183,19 +215,17 @@ impl Magazines {
         layout: Layout,
     ) -> Option<Result<(), FreeError>> {
         let class = Self::class::<A>(layout)?;
-        if self.holds::<A>(ptr, layout) {
-            let size = A::class_layout(class).size();
+        let size = A::class_layout(class).size();
+        if self.holds_in(class, ptr) {
             return Some(Err(FreeError::DoubleFree { addr: ptr.addr().get(), size }));
         }
-        let capacity = capacity(A::class_layout(class).size());
+        let capacity = capacity(size);
         if usize::from(self.len[class]) >= capacity {
             if let Err(error) = self.flush_class(shared, class, capacity / 2) {
                 return Some(Err(error));
             }
         }
-        let n = usize::from(self.len[class]);
-        self.objects[class][n] = Some(ptr);
-        self.len[class] += 1;
+        self.push(class, ptr);
         Some(Ok(()))
     }
 
@@ -203,8 +233,15 @@ impl Magazines {
     /// since); `false` for a layout that is not cached.
     #[inline]
     pub fn holds<A: SizeClasses>(&self, ptr: NonNull<u8>, layout: Layout) -> bool {
-        Self::class::<A>(layout)
-            .is_some_and(|class| self.objects[class][..usize::from(self.len[class])].contains(&Some(ptr)))
+        Self::class::<A>(layout).is_some_and(|class| self.holds_in(class, ptr))
+    }
+
+    /// Whether `ptr` sits in `class`'s magazine: one filter byte, and the objects compared only
+    /// if it counts any.
+    #[inline]
+    fn holds_in(&self, class: usize, ptr: NonNull<u8>) -> bool {
+        self.filter[class][bucket(ptr)] != 0
+            && self.objects[class][..usize::from(self.len[class])].contains(&Some(ptr))
     }
 
     /// Gives the `count` oldest objects of `class` back to `shared`, under one lock.
@@ -222,6 +259,7 @@ impl Magazines {
         shared.with(|policy| {
             for slot in &mut self.objects[class][..count] {
                 if let Some(object) = slot.take() {
+                    self.filter[class][bucket(object)] -= 1;
                     // SAFETY: the object is ours (invariant of `objects`) and was allocated with
                     // `layout`; the policy checks it before changing anything.
                     if let Err(error) = unsafe { policy.try_deallocate(object, layout) } {
@@ -251,6 +289,47 @@ impl Magazines {
             }
         }
         result
+    }
+}
+
+#[cfg(feature = "check-invariants")]
+impl budalloc_core::Inspect for Magazines {
+    fn check_invariants(&self) -> Result<(), budalloc_core::InvariantError> {
+        let broken = |what, addr| Err(budalloc_core::InvariantError { what, addr });
+        for class in 0..CACHED_CLASSES {
+            let n = usize::from(self.len[class]);
+            if n > MAGAZINE {
+                return broken("len[c] <= MAGAZINE", 0);
+            }
+            let (cached, rest) = self.objects[class].split_at(n);
+            if rest.iter().any(Option::is_some) {
+                return broken("objects[c][len[c]..] are None", 0);
+            }
+            let mut counts = [0u8; FILTER];
+            for (i, object) in cached.iter().enumerate() {
+                let Some(object) = *object else { return broken("objects[c][..len[c]] are objects", 0) };
+                if cached[..i].contains(&Some(object)) {
+                    return broken("objects[c][..len[c]] are distinct", object.addr().get());
+                }
+                counts[bucket(object)] += 1;
+            }
+            if counts != self.filter[class] {
+                return broken("filter[c][b] counts the cached objects in bucket b", 0);
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_metadata(&self, sink: &mut dyn FnMut(&[usize])) {
+        for class in 0..CACHED_CLASSES {
+            sink(&[usize::from(self.len[class])]);
+            for object in &self.objects[class] {
+                sink(&[object.map_or(0, |p| p.addr().get())]);
+            }
+            for &count in &self.filter[class] {
+                sink(&[usize::from(count)]);
+            }
+        }
     }
 }
 

@@ -204,7 +204,9 @@ fn cache_flush_racing_refill_and_thread_exit_lose_nothing() {
                         let freed = unsafe { magazines.deallocate(&*shared, p, layout(32)) };
                         freed.expect("a cached class").unwrap();
                     }
+                    magazines.check_invariants().unwrap();
                     magazines.flush(&*shared).unwrap();
+                    magazines.check_invariants().unwrap();
                     assert_eq!(magazines.cached(), 0);
                     got.is_ok()
                 })

@@ -157,6 +157,67 @@ fn a_resize_of_an_object_in_the_magazine_is_refused() {
     }
 }
 
+#[test]
+fn every_object_in_a_magazine_is_known_to_it_and_no_other_is() {
+    use budalloc_sync::{Magazines, MAGAZINE};
+    // Magazines driven directly over a heap of their own (not a thread's cache), filled and
+    // emptied in a scrambled order: after every step each cached object is reported as a double
+    // free (the filter counts it), every live one is taken (a filter hit on a bucket another
+    // object shares is no false report), and the filter matches the objects.
+    let region = Region::new(256 * 1024, 4096);
+    let (ptr, len) = region.skewed(0);
+    let mut policy = PowerClasses::new(Buddy::new());
+    // SAFETY: the region is ours and outlives the heap (dropped first, below).
+    unsafe { policy.claim_raw(ptr, len) }.expect("claim");
+    let shared: Locked<PowerClasses> = Locked::new(policy);
+    let mut magazines = Magazines::new();
+    let l = layout(64);
+    let mut live: Vec<NonNull<u8>> = (0..2 * MAGAZINE)
+        .map(|_| magazines.allocate(&shared, l).expect("a cached class").unwrap().cast())
+        .collect();
+    let mut cached: Vec<NonNull<u8>> = Vec::new();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for step in 0..600 {
+        if !live.is_empty() && (cached.is_empty() || next(3) != 0) {
+            let p = live.swap_remove(next(live.len()));
+            // SAFETY: live with `l`, not used afterwards.
+            let freed = unsafe { magazines.deallocate(&shared, p, l) }.expect("a cached class");
+            assert_eq!(freed, Ok(()), "step {step}: a live object is taken");
+            cached.push(p);
+        } else {
+            let p = magazines.allocate(&shared, l).expect("a cached class").unwrap().cast();
+            cached.retain(|&q| q != p);
+            live.push(p);
+        }
+        // A flush gives back the oldest half: what is still cached is what the magazine holds.
+        cached.retain(|&q| magazines.holds::<PowerClasses>(q, l));
+        assert!(cached.len() <= MAGAZINE);
+        for &p in &cached {
+            // SAFETY: deliberately a double free of a cached object: refused, nothing changes.
+            let again = unsafe { magazines.deallocate(&shared, p, l) }.expect("a cached class");
+            assert!(matches!(again, Err(FreeError::DoubleFree { .. })), "step {step}: {again:?}");
+        }
+        for &p in &live {
+            assert!(!magazines.holds::<PowerClasses>(p, l), "step {step}: a live object is not cached");
+        }
+        magazines.check_invariants().unwrap();
+    }
+    for p in live {
+        // SAFETY: live with `l`.
+        unsafe { magazines.deallocate(&shared, p, l) }.expect("a cached class").unwrap();
+    }
+    magazines.flush(&shared).unwrap();
+    magazines.check_invariants().unwrap();
+    assert_eq!(magazines.cached(), 0);
+    assert_eq!(shared.stats().allocated, 0);
+}
+
 /// A resize that moves a block out of (or into) the classes checks the old block first: a freed
 /// or foreign block is refused before anything is allocated, copied or freed.
 #[test]
