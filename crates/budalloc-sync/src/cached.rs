@@ -137,14 +137,29 @@ impl Magazines {
         layout: Layout,
     ) -> Option<Result<NonNull<[u8]>, AllocError>> {
         let class = Self::class::<A>(layout)?;
-        let class_layout = A::class_layout(class);
-        if self.len[class] == 0 {
-            if let Err(error) = self.refill(shared, class, class_layout) {
-                return Some(Err(error));
-            }
+        Some(
+            self.take(shared, class)
+                .map(|object| NonNull::slice_from_raw_parts(object, A::class_layout(class).size())),
+        )
+    }
+
+    /// An object of `class` from its magazine, refilled from `shared` first if it is empty.
+    ///
+    /// # Errors
+    /// As [`Self::allocate`].
+    #[inline]
+    fn take<A: SizeClasses, L: RawLock>(
+        &mut self,
+        shared: &Locked<A, L>,
+        class: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if let Some(object) = self.pop(class) {
+            return Ok(object);
         }
-        let object = self.pop(class)?;
-        Some(Ok(NonNull::slice_from_raw_parts(object, class_layout.size())))
+        let layout = A::class_layout(class);
+        self.refill(shared, class, layout)?;
+        // A refill that succeeds leaves at least one object.
+        self.pop(class).ok_or(AllocError::OutOfMemory { size: layout.size(), block: layout.size() })
     }
 
     /// Takes the newest object of `class`'s magazine, if any.
@@ -219,14 +234,77 @@ impl Magazines {
         if self.holds_in(class, ptr) {
             return Some(Err(FreeError::DoubleFree { addr: ptr.addr().get(), size }));
         }
+        Some(self.put(shared, class, size, ptr))
+    }
+
+    /// Adds `ptr`, an object of `class` (of `size` bytes) that is not in the magazine, giving
+    /// the oldest half back to `shared` first if the magazine is full.
+    ///
+    /// # Errors
+    /// The shared policy rejected an object of the half given back; `ptr` was not added.
+    #[inline]
+    fn put<A: SizeClasses, L: RawLock>(
+        &mut self,
+        shared: &Locked<A, L>,
+        class: usize,
+        size: usize,
+        ptr: NonNull<u8>,
+    ) -> Result<(), FreeError> {
         let capacity = capacity(size);
         if usize::from(self.len[class]) >= capacity {
-            if let Err(error) = self.flush_class(shared, class, capacity / 2) {
-                return Some(Err(error));
-            }
+            self.flush_class(shared, class, capacity / 2)?;
         }
         self.push(class, ptr);
-        Some(Ok(()))
+        Ok(())
+    }
+
+    /// Resizes `ptr`, an object of class `from`, for class `to` (both cached): the same object
+    /// if the classes are equal, else a new object of class `to` from its magazine, with the
+    /// first `keep` bytes copied over and `ptr` freed into its magazine. One visit to the
+    /// magazines for what would otherwise be a lookup, an allocation and a free.
+    ///
+    /// # Errors
+    /// - `ptr` sits in its magazine (a resize of a freed object): nothing changes;
+    /// - the new class has no object left, or damaged metadata: nothing changes but what the
+    ///   refill took (as [`Self::allocate`]);
+    /// - the shared policy rejected an object of the half of `from`'s full magazine given back:
+    ///   the new object goes back to its magazine and `ptr` stays the caller's.
+    ///
+    /// # Safety
+    /// `ptr` must be an object of class `from` that the caller owns (allocated from `shared`
+    /// with a layout of that class), valid for reads of `keep` bytes; `keep` must be at most
+    /// the size of class `to`. After an `Ok` with another block, `ptr` must not be used.
+    pub(crate) unsafe fn resize_object<A: SizeClasses, L: RawLock>(
+        &mut self,
+        shared: &Locked<A, L>,
+        ptr: NonNull<u8>,
+        (from, to): (usize, usize),
+        keep: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let old_size = A::class_layout(from).size();
+        if self.holds_in(from, ptr) {
+            return Err(AllocError::InvalidBlock(FreeError::DoubleFree {
+                addr: ptr.addr().get(),
+                size: old_size,
+            }));
+        }
+        let new_size = A::class_layout(to).size();
+        if from == to {
+            // Every object of a class holds the class size.
+            return Ok(NonNull::slice_from_raw_parts(ptr, new_size));
+        }
+        let object = self.take(shared, to)?;
+        // SAFETY: `ptr` holds at least `keep` bytes (our caller's promise) and so does the new
+        // object (`keep` is at most its class size); the new object was in no one's hands but
+        // the magazine's, so the two are disjoint.
+        unsafe { ptr.copy_to_nonoverlapping(object, keep) };
+        if let Err(error) = self.put(shared, from, old_size, ptr) {
+            // The new object was just taken from its magazine, which therefore has room (the
+            // flush was of another class).
+            self.push(to, object);
+            return Err(AllocError::invalid_block(error));
+        }
+        Ok(NonNull::slice_from_raw_parts(object, new_size))
     }
 
     /// Whether `ptr` sits in the magazine of `layout`'s class (freed into it, not handed out
@@ -553,14 +631,26 @@ mod tls {
             new: Layout,
         ) -> Result<NonNull<[u8]>, AllocError> {
             let (from, to) = (A::class_of(old), A::class_of(new));
+            // The classes this cache keeps magazines for; objects of the others, and blocks above
+            // every class, are the shared policy's to resize.
+            let cached = |class: Option<usize>| class.filter(|&c| c < CACHED_CLASSES);
+            if let (Some(c), Some(d)) = (cached(from), cached(to)) {
+                let keep = old.size().min(new.size());
+                // SAFETY: forwarded from our caller: `ptr` is a live object of class `c` (the
+                // class of a layout that fits it) holding `old.size() >= keep` bytes, and
+                // class `d` holds `new.size() >= keep`.
+                match self.with_magazines(|m| unsafe { m.resize_object(self.shared, ptr, (c, d), keep) }) {
+                    // No magazines for this call, or out of memory: the general path below,
+                    // which gives this thread's magazines back and tries again.
+                    None | Some(Err(AllocError::OutOfMemory { .. })) => {}
+                    Some(result) => return result,
+                }
+            }
             if self.with_magazines(|m| m.holds::<A>(ptr, old)).unwrap_or(false) {
                 // Freed into this thread's magazine already: a resize of a freed block.
                 let size = from.map_or(old.size(), |c| A::class_layout(c).size());
                 return Err(AllocError::InvalidBlock(FreeError::DoubleFree { addr: ptr.addr().get(), size }));
             }
-            // The classes this cache keeps magazines for; objects of the others, and blocks above
-            // every class, are the shared policy's to resize.
-            let cached = |class: Option<usize>| class.filter(|&c| c < CACHED_CLASSES);
             match (cached(from), cached(to)) {
                 // Every block of a class (an object, or a block of the shared policy kept at the
                 // class's layout) holds the class size.

@@ -336,6 +336,42 @@ fn a_foreign_pointer_is_reported_when_its_magazine_is_flushed() {
 }
 
 #[test]
+fn a_resize_whose_free_meets_a_foreign_pointer_in_the_full_magazine_keeps_the_old_block() {
+    use allocator_api2::alloc::Allocator;
+    let guard = cached(256 * 1024);
+    let heap = guard.heap();
+    let l = Layout::new::<[u64; 8]>();
+    let live = heap.allocate(l).unwrap().cast::<u8>();
+    // SAFETY: a fresh 64-byte block, ours.
+    unsafe { live.write_bytes(0x5A, 64) };
+    // The 64-byte class's magazine, full, with a foreign pointer the oldest of all.
+    let mut foreign = [0u64; 8];
+    let others: Vec<NonNull<u8>> = (1..capacity(64)).map(|_| heap.allocate(l).unwrap().cast()).collect();
+    // SAFETY: deliberately a foreign pointer: accepted into the magazine, rejected when the
+    // oldest half goes back.
+    unsafe { heap.deallocate(NonNull::from(&mut foreign).cast(), l) };
+    for p in others {
+        // SAFETY: live with `l`.
+        unsafe { heap.deallocate(p, l) };
+    }
+    // A move into another class frees `live` into that full magazine: the shared heap rejects
+    // the foreign pointer, and the resize fails with the old block still the caller's.
+    // SAFETY: `live` is live with `l`; the new layout is larger.
+    let grown = unsafe { heap.grow(live, l, Layout::from_size_align(200, 8).unwrap()) };
+    assert!(grown.is_err(), "{grown:?}");
+    // SAFETY: `live` is still ours, 64 bytes.
+    assert!(unsafe { core::slice::from_raw_parts(live.as_ptr(), 64) }.iter().all(|&b| b == 0x5A));
+    // SAFETY: live with `l`.
+    unsafe { heap.deallocate(live, l) };
+    heap.flush_thread().unwrap();
+    guard.shared().with(|p| {
+        p.flush();
+        assert_eq!(p.stats().allocated, 0, "the new object went back, and the old one");
+        p.0.check_invariants().unwrap();
+    });
+}
+
+#[test]
 fn magazines_are_bounded_and_refill_in_batches() {
     let guard = cached(1 << 20);
     let heap = guard.heap();
