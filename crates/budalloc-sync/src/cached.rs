@@ -12,9 +12,9 @@
 //!
 //! What is checked, and when:
 //! - a double free (or a resize) of an object that sits in the thread's magazine is caught at
-//!   once: every free and resize looks the pointer up in its magazine (at most [`MAGAZINE`]
-//!   compares; the allocator never reads or writes a cached object, which may hold
-//!   uninitialised bytes);
+//!   once: every free and resize looks the pointer up in its magazine (one byte of a counting
+//!   filter of the cached addresses, then, on a hit, at most [`MAGAZINE`] compares; the
+//!   allocator never reads or writes a cached object, which may hold uninitialised bytes);
 //! - a resize of a block of the shared policy (a layout that maps to no cached class) is the
 //!   shared policy's, checked as a checked free would be; one that moves such a block into a
 //!   cached class first checks it the same way. Either refuses a freed, foreign or
@@ -258,23 +258,45 @@ impl Magazines {
         Ok(())
     }
 
-    /// Resizes `ptr`, an object of class `from`, for class `to` (both cached): the same object
-    /// if the classes are equal, else a new object of class `to` from its magazine, with the
-    /// first `keep` bytes copied over and `ptr` freed into its magazine. One visit to the
-    /// magazines for what would otherwise be a lookup, an allocation and a free.
+    /// Resizes `ptr`, a block allocated with a layout `old` fits, for `new`, if both layouts
+    /// map to cached classes; `None` otherwise (the caller asks `shared`). The same object if
+    /// the classes are equal, else a new object of `new`'s class from its magazine, with the
+    /// first `min(old.size(), new.size())` bytes copied over and `ptr` freed into its
+    /// magazine: one visit to the magazines for what would otherwise be a lookup, an
+    /// allocation and a free.
     ///
     /// # Errors
     /// - `ptr` sits in its magazine (a resize of a freed object): nothing changes;
     /// - the new class has no object left, or damaged metadata: nothing changes but what the
     ///   refill took (as [`Self::allocate`]);
-    /// - the shared policy rejected an object of the half of `from`'s full magazine given back:
-    ///   the new object goes back to its magazine and `ptr` stays the caller's.
+    /// - the shared policy rejected an object of the half of the old class's full magazine
+    ///   given back: the new object goes back to its magazine and `ptr` stays the caller's.
+    ///
+    /// # Safety
+    /// `ptr` must be a block the caller owns, allocated from `shared` (directly or through a
+    /// magazine) with a layout `old` fits. After an `Ok` with another block, `ptr` must not be
+    /// used.
+    #[inline]
+    pub unsafe fn resize<A: SizeClasses, L: RawLock>(
+        &mut self,
+        shared: &Locked<A, L>,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Option<Result<NonNull<[u8]>, AllocError>> {
+        let (from, to) = (Self::class::<A>(old)?, Self::class::<A>(new)?);
+        // SAFETY: forwarded from our caller; `ptr` holds `old.size()` bytes, and the class of
+        // `new` holds `new.size()`.
+        Some(unsafe { self.resize_object(shared, ptr, (from, to), old.size().min(new.size())) })
+    }
+
+    /// [`Self::resize`] between classes `from` and `to`, copying `keep` bytes.
     ///
     /// # Safety
     /// `ptr` must be an object of class `from` that the caller owns (allocated from `shared`
     /// with a layout of that class), valid for reads of `keep` bytes; `keep` must be at most
     /// the size of class `to`. After an `Ok` with another block, `ptr` must not be used.
-    pub(crate) unsafe fn resize_object<A: SizeClasses, L: RawLock>(
+    unsafe fn resize_object<A: SizeClasses, L: RawLock>(
         &mut self,
         shared: &Locked<A, L>,
         ptr: NonNull<u8>,
@@ -630,22 +652,17 @@ mod tls {
             old: Layout,
             new: Layout,
         ) -> Result<NonNull<[u8]>, AllocError> {
+            // SAFETY: forwarded from our caller.
+            match self.with_magazines(|m| unsafe { m.resize(self.shared, ptr, old, new) }).flatten() {
+                // Not both cached classes, no magazines for this call, or out of memory: the
+                // general path below, which gives this thread's magazines back and tries again.
+                None | Some(Err(AllocError::OutOfMemory { .. })) => {}
+                Some(result) => return result,
+            }
             let (from, to) = (A::class_of(old), A::class_of(new));
             // The classes this cache keeps magazines for; objects of the others, and blocks above
             // every class, are the shared policy's to resize.
             let cached = |class: Option<usize>| class.filter(|&c| c < CACHED_CLASSES);
-            if let (Some(c), Some(d)) = (cached(from), cached(to)) {
-                let keep = old.size().min(new.size());
-                // SAFETY: forwarded from our caller: `ptr` is a live object of class `c` (the
-                // class of a layout that fits it) holding `old.size() >= keep` bytes, and
-                // class `d` holds `new.size() >= keep`.
-                match self.with_magazines(|m| unsafe { m.resize_object(self.shared, ptr, (c, d), keep) }) {
-                    // No magazines for this call, or out of memory: the general path below,
-                    // which gives this thread's magazines back and tries again.
-                    None | Some(Err(AllocError::OutOfMemory { .. })) => {}
-                    Some(result) => return result,
-                }
-            }
             if self.with_magazines(|m| m.holds::<A>(ptr, old)).unwrap_or(false) {
                 // Freed into this thread's magazine already: a resize of a freed block.
                 let size = from.map_or(old.size(), |c| A::class_layout(c).size());
