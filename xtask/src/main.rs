@@ -82,7 +82,7 @@ const QUICK_BENCH_ARGS: &[&str] =
 /// cargo-fuzz targets (the `[[bin]]`s of `fuzz/Cargo.toml`), in the order `cargo xtask fuzz` runs
 /// them.
 const FUZZ_TARGETS: &[&str] =
-    &["buddy_ops", "buddy_exact_ops", "local_ops", "abuse", "global_ops", "classes_ops"];
+    &["buddy_ops", "buddy_exact_ops", "local_ops", "abuse", "global_ops", "classes_ops", "cached_ops"];
 
 /// Seconds per target of `cargo xtask fuzz` without `--time`.
 const FUZZ_DEFAULT_SECS: u64 = 30;
