@@ -73,6 +73,8 @@ pub const CACHED_CLASSES: usize = 40;
 
 /// Buckets of a magazine's filter ([`Magazines`]' `filter` field).
 const FILTER: usize = 64;
+// `bucket` takes the top `log2(FILTER)` bits of a hash; a count and `len` fit a byte.
+const _: () = assert!(FILTER.is_power_of_two() && MAGAZINE <= u8::MAX as usize);
 
 /// The filter bucket of `ptr`: the top bits of a multiplicative hash of its address (objects
 /// of a class lie a multiple of the class size apart, which the low bits alone would repeat).
@@ -168,7 +170,9 @@ impl Magazines {
         let n = usize::from(self.len[class]).checked_sub(1)?;
         let object = self.objects[class][n].take()?;
         self.len[class] = n as u8;
-        self.filter[class][bucket(object)] -= 1;
+        let count = &mut self.filter[class][bucket(object)];
+        debug_assert!(*count > 0, "the filter lost a cached object of class {class}");
+        *count -= 1;
         Some(object)
     }
 
@@ -176,6 +180,7 @@ impl Magazines {
     #[inline]
     fn push(&mut self, class: usize, object: NonNull<u8>) {
         let n = usize::from(self.len[class]);
+        debug_assert!(n < MAGAZINE, "a push into the full magazine of class {class}");
         self.objects[class][n] = Some(object);
         self.len[class] += 1;
         self.filter[class][bucket(object)] += 1;
@@ -259,7 +264,8 @@ impl Magazines {
     }
 
     /// Resizes `ptr`, a block allocated with a layout `old` fits, for `new`, if both layouts
-    /// map to cached classes; `None` otherwise (the caller asks `shared`). The same object if
+    /// map to cached classes; `None` otherwise (the caller resizes it with `shared`, or moves it
+    /// between a magazine and `shared`, as `Cached` does). The same object if
     /// the classes are equal, else a new object of `new`'s class from its magazine, with the
     /// first `min(old.size(), new.size())` bytes copied over and `ptr` freed into its
     /// magazine: one visit to the magazines for what would otherwise be a lookup, an
@@ -270,7 +276,9 @@ impl Magazines {
     /// - the new class has no object left, or damaged metadata: nothing changes but what the
     ///   refill took (as [`Self::allocate`]);
     /// - the shared policy rejected an object of the half of the old class's full magazine
-    ///   given back: the new object goes back to its magazine and `ptr` stays the caller's.
+    ///   given back (that half stays given back, the rejected object dropped from the cache,
+    ///   as [`Self::deallocate`] does): the new object goes back to its magazine and `ptr`
+    ///   stays the caller's.
     ///
     /// # Safety
     /// `ptr` must be a block the caller owns, allocated from `shared` (directly or through a
@@ -655,7 +663,8 @@ mod tls {
             // SAFETY: forwarded from our caller.
             match self.with_magazines(|m| unsafe { m.resize(self.shared, ptr, old, new) }).flatten() {
                 // Not both cached classes, no magazines for this call, or out of memory: the
-                // general path below, which gives this thread's magazines back and tries again.
+                // general path below (out of memory, it gives this thread's magazines back and
+                // tries again).
                 None | Some(Err(AllocError::OutOfMemory { .. })) => {}
                 Some(result) => return result,
             }

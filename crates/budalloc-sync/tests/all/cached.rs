@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 use std::alloc::GlobalAlloc;
 
 use budalloc_buddy::Buddy;
-use budalloc_core::{Claim, FreeError, Inspect, RawAlloc, SizeClasses};
+use budalloc_core::{AllocError, Claim, FreeError, Inspect, RawAlloc, SizeClasses};
 use budalloc_sync::{capacity, Cached, Locked};
 use budalloc_testkit::Region;
 
@@ -161,9 +161,11 @@ fn a_resize_of_an_object_in_the_magazine_is_refused() {
 fn every_object_in_a_magazine_is_known_to_it_and_no_other_is() {
     use budalloc_sync::{Magazines, MAGAZINE};
     // Magazines driven directly over a heap of their own (not a thread's cache), filled and
-    // emptied in a scrambled order: after every step each cached object is reported as a double
-    // free (the filter counts it), every live one is taken (a filter hit on a bucket another
-    // object shares is no false report), and the filter matches the objects.
+    // emptied in a scrambled order next to an exact model of the magazine (newest last; a free
+    // into a full one gives the oldest half back first). After every step each object the model
+    // says is cached is refused as a double free (the filter counts it), every live one is taken
+    // (a filter hit on a bucket another object shares is no false report), and the filter
+    // matches the objects.
     let region = Region::new(64 * 1024, 4096);
     let (ptr, len) = region.skewed(0);
     let mut policy = PowerClasses::new(Buddy::new());
@@ -172,9 +174,12 @@ fn every_object_in_a_magazine_is_known_to_it_and_no_other_is() {
     let shared: Locked<PowerClasses> = Locked::new(policy);
     let mut magazines = Magazines::new();
     let l = layout(64);
-    let mut live: Vec<NonNull<u8>> = (0..2 * MAGAZINE)
-        .map(|_| magazines.allocate(&shared, l).expect("a cached class").unwrap().cast())
-        .collect();
+    // Whole refills, all handed out: the magazine is empty, and every object it will hold is
+    // one the model saw freed.
+    let start = if cfg!(miri) { 2 * MAGAZINE } else { 8 * MAGAZINE };
+    let mut live: Vec<NonNull<u8>> =
+        (0..start).map(|_| magazines.allocate(&shared, l).expect("a cached class").unwrap().cast()).collect();
+    assert_eq!(magazines.cached(), 0);
     let mut cached: Vec<NonNull<u8>> = Vec::new();
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = |n: usize| {
@@ -183,22 +188,29 @@ fn every_object_in_a_magazine_is_known_to_it_and_no_other_is() {
         state ^= state << 17;
         (state % n as u64) as usize
     };
-    // Under Miri, fewer steps: each checks every cached and live object.
-    for step in 0..if cfg!(miri) { 30 } else { 600 } {
-        if !live.is_empty() && (cached.is_empty() || next(3) != 0) {
+    let mut flushes = 0;
+    // Three frees in four: the magazine fills and gives its oldest half back again and again.
+    // Under Miri, fewer steps (each checks every cached and live object), still past a flush.
+    for step in 0..if cfg!(miri) { 60 } else { 600 } {
+        if live.is_empty() && cached.is_empty() {
+            break;
+        }
+        if !live.is_empty() && (cached.is_empty() || next(4) != 0) {
             let p = live.swap_remove(next(live.len()));
+            if cached.len() == capacity(64) {
+                cached.drain(..capacity(64) / 2);
+                flushes += 1;
+            }
             // SAFETY: live with `l`, not used afterwards.
             let freed = unsafe { magazines.deallocate(&shared, p, l) }.expect("a cached class");
             assert_eq!(freed, Ok(()), "step {step}: a live object is taken");
             cached.push(p);
         } else {
             let p = magazines.allocate(&shared, l).expect("a cached class").unwrap().cast();
-            cached.retain(|&q| q != p);
+            assert_eq!(cached.pop(), Some(p), "step {step}: the newest cached object comes back");
             live.push(p);
         }
-        // A flush gives back the oldest half: what is still cached is what the magazine holds.
-        cached.retain(|&q| magazines.holds::<PowerClasses>(q, l));
-        assert!(cached.len() <= MAGAZINE);
+        assert_eq!(magazines.cached(), cached.len(), "step {step}");
         for &p in &cached {
             // SAFETY: deliberately a double free of a cached object: refused, nothing changes.
             let again = unsafe { magazines.deallocate(&shared, p, l) }.expect("a cached class");
@@ -209,6 +221,7 @@ fn every_object_in_a_magazine_is_known_to_it_and_no_other_is() {
         }
         magazines.check_invariants().unwrap();
     }
+    assert!(flushes > 0, "the magazine never filled");
     for p in live {
         // SAFETY: live with `l`.
         unsafe { magazines.deallocate(&shared, p, l) }.expect("a cached class").unwrap();
@@ -216,6 +229,57 @@ fn every_object_in_a_magazine_is_known_to_it_and_no_other_is() {
     magazines.flush(&shared).unwrap();
     magazines.check_invariants().unwrap();
     assert_eq!(magazines.cached(), 0);
+    assert_eq!(shared.stats().allocated, 0);
+}
+
+#[test]
+fn a_moving_resize_whose_free_is_refused_reports_it_and_keeps_the_old_block() {
+    use budalloc_sync::Magazines;
+    // `Magazines::resize` itself: the 64-byte class's magazine is full, a foreign pointer the
+    // oldest of its objects; a move to another class frees the old object into it, which gives
+    // the oldest half back, and the shared heap rejects the foreign pointer.
+    let region = Region::new(64 * 1024, 4096);
+    let (ptr, len) = region.skewed(0);
+    let mut policy = PowerClasses::new(Buddy::new());
+    // SAFETY: the region is ours and outlives the heap (dropped first, below).
+    unsafe { policy.claim_raw(ptr, len) }.expect("claim");
+    let shared: Locked<PowerClasses> = Locked::new(policy);
+    let mut magazines = Magazines::new();
+    let l = layout(64);
+    let mut foreign = [0u64; 8];
+    let foreign = NonNull::from(&mut foreign).cast::<u8>();
+    let mut objects: Vec<NonNull<u8>> = (0..capacity(64))
+        .map(|_| magazines.allocate(&shared, l).expect("a cached class").unwrap().cast())
+        .collect();
+    let live = objects.pop().expect("objects");
+    // SAFETY: a fresh 64-byte object, ours.
+    unsafe { live.write_bytes(0x5A, 64) };
+    // SAFETY: deliberately a foreign pointer: accepted into the magazine, rejected when the
+    // oldest half goes back.
+    unsafe { magazines.deallocate(&shared, foreign, l) }.expect("a cached class").unwrap();
+    for p in objects {
+        // SAFETY: live with `l`.
+        unsafe { magazines.deallocate(&shared, p, l) }.expect("a cached class").unwrap();
+    }
+    assert_eq!(magazines.cached(), capacity(64));
+    let new = layout(200);
+    // SAFETY: `live` is live with `l`.
+    let moved = unsafe { magazines.resize(&shared, live, l, new) }.expect("both classes cached");
+    assert!(
+        matches!(moved, Err(AllocError::InvalidBlock(FreeError::ForeignPointer { addr })) if addr == foreign.addr().get()),
+        "{moved:?}"
+    );
+    assert!(!magazines.holds::<PowerClasses>(live, l), "the old object stays the caller's");
+    // SAFETY: `live` is still ours, 64 bytes.
+    assert!(unsafe { core::slice::from_raw_parts(live.as_ptr(), 64) }.iter().all(|&b| b == 0x5A));
+    // The half given back stays given back (the foreign pointer dropped); the new object is
+    // back in its magazine, with the rest of its class's refill.
+    let refill = capacity(256) / 2;
+    assert_eq!(magazines.cached(), capacity(64) - capacity(64) / 2 + refill);
+    magazines.check_invariants().unwrap();
+    // SAFETY: live with `l`.
+    unsafe { magazines.deallocate(&shared, live, l) }.expect("a cached class").unwrap();
+    magazines.flush(&shared).unwrap();
     assert_eq!(shared.stats().allocated, 0);
 }
 
