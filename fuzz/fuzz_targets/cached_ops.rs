@@ -35,7 +35,7 @@ use std::ptr::NonNull;
 use arbitrary::Arbitrary;
 use budalloc_buddy::Buddy;
 use budalloc_core::{AllocError, Claim, FreeError, Inspect, RawAlloc, SizeClasses};
-use budalloc_fuzz::{claim_into, count, Arenas, ClassHeap, Memory, NARROW, WIDE};
+use budalloc_fuzz::{claim_into, count, Arenas, ClassHeap, Live, Memory, NARROW, WIDE};
 use budalloc_sync::{Locked, Magazines, CACHED_CLASSES};
 use budalloc_testkit::metadata_digest;
 use libfuzzer_sys::fuzz_target;
@@ -117,28 +117,6 @@ fn align(raw: u8) -> usize {
 /// The class whose magazine serves `layout`, if any (else the shared policy serves it).
 fn cached_class<P: SizeClasses>(layout: Layout) -> Option<usize> {
     P::class_of(layout).filter(|&c| c < CACHED_CLASSES)
-}
-
-/// A live block: where it is, what it was asked with, how long it is, the byte its first
-/// `layout.size()` bytes hold.
-#[derive(Clone, Copy, Debug)]
-struct Live {
-    ptr: NonNull<u8>,
-    layout: Layout,
-    len: usize,
-    fill: u8,
-}
-
-impl Live {
-    /// Checks that the first `n` bytes at `at` hold this block's fill.
-    fn verify(&self, at: NonNull<u8>, n: usize, what: &str) {
-        // SAFETY: `at` is a live block at least `n` bytes long that the model filled (or a
-        // resize copied) and that nothing else wrote.
-        let bytes = unsafe { std::slice::from_raw_parts(at.as_ptr(), n) };
-        if let Some(i) = bytes.iter().position(|&b| b != self.fill) {
-            panic!("{what}: byte {i} of {at:?} is {:#04x}, expected {:#04x}", bytes[i], self.fill);
-        }
-    }
 }
 
 /// The shadow model: live blocks in allocation order and their address ranges.

@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 
 use arbitrary::Arbitrary;
 use budalloc_core::{Inspect, RawAlloc};
-use budalloc_fuzz::{align_log2, claim_into, geometry, size, Arenas, Heap};
+use budalloc_fuzz::{align_log2, claim_into, geometry, size, Arenas, Heap, Live};
 use budalloc_sync::{Locked, Spin};
 use budalloc_testkit::Geometry;
 use libfuzzer_sys::fuzz_target;
@@ -40,27 +40,6 @@ fuzz_target!(|input: Input| {
         run::<false>(&input);
     }
 });
-
-#[derive(Clone, Copy, Debug)]
-struct Live {
-    ptr: NonNull<u8>,
-    layout: Layout,
-    /// Bytes the policy holds for it (`usable_size`).
-    len: usize,
-    fill: u8,
-}
-
-impl Live {
-    /// Checks that the first `n` bytes at `at` hold this block's fill.
-    fn verify(&self, at: NonNull<u8>, n: usize, what: &str) {
-        // SAFETY: `at` is a live block of at least `n` bytes that the model filled (or realloc
-        // copied) and nothing else wrote.
-        let bytes = unsafe { std::slice::from_raw_parts(at.as_ptr(), n) };
-        if let Some(i) = bytes.iter().position(|&b| b != self.fill) {
-            panic!("{what}: byte {i} of {at:?} is {:#04x}, expected {:#04x}", bytes[i], self.fill);
-        }
-    }
-}
 
 struct Model {
     geometry: Geometry,

@@ -18,7 +18,7 @@ use arbitrary::Arbitrary;
 use budalloc_buddy::Buddy;
 use budalloc_core::{Claim, Inspect, RawAlloc};
 use budalloc_fuzz::{
-    claim_into, class_geometry, geometry, Arenas, ClassHeap, Heap, Memory, Scale, BUDDY_SCALE, NARROW,
+    claim_into, class_geometry, geometry, Arenas, ClassHeap, Heap, Live, Memory, Scale, BUDDY_SCALE, NARROW,
 };
 use budalloc_sync::Local;
 use budalloc_testkit::Geometry;
@@ -84,28 +84,6 @@ fuzz_target!(|input: Input| {
         }
     }
 });
-
-/// A live block: what it was asked with, what it got, the byte its first `layout.size()` bytes
-/// hold.
-#[derive(Clone, Copy, Debug)]
-struct Live {
-    ptr: NonNull<u8>,
-    layout: Layout,
-    len: usize,
-    fill: u8,
-}
-
-impl Live {
-    /// Checks that the first `n` bytes at `at` hold this block's fill.
-    fn verify(&self, at: NonNull<u8>, n: usize, what: &str) {
-        // SAFETY: `at` is a block at least `n` bytes long that the model filled (or the allocator
-        // copied) and that nothing else wrote.
-        let bytes = unsafe { std::slice::from_raw_parts(at.as_ptr(), n) };
-        if let Some(i) = bytes.iter().position(|&b| b != self.fill) {
-            panic!("{what}: byte {i} of {at:?} is {:#04x}, expected {:#04x}", bytes[i], self.fill);
-        }
-    }
-}
 
 /// The shadow model: live blocks in allocation order (zero-size ones included) and the address
 /// ranges of the non-empty ones.
