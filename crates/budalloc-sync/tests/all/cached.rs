@@ -157,6 +157,17 @@ fn a_resize_of_an_object_in_the_magazine_is_refused() {
     }
 }
 
+/// A shared heap over a fresh 64 KiB region of its own, for magazines driven directly (not a
+/// thread's cache). Bind the pair in this order: the heap drops first.
+fn shared_heap() -> (Region, Locked<PowerClasses>) {
+    let region = Region::new(64 * 1024, 4096);
+    let (ptr, len) = region.skewed(0);
+    let mut policy = PowerClasses::new(Buddy::new());
+    // SAFETY: the region is ours and outlives the heap (the caller drops the heap first).
+    unsafe { policy.claim_raw(ptr, len) }.expect("claim");
+    (region, Locked::new(policy))
+}
+
 #[test]
 fn every_object_in_a_magazine_is_known_to_it_and_no_other_is() {
     use budalloc_sync::{Magazines, MAGAZINE};
@@ -166,12 +177,7 @@ fn every_object_in_a_magazine_is_known_to_it_and_no_other_is() {
     // says is cached is refused as a double free (the filter counts it), every live one is taken
     // (a filter hit on a bucket another object shares is no false report), and the filter
     // matches the objects.
-    let region = Region::new(64 * 1024, 4096);
-    let (ptr, len) = region.skewed(0);
-    let mut policy = PowerClasses::new(Buddy::new());
-    // SAFETY: the region is ours and outlives the heap (dropped first, below).
-    unsafe { policy.claim_raw(ptr, len) }.expect("claim");
-    let shared: Locked<PowerClasses> = Locked::new(policy);
+    let (_region, shared) = shared_heap();
     let mut magazines = Magazines::new();
     let l = layout(64);
     // Whole refills, all handed out: the magazine is empty, and every object it will hold is
@@ -238,12 +244,7 @@ fn a_moving_resize_whose_free_is_refused_reports_it_and_keeps_the_old_block() {
     // `Magazines::resize` itself: the 64-byte class's magazine is full, a foreign pointer the
     // oldest of its objects; a move to another class frees the old object into it, which gives
     // the oldest half back, and the shared heap rejects the foreign pointer.
-    let region = Region::new(64 * 1024, 4096);
-    let (ptr, len) = region.skewed(0);
-    let mut policy = PowerClasses::new(Buddy::new());
-    // SAFETY: the region is ours and outlives the heap (dropped first, below).
-    unsafe { policy.claim_raw(ptr, len) }.expect("claim");
-    let shared: Locked<PowerClasses> = Locked::new(policy);
+    let (_region, shared) = shared_heap();
     let mut magazines = Magazines::new();
     let l = layout(64);
     let mut foreign = [0u64; 8];
