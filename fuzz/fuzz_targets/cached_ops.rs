@@ -35,9 +35,9 @@ use std::ptr::NonNull;
 use arbitrary::Arbitrary;
 use budalloc_buddy::Buddy;
 use budalloc_core::{AllocError, Claim, FreeError, Inspect, RawAlloc, SizeClasses};
-use budalloc_fuzz::{claim_into, count, Arenas, ClassHeap, Live, Memory, NARROW, WIDE};
+use budalloc_fuzz::{claim_into, count, Arenas, ClassHeap, Memory, NARROW, WIDE};
 use budalloc_sync::{Locked, Magazines, CACHED_CLASSES};
-use budalloc_testkit::metadata_digest;
+use budalloc_testkit::{metadata_digest, Live};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -154,7 +154,7 @@ impl Model {
     /// Takes live block number `i` out of the model, checking its contents.
     fn take_at(&mut self, i: usize) -> Live {
         let live = self.live.swap_remove(i);
-        live.verify(live.ptr, live.layout.size(), "contents");
+        live.verify();
         self.ranges.remove(&live.ptr.addr().get());
         live
     }
@@ -180,7 +180,7 @@ impl Model {
 
     /// Puts a block back (a failed resize left it in place); its contents must be intact.
     fn put_back(&mut self, live: Live) {
-        live.verify(live.ptr, live.layout.size(), "contents after a failed resize");
+        live.verify();
         self.ranges.insert(live.ptr.addr().get(), live.ptr.addr().get() + live.len);
         self.live.push(live);
     }
@@ -466,7 +466,7 @@ unsafe fn resize<P: SizeClasses>(
     };
     match result {
         Ok(block) => {
-            live.verify(block.cast(), keep, "contents after a resize");
+            live.verify_prefix(block.cast(), keep);
             if let Some(class) = cached_class::<P>(new) {
                 assert_eq!(
                     block.len(),

@@ -14,9 +14,9 @@ use std::ptr::NonNull;
 
 use arbitrary::Arbitrary;
 use budalloc_core::{Inspect, RawAlloc};
-use budalloc_fuzz::{align_log2, claim_into, geometry, size, Arenas, Heap, Live};
+use budalloc_fuzz::{align_log2, claim_into, geometry, size, Arenas, Heap};
 use budalloc_sync::{Locked, Spin};
-use budalloc_testkit::Geometry;
+use budalloc_testkit::{Geometry, Live};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -90,13 +90,13 @@ impl Model {
             return None;
         }
         let live = self.live.swap_remove(pick % self.live.len());
-        live.verify(live.ptr, live.layout.size(), "contents");
+        live.verify();
         self.ranges.remove(&live.ptr.addr().get());
         Some(live)
     }
 
     fn put_back(&mut self, live: Live) {
-        live.verify(live.ptr, live.layout.size(), "contents after a failed realloc");
+        live.verify();
         self.ranges.insert(live.ptr.addr().get(), live.ptr.addr().get() + live.len);
         self.live.push(live);
     }
@@ -172,7 +172,7 @@ fn run<const EXACT: bool>(input: &Input) {
                 let ptr = unsafe { g.realloc(live.ptr.as_ptr(), live.layout, new_size) };
                 match NonNull::new(ptr) {
                     Some(ptr) => {
-                        live.verify(ptr, live.layout.size().min(new_size), "contents after realloc");
+                        live.verify_prefix(ptr, live.layout.size().min(new_size));
                         model.insert(ptr, new, usable(new), false);
                     }
                     None => {

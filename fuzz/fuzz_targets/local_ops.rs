@@ -18,10 +18,10 @@ use arbitrary::Arbitrary;
 use budalloc_buddy::Buddy;
 use budalloc_core::{Claim, Inspect, RawAlloc};
 use budalloc_fuzz::{
-    claim_into, class_geometry, geometry, Arenas, ClassHeap, Heap, Live, Memory, Scale, BUDDY_SCALE, NARROW,
+    claim_into, class_geometry, geometry, Arenas, ClassHeap, Heap, Memory, Scale, BUDDY_SCALE, NARROW,
 };
 use budalloc_sync::Local;
-use budalloc_testkit::Geometry;
+use budalloc_testkit::{Geometry, Live};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -146,7 +146,7 @@ impl Model {
             return None;
         }
         let live = self.live.swap_remove(pick % self.live.len());
-        live.verify(live.ptr, live.layout.size(), "contents");
+        live.verify();
         if live.len > 0 {
             self.ranges.remove(&live.ptr.addr().get());
         }
@@ -155,7 +155,7 @@ impl Model {
 
     /// Puts a block back (a failed resize left it in place); its contents must be intact.
     fn put_back(&mut self, live: Live) {
-        live.verify(live.ptr, live.layout.size(), "contents after a failed resize");
+        live.verify();
         if live.len > 0 {
             self.ranges.insert(live.ptr.addr().get(), live.ptr.addr().get() + live.len);
         }
@@ -254,7 +254,7 @@ fn run<P: RawAlloc + Inspect + Claim>(
                             // The requested bytes are kept. With grow_zeroed, allocator-api2 lets
                             // `old.size()..old length` be kept or zeroed; the frontend zeroes
                             // everything from `old.size()` on, and that is what is checked.
-                            live.verify(block.cast(), live.layout.size(), "contents after grow");
+                            live.verify_prefix(block.cast(), live.layout.size());
                             model.insert(block, new, zeroed.then_some(old.size()));
                         }
                         Err(_) => {
@@ -274,11 +274,7 @@ fn run<P: RawAlloc + Inspect + Claim>(
                     // SAFETY: the block is live, `old` fits it, `new.size() <= old.size()`.
                     match unsafe { a.shrink(live.ptr, old, new) } {
                         Ok(block) => {
-                            live.verify(
-                                block.cast(),
-                                live.layout.size().min(new.size()),
-                                "contents after shrink",
-                            );
+                            live.verify_prefix(block.cast(), live.layout.size().min(new.size()));
                             model.insert(block, new, None);
                         }
                         Err(_) => {

@@ -7,9 +7,7 @@
 //! - [`run_actions`]: the body of `buddy_ops` and `buddy_exact_ops`; [`run_class_actions`]:
 //!   the body of `classes_ops` (size classes over the buddy);
 //! - [`count`]: per-kind injected / detected counters, printed when the process exits;
-//!   [`skipped`]: fault kinds left out on request (`BUDALLOC_FUZZ_SKIP`);
-//! - [`Live`]: a live block of a shadow model and the byte it was filled with
-//!   (`local_ops`, `global_ops`, `cached_ops`).
+//!   [`skipped`]: fault kinds left out on request (`BUDALLOC_FUZZ_SKIP`).
 //!
 //! Architecture invariant: this crate sits on top of everything (policies, frontends, testkit)
 //! and nothing depends on it. It is outside the main workspace and builds only through
@@ -371,32 +369,5 @@ extern "C" fn print_counts() {
     for (kind, injected, detected, skipped) in counts.iter() {
         let _ = write!(err, "  {kind:<26} {injected:>12} / {detected}");
         let _ = if *skipped > 0 { writeln!(err, " (skipped on request: {skipped})") } else { writeln!(err) };
-    }
-}
-
-/// A live block of a target's shadow model: where it is, what it was asked with, how many
-/// bytes the allocator holds for it, and the byte its first `layout.size()` bytes hold.
-#[derive(Clone, Copy, Debug)]
-pub struct Live {
-    /// The block.
-    pub ptr: NonNull<u8>,
-    /// The layout it was allocated (or last resized) with.
-    pub layout: Layout,
-    /// Bytes the allocator holds for it (at least `layout.size()`).
-    pub len: usize,
-    /// The byte its first `layout.size()` bytes hold.
-    pub fill: u8,
-}
-
-impl Live {
-    /// Checks that the first `n` bytes at `at` hold this block's fill; panics with `what` and
-    /// the first wrong byte if not.
-    pub fn verify(&self, at: NonNull<u8>, n: usize, what: &str) {
-        // SAFETY: `at` is a live block at least `n` bytes long that the model filled (or the
-        // allocator copied on a resize) and that nothing else wrote.
-        let bytes = unsafe { std::slice::from_raw_parts(at.as_ptr(), n) };
-        if let Some(i) = bytes.iter().position(|&b| b != self.fill) {
-            panic!("{what}: byte {i} of {at:?} is {:#04x}, expected {:#04x}", bytes[i], self.fill);
-        }
     }
 }
