@@ -19,7 +19,7 @@
 
 use budalloc_core::{Corruption, Order};
 
-use crate::slot::Slot;
+use crate::slot::{poison, Slot, FREED};
 
 /// Best fit examines at most this many free blocks of each order smaller than the request (the
 /// heads of its lists), then the first block that fits alone: a bounded search, close to best
@@ -53,6 +53,23 @@ const RUN_BACK: usize = 16;
 /// Most pieces an allocation can have (two per order), and most free blocks a reshape absorbs.
 pub(crate) const MAX_PIECES: usize = budalloc_core::MAX_ORDERS * 2;
 
+/// What releasing a set of allocated blocks changes ([`Slot::plan_release`]).
+struct Release {
+    /// The free blocks (not among those released) that the merges absorb, headers checked.
+    absorbed: List<(usize, Order), MAX_PIECES>,
+    /// The free blocks the release leaves: the released blocks merged with `absorbed`.
+    merged: List<(usize, Order), MAX_PIECES>,
+}
+
+impl Release {
+    fn new() -> Self {
+        Release { absorbed: List::new(), merged: List::new() }
+    }
+}
+
+/// Free blocks `(fragment, order)` in address order, as [`Slot::free_blocks`] collects them.
+type Blocks = List<(usize, Order), MAX_PIECES>;
+
 /// A small stack-allocated list, so the policy never allocates.
 pub(crate) struct List<T: Copy, const N: usize> {
     items: [Option<T>; N],
@@ -65,10 +82,19 @@ impl<T: Copy, const N: usize> List<T, N> {
     }
 
     fn push(&mut self, item: T) {
-        debug_assert!(self.len < N, "piece list overflow");
-        if let Some(slot) = self.items.get_mut(self.len) {
-            *slot = Some(item);
-            self.len += 1;
+        let pushed = self.try_push(item);
+        debug_assert!(pushed, "piece list overflow");
+    }
+
+    /// Adds `item` unless the list is full (then `false`, and no change).
+    fn try_push(&mut self, item: T) -> bool {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(item);
+                self.len += 1;
+                true
+            }
+            None => false,
         }
     }
 
@@ -211,25 +237,30 @@ impl Slot {
         }
     }
 
-    /// Checks, without changing anything, every free-block header that freeing `blocks` (given
-    /// smallest first, all currently allocated and owned) would unlink while merging.
-    fn plan_release(&self, blocks: impl Iterator<Item = (usize, Order)>) -> Result<(), Corruption> {
-        let mut merged: List<(usize, Order), MAX_PIECES> = List::new();
-        let mut seen: List<usize, MAX_PIECES> = List::new();
+    /// Plans the release of `blocks` (given smallest first, all currently allocated and owned)
+    /// as if each were freed and merged in turn, changing nothing: the free blocks the merges
+    /// absorb, their headers checked, and the free blocks left at the end. Freeing the blocks
+    /// one by one would push a merged block that the next one unlinks again; [`Self::release`]
+    /// unlinks and pushes each block once.
+    fn plan_release(
+        &self,
+        blocks: impl Iterator<Item = (usize, Order)>,
+        plan: &mut Release,
+    ) -> Result<(), Corruption> {
         let top = self.math().max_order();
         for (start, order) in blocks {
             let (mut p, mut j) = (start, order);
             while j < top && self.inside(j.get() + 1, self.abs(p)) {
                 let buddy_abs = self.abs(p) ^ j.fragments();
                 let buddy = buddy_abs - self.arena.first_absolute();
-                if merged.remove_where(|&(q, o)| q == buddy && o == j) {
+                if plan.merged.remove_where(|&(q, o)| q == buddy && o == j) {
                     // One of our own blocks, freed (and merged) before this one.
                 } else if !self.is_split(j.get(), buddy_abs)
                     && !self.is_allocated(buddy)
-                    && !seen.iter().any(|s| s == buddy)
+                    && !plan.absorbed.iter().any(|(s, _)| s == buddy)
                 {
                     self.check_header(buddy, j)?;
-                    seen.push(buddy);
+                    plan.absorbed.push((buddy, j));
                 } else {
                     break;
                 }
@@ -237,19 +268,44 @@ impl Slot {
                 let Some(up) = j.above() else { break };
                 j = up;
             }
-            merged.push((p, j));
+            plan.merged.push((p, j));
         }
         Ok(())
+    }
+
+    /// Frees `blocks` (the ones planned) as [`Self::plan_release`] found: unlinks the free
+    /// blocks absorbed, clears the bits of every block freed and the split bits of the nodes
+    /// merged above it, and pushes the merged blocks. Every header it unlinks was checked.
+    fn release(&mut self, blocks: impl Iterator<Item = (usize, Order)>, plan: &Release) {
+        for (q, j) in plan.absorbed.iter() {
+            let header = self.header(q);
+            self.unlink(q, j, header);
+        }
+        for (p, k) in blocks {
+            poison(self, p, k, k.fragments(), FREED);
+            self.set_allocated(p, false);
+            self.set_continuation(p, false);
+            self.set_used(p, k.fragments(), false);
+            self.allocated -= self.math().block_size(k);
+            // The nodes between the block and the merged block holding it are unsplit now.
+            let abs = self.abs(p);
+            let merged = plan.merged.iter().find(|&(q, j)| q <= p && p < q + j.fragments());
+            let top = merged.map_or(k, |(_, j)| j);
+            for level in k.get() + 1..=top.get() {
+                self.set_split(level, abs, false);
+            }
+        }
+        for (q, j) in plan.merged.iter() {
+            self.push(q, j);
+        }
     }
 
     /// Frees the live allocation of `need` fragments at `frag`, merging every piece. On `Err`
     /// nothing changed.
     pub fn free_pieces(&mut self, frag: usize, need: usize) -> Result<(), Corruption> {
-        self.plan_release(self.pieces(frag, need).rev())?;
-        for (p, j) in self.pieces(frag, need).rev() {
-            self.set_continuation(p, false);
-            self.free_planned(p, j);
-        }
+        let mut plan = Release::new();
+        self.plan_release(self.pieces(frag, need).rev(), &mut plan)?;
+        self.release(self.pieces(frag, need), &plan);
         Ok(())
     }
 
@@ -274,14 +330,14 @@ impl Slot {
         // canonical pieces of a shorter range are a prefix of the longer one's, the last cut).
         let pieces = self.pieces(frag, old);
         let outside = pieces.filter(|&(p, _)| p >= end);
-        self.plan_release(outside.clone().rev())?;
+        let mut plan = Release::new();
+        self.plan_release(outside.clone().rev(), &mut plan)?;
+        // The straddling piece's tail, freed by the trim, lies inside that piece's node, so it
+        // holds no buddy of a piece outside nor of a block merged from one: the plan holds.
         if let Some((p, j)) = pieces.clone().find(|&(p, j)| p < end && end < p + j.fragments()) {
             self.trim(p, j, end - p);
         }
-        for (p, j) in outside.rev() {
-            self.set_continuation(p, false);
-            self.free_planned(p, j);
-        }
+        self.release(outside, &plan);
         Ok(())
     }
 
@@ -290,8 +346,26 @@ impl Slot {
     fn grow_to(&mut self, frag: usize, old: usize, new: usize) -> Result<bool, Corruption> {
         let end = frag + new;
         // Check pass: free blocks start right at our end and reach past `end`.
-        let mut at = frag + old;
-        while at < end {
+        let mut blocks = List::new();
+        if !self.free_blocks(frag + old, end, &mut blocks)? {
+            return Ok(false);
+        }
+        for (p, _) in self.pieces(frag, old) {
+            self.set_allocated(p, false);
+            self.set_continuation(p, false);
+        }
+        let taken = self.take_blocks(frag + old, &blocks);
+        self.lay_out(frag, frag, end, taken);
+        Ok(true)
+    }
+
+    /// Collects into `blocks` the free blocks that tile `from ..` up to at least `to`, in address
+    /// order, checking each header. `Ok(false)` if one of them is allocated or lies past the
+    /// arena, or if there are more than [`MAX_PIECES`] of them (never in a coalesced arena: they
+    /// lie in one run of free blocks, which holds at most two blocks of each order).
+    fn free_blocks(&self, from: usize, to: usize, blocks: &mut Blocks) -> Result<bool, Corruption> {
+        let mut at = from;
+        while at < to {
             if at >= self.arena.fragments() {
                 return Ok(false);
             }
@@ -300,28 +374,25 @@ impl Slot {
                 return Ok(false);
             }
             self.check_header(at, block.order)?;
+            if !blocks.try_push((at, block.order)) {
+                return Ok(false);
+            }
             at += block.order.fragments();
         }
-        for (p, _) in self.pieces(frag, old) {
-            self.set_allocated(p, false);
-            self.set_continuation(p, false);
-        }
-        let taken = self.take_free_blocks(frag + old, end);
-        self.lay_out(frag, frag, end, taken);
         Ok(true)
     }
 
-    /// Takes off their lists the free blocks that tile `from ..` up to at least `to` (all
-    /// checked free by the caller), counting them as allocated; returns the end of the last.
-    fn take_free_blocks(&mut self, from: usize, to: usize) -> usize {
-        let mut at = from;
-        while at < to {
-            let block = self.find_block(at);
-            self.unlink(block.frag, block.order, self.header(block.frag));
-            self.allocated += self.math().block_size(block.order);
-            at = block.frag + block.order.fragments();
+    /// Takes `blocks` (found by [`Self::free_blocks`] from `from`) off their lists, counting them
+    /// as allocated; returns the end of the last.
+    fn take_blocks(&mut self, from: usize, blocks: &Blocks) -> usize {
+        let mut end = from;
+        for (q, j) in blocks.iter() {
+            let header = self.header(q);
+            self.unlink(q, j, header);
+            self.allocated += self.math().block_size(j);
+            end = q + j.fragments();
         }
-        at
+        end
     }
 
     /// Lays out `lo .. hi`, memory taken off the free lists or out of an allocation (every `A`
@@ -493,9 +564,13 @@ impl Slot {
     /// blocks over the range are taken and laid out again as the allocation's pieces, with the
     /// memory before and after it in those blocks freed. On `Err` nothing changed.
     pub fn take_run(&mut self, start: usize, need: usize) -> Result<(), Corruption> {
-        self.check_run(start, need, None)?;
         let first = self.find_block(start).frag;
-        let hi = self.take_free_blocks(first, start + need);
+        let mut blocks = List::new();
+        if !self.free_blocks(first, start + need, &mut blocks)? {
+            // `find_run` read this run as free in the `U` bits: only damaged bits disagree.
+            return Err(Corruption::Header { addr: self.arena.addr_of(first) });
+        }
+        let hi = self.take_blocks(first, &blocks);
         self.lay_out(first, start, start + need, hi);
         Ok(())
     }

@@ -673,16 +673,6 @@ impl Slot {
         Ok(())
     }
 
-    /// Frees the allocated block of order `k` at `frag` (already validated) and merges it with
-    /// its free buddies, whose headers the caller has checked (`plan_release` checks those of
-    /// every piece of a multi-piece free at once, so they are not checked again piece by piece;
-    /// debug builds, fuzzing included, check again that the plan held).
-    pub(crate) fn free_planned(&mut self, frag: usize, k: Order) {
-        debug_assert!(self.merge_plan(frag, k).is_ok(), "a header that plan_release did not check");
-        let Ok(target) = self.merge_walk(frag, k, |_, _| Ok::<(), core::convert::Infallible>(()));
-        self.merge_up(frag, k, target);
-    }
-
     /// Frees the allocated block `frag` of order `k` and merges it up to order `target` with
     /// its free buddies (checked by the caller).
     #[inline]
