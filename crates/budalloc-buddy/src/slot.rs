@@ -702,7 +702,7 @@ impl Slot {
         for level in 1..=k.get() {
             let first = self.split_bit(level, abs);
             let count = 1usize << (k.get() - level);
-            self.arena.bitmap_mut().bits_mut()[first..first + count].fill(false);
+            self.arena.bitmap_mut().fill(first, first + count, false);
         }
     }
 
