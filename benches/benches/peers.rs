@@ -22,9 +22,13 @@
 //!   `budalloc_benches::ActionState`), sizes 8 B – max, at most 1000 live blocks, without and
 //!   with reallocations; one iteration = one action;
 //! - `threads_2_actions_realloc_4096B`: the same actions with reallocations up to 4 KiB on two
-//!   threads against one heap (region peers behind a `spin::Mutex`, budalloc's `Locked`
-//!   frontend, the system allocator and mimalloc as they are); one iteration = one action of
-//!   either thread, timed by the wall clock (so lower is more total throughput).
+//!   threads against one heap (region peers behind a `spin::Mutex`, budalloc's `Locked` and
+//!   `Cached` frontends, the system allocator and mimalloc as they are); one iteration = one
+//!   action of either thread, timed by the wall clock (so lower is more total throughput);
+//! - `threads_1_actions_realloc_4096B`: the same heaps on one thread (the scaling baseline),
+//!   and `budalloc::Local` over the policies that `budalloc-classes-cached` and
+//!   `budalloc-cached` share (`budalloc-heap`, `budalloc-heap-plain`), running the same actions
+//!   on the bench thread: what thread safety costs one thread.
 //!
 //! Before any benchmark every subject runs `budalloc_benches::check`; a subject that fails it is
 //! not benchmarked. Every workload runs untimed first and its live blocks are checked (aligned,
@@ -46,8 +50,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use budalloc_benches::{
-    check, summarize, visit_shared, visit_subjects, ActionMix, Actions, Batch, Efficiency, Fragmented,
-    FreeOrder, Pair, Shared, Subject, Threads, VisitShared, VisitSubjects, THREADS, THREAD_MIX,
+    check, summarize, visit_shared, visit_subjects, ActionMix, Actions, Batch, BudallocHeap,
+    BudallocHeapPlain, Efficiency, Fragmented, FreeOrder, Pair, Shared, Subject, Threads, VisitShared,
+    VisitSubjects, THREADS, THREAD_MIX, THREAD_SEED,
 };
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
@@ -370,7 +375,17 @@ impl VisitSubjects for Timed<'_, '_> {
                 };
                 lazy.time(|| Actions::new(mix), dry_run, |w, t| time_units(1, t, || w.run(iters)))
             }),
-            // Multi-threaded workloads run on the shared heaps (`VisitShared`), not here.
+            // One thread: a single-threaded frontend runs the shared heaps' first thread's actions
+            // on the bench thread, the baseline of what thread safety costs one thread. More
+            // threads run on the shared heaps (`VisitShared`) only.
+            Workload::Threads(mix, 1) => run_bench::<Actions<S>>(group, name, S::name(), |lazy, iters| {
+                let dry_run = |w: &mut Actions<S>| {
+                    w.run(DRY_ACTIONS)?;
+                    w.verify()
+                };
+                let fresh = || Actions::with_seed(mix, THREAD_SEED);
+                lazy.time(fresh, dry_run, |w, t| time_units(1, t, || w.run(iters)))
+            }),
             Workload::Threads(..) => {}
         }
     }
@@ -494,7 +509,14 @@ fn e_threads(c: &mut Criterion) {
         record(&["group", &name, "ns/op", &description]);
         let mut group = c.benchmark_group(&name);
         let workload = Workload::Threads(mix, threads);
-        visit_shared(&mut Timed { group: &mut group, name: name.clone(), workload });
+        let mut timed = Timed { group: &mut group, name: name.clone(), workload };
+        visit_shared(&mut timed);
+        if threads == 1 {
+            // `Local` over each cached subject's policy: the single-threaded frontend that the
+            // thread-safe ones are measured against.
+            VisitSubjects::visit::<BudallocHeap>(&mut timed);
+            VisitSubjects::visit::<BudallocHeapPlain>(&mut timed);
+        }
         group.finish();
     }
 }

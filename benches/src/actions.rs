@@ -161,7 +161,16 @@ impl<S: Subject> Actions<S> {
     /// # Errors
     /// As [`Fixture::new`].
     pub fn new(mix: ActionMix) -> Result<Self, String> {
-        Ok(Actions { fx: Fixture::new()?, state: ActionState::new(mix, 0x5EED_0000_0000_00A1) })
+        Self::with_seed(mix, 0x5EED_0000_0000_00A1)
+    }
+
+    /// A fresh fixture and no live block; the actions drawn from `seed` (with
+    /// [`THREAD_SEED`], those of the first thread of [`Threads`]).
+    ///
+    /// # Errors
+    /// As [`Fixture::new`].
+    pub fn with_seed(mix: ActionMix, seed: u64) -> Result<Self, String> {
+        Ok(Actions { fx: Fixture::new()?, state: ActionState::new(mix, seed) })
     }
 
     /// `n` actions.
@@ -549,6 +558,10 @@ pub const THREADS: usize = 2;
 /// realloc of 8 B–4 KiB, at most 1000 live blocks per thread.
 pub const THREAD_MIX: ActionMix = ActionMix { max_size: 4096, realloc: true, max_live: 1000 };
 
+/// The seed of the first thread's actions in [`Threads`] (thread `i` draws from
+/// `THREAD_SEED + i`).
+pub const THREAD_SEED: u64 = 0x5EED_0000_0000_0070;
+
 /// Random actions on `threads` threads against one shared heap; each thread has its own live
 /// blocks (and frees only those), all from the same heap.
 pub struct Threads<T: Shared> {
@@ -565,8 +578,7 @@ impl<T: Shared> Threads<T> {
     /// # Errors
     /// As [`Shared::build`].
     pub fn new(mix: ActionMix, threads: usize) -> Result<Self, String> {
-        let states =
-            (0..threads.max(1) as u64).map(|i| ActionState::new(mix, 0x5EED_0000_0000_0070 + i)).collect();
+        let states = (0..threads.max(1) as u64).map(|i| ActionState::new(mix, THREAD_SEED + i)).collect();
         Ok(Threads { heap: T::build()?, states })
     }
 

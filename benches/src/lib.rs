@@ -29,7 +29,7 @@ mod native;
 
 pub use actions::{
     realloc_in, ActionMix, ActionState, Actions, BudallocCached, BudallocLocked, CachedPolicy, Handle, Ops,
-    PlainClasses, Shared, SpinLocked, Threads, TwoThreads, Unshared, THREADS, THREAD_MIX,
+    PlainClasses, Shared, SpinLocked, Threads, TwoThreads, Unshared, THREADS, THREAD_MIX, THREAD_SEED,
 };
 pub use efficiency::{summarize, Efficiency, Score, Summary, CHURN_STEPS, EFF_REGION_LEN};
 pub use native::{MimallocSubject, Native, NativeAlloc, SystemSubject};
@@ -307,6 +307,10 @@ pub struct BudallocFront<H>(H);
 /// `Local`): what a user of the default composition gets.
 pub type BudallocHeap = BudallocFront<budalloc::Heap>;
 
+/// `budalloc::Local` over the size classes that `budalloc-cached` shares between threads
+/// ([`PlainClasses`]): its one-thread baseline in the `threads_1` group.
+pub type BudallocHeapPlain = BudallocFront<budalloc::Local<PlainClasses>>;
+
 /// The plain buddy behind the [`budalloc::Local`] frontend (`budalloc::BuddyHeap`).
 pub type BudallocLocal = BudallocFront<budalloc::BuddyHeap>;
 
@@ -335,6 +339,19 @@ impl Front for budalloc::Heap {
 
     fn fresh() -> Self {
         budalloc::Heap::new(budalloc::ClassesBuddy::default())
+    }
+
+    unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.claim_raw(region, len) }
+    }
+}
+
+impl Front for budalloc::Local<PlainClasses> {
+    const NAME: &'static str = "budalloc-heap-plain";
+
+    fn fresh() -> Self {
+        budalloc::Local::new(PlainClasses::default())
     }
 
     unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError> {
