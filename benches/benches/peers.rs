@@ -251,6 +251,8 @@ impl VisitSubjects for CheckAll {
 fn check_all(_: &mut Criterion) {
     open_report();
     visit_subjects(&mut CheckAll);
+    // The one-thread baselines of the threads groups that no other group runs.
+    VisitSubjects::visit::<BudallocHeapPlain>(&mut CheckAll);
 }
 
 // ---- heap efficiency (untimed) ---------------------------------------------------------------
@@ -376,8 +378,9 @@ impl VisitSubjects for Timed<'_, '_> {
                 lazy.time(|| Actions::new(mix), dry_run, |w, t| time_units(1, t, || w.run(iters)))
             }),
             // One thread: a single-threaded frontend runs the shared heaps' first thread's actions
-            // on the bench thread, the baseline of what thread safety costs one thread. More
-            // threads run on the shared heaps (`VisitShared`) only.
+            // on the bench thread, the baseline of what thread safety costs one thread (only the
+            // subjects `e_threads` names: `timed` never gets this workload). More threads run on
+            // the shared heaps (`VisitShared`) only.
             Workload::Threads(mix, 1) => run_bench::<Actions<S>>(group, name, S::name(), |lazy, iters| {
                 let dry_run = |w: &mut Actions<S>| {
                     w.run(DRY_ACTIONS)?;

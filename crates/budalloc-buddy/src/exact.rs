@@ -81,11 +81,6 @@ impl<T: Copy, const N: usize> List<T, N> {
         List { items: [None; N], len: 0 }
     }
 
-    fn push(&mut self, item: T) {
-        let pushed = self.try_push(item);
-        debug_assert!(pushed, "piece list overflow");
-    }
-
     /// Adds `item` unless the list is full (then `false`, and no change).
     fn try_push(&mut self, item: T) -> bool {
         match self.items.get_mut(self.len) {
@@ -237,11 +232,14 @@ impl Slot {
         }
     }
 
-    /// Plans the release of `blocks` (given smallest first, all currently allocated and owned)
-    /// as if each were freed and merged in turn, changing nothing: the free blocks the merges
-    /// absorb, their headers checked, and the free blocks left at the end. Freeing the blocks
-    /// one by one would push a merged block that the next one unlinks again; [`Self::release`]
-    /// unlinks and pushes each block once.
+    /// Plans the release of `blocks` (all currently allocated and owned) as if each were freed
+    /// and merged in turn, changing nothing: the free blocks the merges absorb, their headers
+    /// checked, and the free blocks left at the end, in the order freeing them one by one would
+    /// have pushed them (any order of `blocks` gives the same blocks). Freeing the blocks one by
+    /// one would push a merged block that the next one unlinks again; [`Self::release`] unlinks
+    /// and pushes each block once. A plan longer than its lists (never in a coalesced arena: at
+    /// most one absorbed block per order on each side of the range, one merged block per piece)
+    /// is reported as damage, with nothing changed.
     fn plan_release(
         &self,
         blocks: impl Iterator<Item = (usize, Order)>,
@@ -260,7 +258,9 @@ impl Slot {
                     && !plan.absorbed.iter().any(|(s, _)| s == buddy)
                 {
                     self.check_header(buddy, j)?;
-                    plan.absorbed.push((buddy, j));
+                    if !plan.absorbed.try_push((buddy, j)) {
+                        return Err(Corruption::Header { addr: self.arena.addr_of(buddy) });
+                    }
                 } else {
                     break;
                 }
@@ -268,7 +268,9 @@ impl Slot {
                 let Some(up) = j.above() else { break };
                 j = up;
             }
-            plan.merged.push((p, j));
+            if !plan.merged.try_push((p, j)) {
+                return Err(Corruption::Header { addr: self.arena.addr_of(p) });
+            }
         }
         Ok(())
     }
@@ -278,6 +280,7 @@ impl Slot {
     /// merged above it, and pushes the merged blocks. Every header it unlinks was checked.
     fn release(&mut self, blocks: impl Iterator<Item = (usize, Order)>, plan: &Release) {
         for (q, j) in plan.absorbed.iter() {
+            debug_assert!(self.is_free_block(q, j), "the plan absorbs a block that is not free");
             let header = self.header(q);
             self.unlink(q, j, header);
         }
@@ -298,6 +301,11 @@ impl Slot {
         for (q, j) in plan.merged.iter() {
             self.push(q, j);
         }
+        // As freeing the blocks one by one would have left them: free, and merged all the way.
+        debug_assert!(
+            plan.merged.iter().all(|(q, j)| self.is_free_block(q, j) && self.merge_order(q, j) == j),
+            "a merged block of the plan is not free, or could merge further"
+        );
     }
 
     /// Frees the live allocation of `need` fragments at `frag`, merging every piece. On `Err`
@@ -333,7 +341,8 @@ impl Slot {
         let mut plan = Release::new();
         self.plan_release(outside.clone().rev(), &mut plan)?;
         // The straddling piece's tail, freed by the trim, lies inside that piece's node, so it
-        // holds no buddy of a piece outside nor of a block merged from one: the plan holds.
+        // holds no buddy of a piece outside nor of a block merged from one; the node itself
+        // stops a merge before the trim (allocated) and after it (split): the plan holds.
         if let Some((p, j)) = pieces.clone().find(|&(p, j)| p < end && end < p + j.fragments()) {
             self.trim(p, j, end - p);
         }
@@ -347,7 +356,7 @@ impl Slot {
         let end = frag + new;
         // Check pass: free blocks start right at our end and reach past `end`.
         let mut blocks = List::new();
-        if !self.free_blocks(frag + old, end, &mut blocks)? {
+        if self.free_blocks(frag + old, end, &mut blocks)?.is_err() {
             return Ok(false);
         }
         for (p, _) in self.pieces(frag, old) {
@@ -360,26 +369,33 @@ impl Slot {
     }
 
     /// Collects into `blocks` the free blocks that tile `from ..` up to at least `to`, in address
-    /// order, checking each header. `Ok(false)` if one of them is allocated or lies past the
-    /// arena, or if there are more than [`MAX_PIECES`] of them (never in a coalesced arena: they
-    /// lie in one run of free blocks, which holds at most two blocks of each order).
-    fn free_blocks(&self, from: usize, to: usize, blocks: &mut Blocks) -> Result<bool, Corruption> {
+    /// order, checking each header. `Ok(Err(at))` if the fragment `at` starts no free block (it
+    /// lies in an allocated one, or past the arena), or if the blocks are more than
+    /// [`MAX_PIECES`] (never in a coalesced arena: the callers' ranges lie in one run of free
+    /// blocks and are shorter than two of the largest blocks, so they hold at most two blocks
+    /// of each order).
+    fn free_blocks(
+        &self,
+        from: usize,
+        to: usize,
+        blocks: &mut Blocks,
+    ) -> Result<Result<(), usize>, Corruption> {
         let mut at = from;
         while at < to {
             if at >= self.arena.fragments() {
-                return Ok(false);
+                return Ok(Err(at));
             }
             let block = self.find_block(at);
             if block.allocated || block.frag != at {
-                return Ok(false);
+                return Ok(Err(at));
             }
             self.check_header(at, block.order)?;
             if !blocks.try_push((at, block.order)) {
-                return Ok(false);
+                return Ok(Err(at));
             }
             at += block.order.fragments();
         }
-        Ok(true)
+        Ok(Ok(()))
     }
 
     /// Takes `blocks` (found by [`Self::free_blocks`] from `from`) off their lists, counting them
@@ -566,9 +582,9 @@ impl Slot {
     pub fn take_run(&mut self, start: usize, need: usize) -> Result<(), Corruption> {
         let first = self.find_block(start).frag;
         let mut blocks = List::new();
-        if !self.free_blocks(first, start + need, &mut blocks)? {
+        if let Err(at) = self.free_blocks(first, start + need, &mut blocks)? {
             // `find_run` read this run as free in the `U` bits: only damaged bits disagree.
-            return Err(Corruption::Header { addr: self.arena.addr_of(first) });
+            return Err(Corruption::Header { addr: self.arena.addr_of(at) });
         }
         let hi = self.take_blocks(first, &blocks);
         self.lay_out(first, start, start + need, hi);
