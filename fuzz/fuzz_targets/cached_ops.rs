@@ -35,7 +35,7 @@ use std::ptr::NonNull;
 use arbitrary::Arbitrary;
 use budalloc_buddy::Buddy;
 use budalloc_core::{AllocError, Claim, FreeError, Inspect, RawAlloc, SizeClasses};
-use budalloc_fuzz::{claim_into, count, Arenas, ClassHeap, Memory, NARROW, WIDE};
+use budalloc_fuzz::{claim_into, count, record_block, Arenas, ClassHeap, Memory, NARROW, WIDE};
 use budalloc_sync::{Locked, Magazines, CACHED_CLASSES};
 use budalloc_testkit::{metadata_digest, Live};
 use libfuzzer_sys::fuzz_target;
@@ -134,17 +134,7 @@ impl Model {
         let (addr, len) = (ptr.addr().get(), block.len());
         assert_eq!(addr % layout.align(), 0, "block {addr:#x} not aligned to {}", layout.align());
         assert!(len >= layout.size(), "block of {len} bytes for a request of {}", layout.size());
-        assert!(
-            self.regions.iter().any(|&(start, l)| addr >= start && addr + len <= start + l),
-            "block {addr:#x}+{len} outside every arena"
-        );
-        if let Some((&prev, &end)) = self.ranges.range(..=addr).next_back() {
-            assert!(end <= addr, "block {addr:#x}+{len} overlaps the live block at {prev:#x}");
-        }
-        if let Some((&next, _)) = self.ranges.range(addr..).next() {
-            assert!(addr + len <= next, "block {addr:#x}+{len} overlaps the live block at {next:#x}");
-        }
-        self.ranges.insert(addr, addr + len);
+        record_block(&mut self.ranges, &self.regions, addr, len);
         self.next_fill = self.next_fill.wrapping_add(1).max(1);
         // SAFETY: the block is valid for writes of `len >= layout.size()` bytes.
         unsafe { ptr.as_ptr().write_bytes(self.next_fill, layout.size()) };

@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 
 use arbitrary::Arbitrary;
 use budalloc_core::{Inspect, RawAlloc};
-use budalloc_fuzz::{align_log2, claim_into, geometry, size, Arenas, Heap};
+use budalloc_fuzz::{align_log2, claim_into, geometry, record_block, size, Arenas, Heap};
 use budalloc_sync::{Locked, Spin};
 use budalloc_testkit::{Geometry, Live};
 use libfuzzer_sys::fuzz_target;
@@ -60,17 +60,7 @@ impl Model {
                 assert_eq!(len as u128, expected, "usable size for {layout:?}");
             }
         }
-        assert!(
-            self.regions.iter().any(|&(start, l)| addr >= start && addr + len <= start + l),
-            "block {addr:#x}+{len} outside every arena"
-        );
-        if let Some((&prev, &end)) = self.ranges.range(..=addr).next_back() {
-            assert!(end <= addr, "block {addr:#x}+{len} overlaps the live block at {prev:#x}");
-        }
-        if let Some((&next, _)) = self.ranges.range(addr..).next() {
-            assert!(addr + len <= next, "block {addr:#x}+{len} overlaps the live block at {next:#x}");
-        }
-        self.ranges.insert(addr, addr + len);
+        record_block(&mut self.ranges, &self.regions, addr, len);
         if zeroed {
             // SAFETY: alloc_zeroed initialised `layout.size()` bytes of the block.
             let bytes = unsafe { std::slice::from_raw_parts(ptr.as_ptr(), layout.size()) };

@@ -18,7 +18,8 @@ use arbitrary::Arbitrary;
 use budalloc_buddy::Buddy;
 use budalloc_core::{Claim, Inspect, RawAlloc};
 use budalloc_fuzz::{
-    claim_into, class_geometry, geometry, Arenas, ClassHeap, Heap, Memory, Scale, BUDDY_SCALE, NARROW,
+    claim_into, class_geometry, geometry, record_block, Arenas, ClassHeap, Heap, Memory, Scale, BUDDY_SCALE,
+    NARROW,
 };
 use budalloc_sync::Local;
 use budalloc_testkit::{Geometry, Live};
@@ -110,17 +111,7 @@ impl Model {
                     assert_eq!(len as u128, expected, "returned length for {layout:?}");
                 }
             }
-            assert!(
-                self.regions.iter().any(|&(start, l)| addr >= start && addr + len <= start + l),
-                "block {addr:#x}+{len} outside every arena"
-            );
-            if let Some((&prev, &end)) = self.ranges.range(..=addr).next_back() {
-                assert!(end <= addr, "block {addr:#x}+{len} overlaps the live block at {prev:#x}");
-            }
-            if let Some((&next, _)) = self.ranges.range(addr..).next() {
-                assert!(addr + len <= next, "block {addr:#x}+{len} overlaps the live block at {next:#x}");
-            }
-            self.ranges.insert(addr, addr + len);
+            record_block(&mut self.ranges, &self.regions, addr, len);
         }
         if let Some(from) = zeroed_from {
             // SAFETY: the block is valid for reads of `len` bytes; the allocator initialised

@@ -14,6 +14,7 @@
 //! `cargo +nightly fuzz`.
 
 use std::alloc::Layout;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
@@ -370,4 +371,29 @@ extern "C" fn print_counts() {
         let _ = write!(err, "  {kind:<26} {injected:>12} / {detected}");
         let _ = if *skipped > 0 { writeln!(err, " (skipped on request: {skipped})") } else { writeln!(err) };
     }
+}
+
+/// Records the block `addr .. addr + len` that an allocator just handed out in a shadow model's
+/// live ranges (`start -> end`), checking first that it lies inside one of `regions` (`(start,
+/// len)`, the arenas) and overlaps no live block.
+///
+/// # Panics
+/// If the block lies outside every region or overlaps a live block.
+pub fn record_block(
+    ranges: &mut BTreeMap<usize, usize>,
+    regions: &[(usize, usize)],
+    addr: usize,
+    len: usize,
+) {
+    assert!(
+        regions.iter().any(|&(start, l)| addr >= start && addr + len <= start + l),
+        "block {addr:#x}+{len} outside every arena"
+    );
+    if let Some((&prev, &end)) = ranges.range(..=addr).next_back() {
+        assert!(end <= addr, "block {addr:#x}+{len} overlaps the live block at {prev:#x}");
+    }
+    if let Some((&next, _)) = ranges.range(addr..).next() {
+        assert!(addr + len <= next, "block {addr:#x}+{len} overlaps the live block at {next:#x}");
+    }
+    ranges.insert(addr, addr + len);
 }
