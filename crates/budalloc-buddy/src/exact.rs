@@ -50,7 +50,8 @@ impl Fit {
 /// talc's recipe where 1 request back gives 89.4%).
 const RUN_BACK: usize = 16;
 
-/// Most pieces an allocation can have (two per order), and most free blocks a reshape absorbs.
+/// Most pieces an allocation can have (two per order), and the capacity of the lists of blocks
+/// a release plans ([`Release`]) and a take or a grow in place collects ([`Blocks`]).
 pub(crate) const MAX_PIECES: usize = budalloc_core::MAX_ORDERS * 2;
 
 /// What releasing a set of allocated blocks changes ([`Slot::plan_release`]).
