@@ -334,37 +334,29 @@ pub trait Front {
     unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError>;
 }
 
-impl Front for budalloc::Heap {
-    const NAME: &'static str = "budalloc-heap";
-
-    fn fresh() -> Self {
-        budalloc::Heap::new(budalloc::ClassesBuddy::default())
-    }
-
-    unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError> {
-        // SAFETY: forwarded from our caller.
-        unsafe { self.claim_raw(region, len) }
-    }
+/// A policy the benchmarks also run behind [`budalloc::Local`], with that subject's report name.
+pub trait LocalPolicy: Policy {
+    /// Name in reports of `Local` over this policy.
+    const LOCAL_NAME: &'static str;
 }
 
-impl Front for budalloc::Local<PlainClasses> {
-    const NAME: &'static str = "budalloc-heap-plain";
-
-    fn fresh() -> Self {
-        budalloc::Local::new(PlainClasses::default())
-    }
-
-    unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError> {
-        // SAFETY: forwarded from our caller.
-        unsafe { self.claim_raw(region, len) }
-    }
+impl LocalPolicy for DefaultBuddy {
+    const LOCAL_NAME: &'static str = "budalloc-local";
 }
 
-impl Front for budalloc::BuddyHeap {
-    const NAME: &'static str = "budalloc-local";
+impl LocalPolicy for budalloc::ClassesBuddy {
+    const LOCAL_NAME: &'static str = "budalloc-heap";
+}
+
+impl LocalPolicy for PlainClasses {
+    const LOCAL_NAME: &'static str = "budalloc-heap-plain";
+}
+
+impl<P: LocalPolicy> Front for budalloc::Local<P> {
+    const NAME: &'static str = P::LOCAL_NAME;
 
     fn fresh() -> Self {
-        budalloc::BuddyHeap::new(DefaultBuddy::new())
+        budalloc::Local::new(P::default())
     }
 
     unsafe fn claim(&self, region: *mut u8, len: usize) -> Result<(), budalloc::RegionError> {
