@@ -68,6 +68,17 @@ pub const fn capacity(size: usize) -> usize {
         by_bytes
     }
 }
+
+/// Whether a magazine of `size`-byte objects holding `len` is full: `len >= capacity(size)`,
+/// without [`capacity`]'s division (which every free would otherwise pay: a magazine that is
+/// not full takes the free without a lock). `capacity(size) <= len` holds exactly when
+/// `MAGAZINE_BYTES / size <= len`, that is `MAGAZINE_BYTES < (len + 1) * size`, within the
+/// bounds `2 ..= MAGAZINE`.
+#[inline]
+const fn is_full(len: usize, size: usize) -> bool {
+    len >= MAGAZINE || (len >= 2 && (len + 1).saturating_mul(size) > MAGAZINE_BYTES)
+}
+
 /// Classes that get magazines (the smallest ones); larger classes go to the shared policy.
 pub const CACHED_CLASSES: usize = 40;
 
@@ -255,9 +266,8 @@ impl Magazines {
         size: usize,
         ptr: NonNull<u8>,
     ) -> Result<(), FreeError> {
-        let capacity = capacity(size);
-        if usize::from(self.len[class]) >= capacity {
-            self.flush_class(shared, class, capacity / 2)?;
+        if is_full(usize::from(self.len[class]), size) {
+            self.flush_class(shared, class, capacity(size) / 2)?;
         }
         self.push(class, ptr);
         Ok(())
@@ -851,6 +861,30 @@ mod impls {
                 Err(AllocError::InvalidBlock(error)) => crate::fatal::misuse(&error),
                 Err(AllocError::Corrupted(c)) => crate::fatal::misuse(&FreeError::Corrupted(c)),
                 Err(_) => ptr::null_mut(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{capacity, is_full, MAGAZINE, MAGAZINE_BYTES};
+
+    /// `is_full` says what comparing with `capacity` says, for every length a magazine takes
+    /// and every size up to where the capacity stops growing (`MAGAZINE_BYTES / MAGAZINE`),
+    /// around each of its other steps (`MAGAZINE_BYTES / n`), and at the edges (sizes whose
+    /// products saturate).
+    #[test]
+    fn is_full_agrees_with_capacity() {
+        let small = 0..=MAGAZINE_BYTES / MAGAZINE + 1;
+        let steps = (1..=MAGAZINE).flat_map(|n| {
+            let s = MAGAZINE_BYTES / n;
+            [s - 1, s, s + 1]
+        });
+        let edges = [MAGAZINE_BYTES * 2, usize::MAX / 64, usize::MAX / 2, usize::MAX];
+        for size in small.chain(steps).chain(edges) {
+            for len in 0..=MAGAZINE {
+                assert_eq!(is_full(len, size), len >= capacity(size), "len {len}, size {size}");
             }
         }
     }
