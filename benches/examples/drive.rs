@@ -25,7 +25,7 @@
 //!
 //! `drive scale <shared-subject> <rounds> [actions]` measures how a heap shared by threads (the
 //! subjects of `budalloc_benches::visit_shared`: `budalloc-cached`, `talc`, `mimalloc`, …) scales:
-//! each round runs `actions` random actions (default 200 000; the `threads_N` workload: 8 B –
+//! each round runs `actions` random actions (default 2 000 000; the `threads_N` workload: 8 B –
 //! 4 KiB with reallocs) on one thread, then on [`THREADS`] threads, and it prints the median
 //! wall time per action of each and the median per-round ratio, steadier than two separate
 //! criterion groups on a shared machine. `drive scale <shared-subject> 0 <actions> <threads>`
@@ -297,7 +297,9 @@ fn scale(args: &[String]) -> ExitCode {
     let (Some(subject), Some(rounds), Some(actions), Some(threads)) = (
         args.first(),
         parsed(1, 0).filter(|_| args.len() > 1),
-        parsed(2, 200_000),
+        // Rounds of 200 000 actions (a few milliseconds) measured thread start-up as much as
+        // the workload: two-thread rounds scaled by 1.0 or 1.9 at random.
+        parsed(2, 2_000_000),
         parsed(3, THREADS as u64),
     ) else {
         eprintln!("{usage}");
