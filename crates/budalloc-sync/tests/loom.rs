@@ -190,7 +190,10 @@ fn cache_flush_racing_refill_and_thread_exit_lose_nothing() {
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 let shared = shared.clone();
-                thread::spawn(move || {
+                // The magazines (about 30 KiB, 20 of them the double-free filter) do not fit
+                // loom's default 32 KiB thread stack beside the frames that use them.
+                let builder = thread::Builder::new().stack_size(1 << 18);
+                let spawned = builder.spawn(move || {
                     // Each thread: its own magazines, refilled from the shared heap (racing the
                     // other's refill and flush), one object used and freed into the magazine,
                     // then everything flushed as at thread exit.
@@ -209,7 +212,8 @@ fn cache_flush_racing_refill_and_thread_exit_lose_nothing() {
                     magazines.check_invariants().unwrap();
                     assert_eq!(magazines.cached(), 0);
                     got.is_ok()
-                })
+                });
+                spawned.expect("loom spawns the thread")
             })
             .collect();
         let served: Vec<bool> = handles.into_iter().map(|h| h.join().unwrap()).collect();
