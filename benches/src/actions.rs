@@ -456,19 +456,15 @@ impl Unshared {
         &self.heaps[i % THREADS].0.heap
     }
 
+    /// The index of the heap whose region holds `ptr`, if one does.
+    fn index_of(&self, ptr: NonNull<u8>) -> Option<usize> {
+        let addr = ptr.addr().get();
+        self.bounds.iter().position(|&(start, end)| (start..end).contains(&addr))
+    }
+
     /// The heap whose region holds `ptr` (heap 0 if none does).
     fn owner(&self, ptr: NonNull<u8>) -> &budalloc::Locked<budalloc::ClassesBuddy> {
-        let addr = ptr.addr().get();
-        let i = self.bounds.iter().position(|&(start, end)| (start..end).contains(&addr)).unwrap_or(0);
-        &self.heaps[i].0.heap
-    }
-}
-
-impl<P: Policy> BudallocLocked<P> {
-    /// Whether `ptr` lies in this heap's region.
-    fn holds(&self, ptr: NonNull<u8>) -> bool {
-        let start = self.region.start().addr();
-        (start..start + self.region.size()).contains(&ptr.addr().get())
+        &self.heaps[self.index_of(ptr).unwrap_or(0)].0.heap
     }
 }
 
@@ -491,9 +487,10 @@ impl Shared for Unshared {
     }
 
     fn verify(&self, live: &mut [(NonNull<u8>, Layout)]) -> Result<(), String> {
-        for OwnLines(heap) in self.heaps.iter().map(|b| &**b) {
-            let mut own: Vec<_> = live.iter().copied().filter(|&(p, _)| heap.holds(p)).collect();
-            verify_live(Some(&heap.region), &mut own, "threads")?;
+        for (i, heap) in self.heaps.iter().enumerate() {
+            let mut own: Vec<_> =
+                live.iter().copied().filter(|&(p, _)| self.index_of(p) == Some(i)).collect();
+            verify_live(Some(&heap.0.region), &mut own, "threads")?;
         }
         Ok(())
     }
