@@ -502,13 +502,22 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     }
 
     /// The layout the backend knows a block of ours by, for a caller's `layout`: the class's
-    /// layout if `layout` maps to a class (a fallback block, or a large block shrunk into the
-    /// classes' range, is kept at its class's size and alignment, so any layout of the class
-    /// fits it, as it fits an object), else `layout` itself.
+    /// size with the caller's alignment if `layout` maps to a class (a fallback block, or a
+    /// large block shrunk into the classes' range, is kept at its class's size, so any layout of
+    /// the class fits it, as it fits an object), else `layout` itself.
+    ///
+    /// The caller's alignment, not the class's: a backend with coarser blocks than the class
+    /// size (64-byte fragments or granules, for a 112-byte class) returns a longer block, which
+    /// the caller may then free with any size up to its length, one that maps to a larger
+    /// class, whose own alignment (128 bytes) the block need not have. Sizes of one class give
+    /// the same block in any backend (both round them up alike); the caller's alignment is the
+    /// one the block was asked with.
     #[inline]
     fn backend_layout(layout: Layout) -> Layout {
         match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
-            Some(c) => Self::class(c).layout,
+            Some(c) => {
+                Layout::from_size_align(Self::class(c).size, layout.align()).unwrap_or(Self::class(c).layout)
+            }
             None => layout,
         }
     }
@@ -639,7 +648,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     fn locate_slow(&self, ptr: NonNull<u8>, layout: Layout, c: usize) -> Result<Found, FreeError> {
         // A block of the backend that validates with the class's layout and is not a slab of
         // ours is one `allocate_fallback` handed out (or a large block shrunk into the class).
-        let class_layout = Self::class(c).layout;
+        let class_layout = Self::backend_layout(layout);
         if self.backend.validate(ptr, class_layout).is_ok() {
             // Unless it is one of our slabs, whose size a class layout may have.
             self.not_a_slab(ptr, class_layout)?;
@@ -971,7 +980,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             }
             // SAFETY: a block of the backend that the class's layout fits (validated), not a
             // slab (checked); the caller owns it.
-            Found::Block => unsafe { self.backend.try_deallocate(ptr, Self::class(c).layout) },
+            Found::Block => unsafe { self.backend.try_deallocate(ptr, Self::backend_layout(layout)) },
         }
     }
 

@@ -57,3 +57,38 @@ fn a_large_block_shrunk_into_a_class_frees_with_the_class_layout() {
     unsafe { heap.try_deallocate(shrunk.cast(), class) }.unwrap();
     assert!(heap.backend_mut().is_pristine());
 }
+
+/// Exact fit with 64-byte fragments: blocks longer than a class that is not a multiple of 64.
+type Coarse = Classes<Buddy<64, { 1 << 20 }, 1, true>>;
+
+#[test]
+fn a_large_block_shrunk_into_a_class_frees_with_any_size_up_to_its_length() {
+    // A 112-byte class shrunk into from a large block is 128 bytes long in 64-byte fragments;
+    // sizes of 113 to 128 bytes map to the 128-byte class, whose 128-byte alignment the block
+    // need not have: the backend is asked with the caller's alignment, so they fit.
+    let (mut heap, _region, _) = crate::heap::<Coarse>(1 << 20, 0);
+    let large = layout(4097, 1);
+    let mut kept = Vec::new();
+    let block = loop {
+        let p = alloc(&mut heap, large);
+        if p.addr().get() % 128 != 0 {
+            break p;
+        }
+        kept.push(p);
+    };
+    // SAFETY: live with `large`; 102 bytes are fewer.
+    let shrunk = unsafe { heap.shrink(block, large, layout(102, 1)) }.unwrap();
+    assert_eq!((shrunk.cast::<u8>(), shrunk.len()), (block, 128), "shrunk in place, whole fragments");
+    for size in [102, 112, 113, 128] {
+        assert_eq!(heap.validate(block, layout(size, 1)), Ok(()), "{size} bytes fit the 128-byte block");
+    }
+    // SAFETY: live; 120 bytes lie between the size asked and the length returned.
+    unsafe { heap.try_deallocate(block, layout(120, 1)) }.unwrap();
+    for p in kept {
+        // SAFETY: live with `large`.
+        unsafe { heap.try_deallocate(p, large) }.unwrap();
+    }
+    heap.check_invariants().unwrap();
+    heap.flush();
+    assert!(heap.backend_mut().is_pristine());
+}
