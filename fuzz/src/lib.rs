@@ -23,8 +23,9 @@ use std::sync::{Mutex, Once, OnceLock};
 use arbitrary::Arbitrary;
 use budalloc_buddy::Buddy;
 use budalloc_classes::Classes;
-use budalloc_core::{Claim, RawAlloc, RegionError};
+use budalloc_core::{Claim, Inspect, RawAlloc, RegionError};
 use budalloc_testkit::{Action, Fit, Geometry, Harness, Region};
+use budalloc_tlsf::Tlsf;
 
 /// Smallest block of the fuzzed heaps.
 pub const MIN: usize = 16;
@@ -121,6 +122,12 @@ impl Memory {
 /// Claims every piece of `memory` that is large enough into `heap`, and returns the claimed ones.
 /// A refusal is only allowed for a piece shorter than [`SURELY_ENOUGH`], and must be `TooSmall`.
 pub fn claim_into<A: Claim>(heap: &mut A, memory: &Memory) -> Vec<(*mut u8, usize)> {
+    claim_pieces(heap, memory, SURELY_ENOUGH)
+}
+
+/// [`claim_into`] for a heap whose smallest workable region is longer: a refusal is allowed for
+/// a piece shorter than `surely`.
+pub fn claim_pieces<A: Claim>(heap: &mut A, memory: &Memory, surely: usize) -> Vec<(*mut u8, usize)> {
     let mut claimed = Vec::new();
     for &(ptr, len) in &memory.regions {
         // SAFETY: the pieces are disjoint parts of `memory`'s region, valid for reads and writes;
@@ -128,7 +135,7 @@ pub fn claim_into<A: Claim>(heap: &mut A, memory: &Memory) -> Vec<(*mut u8, usiz
         // it only through the heap (and, in `abuse`, through deliberate fault injection).
         match unsafe { heap.claim_raw(ptr, len) } {
             Ok(()) => claimed.push((ptr, len)),
-            Err(RegionError::TooSmall { .. }) if len < SURELY_ENOUGH => {}
+            Err(RegionError::TooSmall { .. }) if len < surely => {}
             Err(e) => panic!("claim of a {len}-byte region at {:#x} refused: {e}", ptr.addr()),
         }
     }
@@ -298,6 +305,55 @@ pub fn run_class_actions<const LIMIT: usize, const MAX: usize, const EXACT: bool
     // which may be an object: its empty slab stays cached until flushed.
     harness.alloc.flush();
     assert!(harness.alloc.backend_mut().is_pristine(), "buddy not pristine after freeing everything");
+}
+
+// ---- tlsf_ops ------------------------------------------------------------------------------
+
+/// The TLSF layer of `tlsf_ops`: 64 KiB chunks (requests up to 16 KiB in them) of an exact-fit
+/// buddy with 64-byte fragments and 1 MiB blocks, so that a region of up to 1 MiB holds a few
+/// chunks and the runs reach chunk boundaries, emptied chunks, and the fallback to the buddy.
+pub type TlsfHeap = Tlsf<Buddy<64, { 1 << 20 }, 2, true>, { 64 * 1024 }, { 16 * 1024 }>;
+
+/// [`TlsfHeap`] under size classes up to 4 KiB: the facade's default composition, scaled down.
+pub type ClassesTlsfHeap = Classes<TlsfHeap, 4096>;
+
+/// The oracle's view of the `tlsf_ops` heaps: blocks at least as long as asked, the buddy's
+/// limits (64-byte fragments, 1 MiB).
+const TLSF_GEOMETRY: Geometry = Geometry { min: 64, max: 1 << 20, fit: Fit::AtLeast };
+
+/// Requests of `tlsf_ops`: mostly up to a quarter above the chunks' 16 KiB limit, some up to the
+/// buddy's 1 MiB.
+const TLSF_SCALE: Scale = Scale { small: 16 * 1024, max: 1 << 20 };
+
+/// Runs `input` (the [`ClassOpsInput`] of `classes_ops`: flavour bit 0 set puts size classes
+/// on top) on a fresh [`TlsfHeap`] or [`ClassesTlsfHeap`] over a region of up to 1 MiB.
+pub fn run_tlsf(input: &ClassOpsInput) {
+    if input.flavour & 1 == 0 {
+        run_tlsf_actions(input, TlsfHeap::new(Buddy::new()), |h| h.backend_mut().is_pristine());
+    } else {
+        let heap = ClassesTlsfHeap::new(TlsfHeap::new(Buddy::new()));
+        run_tlsf_actions(input, heap, |h| h.backend_mut().backend_mut().is_pristine());
+    }
+}
+
+/// Replays `input` on `heap` with the testkit harness (every check after every step), then
+/// frees everything, flushes (the kept chunk and slabs go back) and checks with `pristine`
+/// that the buddy is back to its seeding.
+fn run_tlsf_actions<P: RawAlloc + Inspect + Claim>(
+    input: &ClassOpsInput,
+    mut heap: P,
+    pristine: impl FnOnce(&mut P) -> bool,
+) {
+    let memory = input.arenas.make_in(1 << 20, 1 << 20);
+    // With 64-byte fragments: padding to a fragment (< 64), one fragment and the bitmap.
+    let claimed = claim_pieces(&mut heap, &memory, 4 * 64);
+    let mut harness = Harness::new(heap, TLSF_GEOMETRY, claimed);
+    for action in &input.actions {
+        harness.step(&TLSF_SCALE.shape(action));
+    }
+    harness.finish();
+    harness.alloc.flush();
+    assert!(pristine(&mut harness.alloc), "buddy not pristine after freeing everything");
 }
 
 /// A layout, for sizes and alignments known to be valid.

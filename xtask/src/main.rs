@@ -33,6 +33,7 @@ mod bench;
 const MIRI_RUNS: &[(&str, &[&str], usize)] = &[
     ("budalloc-buddy", &[], 0),
     ("budalloc-core", &[], 0),
+    ("budalloc-tlsf", &[], 0),
     ("budalloc-classes", &["--test", "all"], 1),
     ("budalloc-classes", &["--lib"], 1),
     ("budalloc-classes", &["--doc"], 1),
@@ -62,14 +63,15 @@ const MIRI_PROPTEST_CASES: &str = "8";
 
 /// Packages whose tests also run in release builds, so that the size arithmetic is checked
 /// without debug-mode overflow checks.
-const RELEASE_TEST_PACKAGES: &[&str] = &["budalloc-buddy", "budalloc-classes", "budalloc-core"];
+const RELEASE_TEST_PACKAGES: &[&str] =
+    &["budalloc-buddy", "budalloc-classes", "budalloc-core", "budalloc-tlsf"];
 
 /// Embedded target the `no_std` crates must build for.
 const NOSTD_TARGET: &str = "thumbv7em-none-eabihf";
 
 /// Packages that must build for [`NOSTD_TARGET`] without default features.
 const NOSTD_PACKAGES: &[&str] =
-    &["budalloc-core", "budalloc-buddy", "budalloc-classes", "budalloc-sync", "budalloc"];
+    &["budalloc-core", "budalloc-buddy", "budalloc-classes", "budalloc-tlsf", "budalloc-sync", "budalloc"];
 
 /// Package holding the criterion benchmarks.
 const BENCH_PACKAGE: &str = "budalloc-benches";
@@ -81,8 +83,16 @@ const QUICK_BENCH_ARGS: &[&str] =
 
 /// cargo-fuzz targets (the `[[bin]]`s of `fuzz/Cargo.toml`), in the order `cargo xtask fuzz` runs
 /// them.
-const FUZZ_TARGETS: &[&str] =
-    &["buddy_ops", "buddy_exact_ops", "local_ops", "abuse", "global_ops", "classes_ops", "cached_ops"];
+const FUZZ_TARGETS: &[&str] = &[
+    "buddy_ops",
+    "buddy_exact_ops",
+    "local_ops",
+    "abuse",
+    "global_ops",
+    "classes_ops",
+    "cached_ops",
+    "tlsf_ops",
+];
 
 /// Seconds per target of `cargo xtask fuzz` without `--time`.
 const FUZZ_DEFAULT_SECS: u64 = 30;
@@ -121,8 +131,18 @@ const ALLOWED_DEPS: &[(&str, Allowed)] = &[
     ("budalloc-core", Allowed::Only(&[])),
     ("budalloc-buddy", Allowed::Only(&["budalloc-core"])),
     ("budalloc-classes", Allowed::Only(&["budalloc-core"])),
+    ("budalloc-tlsf", Allowed::Only(&["budalloc-core"])),
     ("budalloc-sync", Allowed::Only(&["budalloc-core"])),
-    ("budalloc", Allowed::Only(&["budalloc-core", "budalloc-buddy", "budalloc-classes", "budalloc-sync"])),
+    (
+        "budalloc",
+        Allowed::Only(&[
+            "budalloc-core",
+            "budalloc-buddy",
+            "budalloc-classes",
+            "budalloc-tlsf",
+            "budalloc-sync",
+        ]),
+    ),
     ("budalloc-testkit", Allowed::Only(&["budalloc-core"])),
     ("budalloc-benches", Allowed::Any),
     ("fuzz", Allowed::Any),

@@ -18,7 +18,7 @@
 use std::alloc::{alloc, dealloc, Layout};
 use std::ptr::NonNull;
 
-use budalloc_core::{AllocError, FreeError, Inspect, RawAlloc, Stats};
+use budalloc_core::{AllocError, Claim, FreeError, Inspect, RawAlloc, Stats};
 use proptest::prelude::*;
 
 mod classes;
@@ -281,6 +281,70 @@ pub fn metadata_digest(alloc: &impl Inspect) -> (u64, usize) {
         }
     });
     (hash, len)
+}
+
+/// A fresh `P` over a new region of `len` bytes aligned to `align`, starting `skew` bytes in:
+/// the heap, the region (keep it alive as long as the heap) and the piece claimed.
+///
+/// # Panics
+/// If the heap refuses the region.
+pub fn fresh_heap<P: Default + Claim>(
+    len: usize,
+    skew: usize,
+    align: usize,
+) -> (P, Region, (*mut u8, usize)) {
+    let region = Region::new(len + skew, align);
+    let (ptr, len) = region.skewed(skew);
+    let mut heap = P::default();
+    // SAFETY: the region is ours and outlives the heap (the caller keeps it as long).
+    unsafe { heap.claim_raw(ptr, len) }.expect("claim");
+    (heap, region, (ptr, len))
+}
+
+/// Replays `actions` on a fresh `P` over one region of `arena` bytes aligned to `align`, starting
+/// `skew` bytes in, with every harness check after every step (natively; under Miri only at the
+/// end), then frees everything and checks the seeding ([`Harness::finish`]).
+///
+/// # Panics
+/// On the first check that fails.
+pub fn replay<P: Default + RawAlloc + Inspect + Claim>(
+    actions: &[Action],
+    geometry: Geometry,
+    (arena, skew, align): (usize, usize, usize),
+) {
+    let (heap, _region, whole) = fresh_heap::<P>(arena, skew, align);
+    let mut harness = Harness::new(heap, geometry, vec![whole]);
+    harness.check_every_step = !cfg!(miri);
+    harness.run(actions);
+    harness.alloc.check_invariants().expect("invariants after the run");
+    harness.finish();
+}
+
+/// Frees `ptr` with `layout`, expecting an error that `check` accepts, the same error from
+/// `validate`, and no change of metadata (a digest of it before and after).
+///
+/// # Panics
+/// If the free succeeds, gives another error, disagrees with `validate`, or changes metadata.
+///
+/// # Safety
+/// `ptr` must not be the start of a block currently allocated from `heap` that someone else
+/// owns: if the free were (wrongly) accepted, that block would be freed.
+pub unsafe fn expect_rejected<P: RawAlloc + Inspect>(
+    heap: &mut P,
+    ptr: NonNull<u8>,
+    layout: Layout,
+    check: impl Fn(&FreeError) -> bool,
+) {
+    let before = metadata_digest(heap);
+    let predicted = heap.validate(ptr, layout);
+    // SAFETY: the caller's promise: no one else's live block is at `ptr`.
+    let result = unsafe { heap.try_deallocate(ptr, layout) };
+    assert_eq!(predicted, result, "validate and free disagree");
+    match result {
+        Err(ref e) if check(e) => {}
+        other => panic!("free of {:#x} with {layout:?} gave {other:?}", ptr.addr()),
+    }
+    assert_eq!(metadata_digest(heap), before, "a rejected call changed metadata");
 }
 
 impl<A: RawAlloc + Inspect> Harness<A> {

@@ -12,16 +12,8 @@ use crate::{alloc, digest, layout, Exact, ARENA, LIMIT};
 /// Frees `ptr` with `l`, expecting an error `check` accepts, the same from `validate`, and no
 /// change of metadata.
 fn rejected(heap: &mut Exact, ptr: NonNull<u8>, l: Layout, check: impl Fn(&FreeError) -> bool) {
-    let before = digest(heap);
-    let predicted = heap.validate(ptr, l);
-    // SAFETY: every caller passes a pointer that is not a live block it owns.
-    let result = unsafe { heap.try_deallocate(ptr, l) };
-    assert_eq!(predicted, result, "validate and free disagree");
-    match result {
-        Err(ref e) if check(e) => {}
-        other => panic!("free of {:#x} with {l:?} gave {other:?}", ptr.addr()),
-    }
-    assert_eq!(digest(heap), before, "a rejected call changed metadata");
+    // SAFETY: every caller passes a pointer that is not a live block someone else owns.
+    unsafe { budalloc_testkit::expect_rejected(heap, ptr, l, check) }
 }
 
 /// `ptr` moved by `delta` bytes (provenance kept).

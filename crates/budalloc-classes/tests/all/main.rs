@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 use budalloc_buddy::Buddy;
 use budalloc_classes::Classes;
 use budalloc_core::{Claim, Inspect, RawAlloc};
-use budalloc_testkit::{Action, Fit, Geometry, Harness, Region};
+use budalloc_testkit::{Action, Fit, Geometry, Region};
 
 /// Small-object limit of most tested heaps: 32 KiB natively (the largest table in use: slabs
 /// up to 1 MiB, fallback blocks); the default 1 KiB under Miri, where slabs stay at most 32 KiB
@@ -39,12 +39,7 @@ pub const ARENA: usize = if cfg!(miri) { 128 * 1024 } else { 4 << 20 };
 /// A heap of type `P` over a fresh region of `len` bytes aligned to 1 MiB (the largest slab),
 /// starting `skew` bytes in. Keep the region alive as long as the heap.
 pub fn heap<P: Default + Claim>(len: usize, skew: usize) -> (P, Region, (*mut u8, usize)) {
-    let region = Region::new(len + skew, 1 << 20);
-    let (ptr, len) = region.skewed(skew);
-    let mut heap = P::default();
-    // SAFETY: the region is ours and outlives the heap (every caller keeps it until the end).
-    unsafe { heap.claim_raw(ptr, len) }.expect("claim");
-    (heap, region, (ptr, len))
+    budalloc_testkit::fresh_heap(len, skew, 1 << 20)
 }
 
 /// A layout, unwrapped.
@@ -68,10 +63,5 @@ pub fn replay<P>(actions: &[Action], arena: usize, skew: usize)
 where
     P: Default + RawAlloc + Inspect + Claim,
 {
-    let (heap, _region, whole) = heap::<P>(arena, skew);
-    let mut harness = Harness::new(heap, GEOMETRY, vec![whole]);
-    harness.check_every_step = !cfg!(miri);
-    harness.run(actions);
-    harness.alloc.check_invariants().expect("invariants after the run");
-    harness.finish();
+    budalloc_testkit::replay::<P>(actions, GEOMETRY, (arena, skew, 1 << 20));
 }

@@ -1,0 +1,1120 @@
+//! [`Tlsf`]: two-level segregated fit in chunks carved from a backing policy.
+
+use core::alloc::Layout;
+use core::num::NonZeroUsize;
+use core::ptr::NonNull;
+
+use budalloc_core::{AllocError, Corruption, FreeError, RawAlloc, Stats};
+
+use crate::chunk::{Chunk, ChunkHeader, FreeHeader, Map, Shape, GRANULE};
+
+/// log2 of the second-level bins per doubling of the block length.
+const SL_LOG2: u32 = 4;
+/// Second-level bins per first-level bin: 16 per doubling, so a block of a bin is at most
+/// 1/16 longer than the bin's lower bound.
+pub(crate) const SL: usize = 1 << SL_LOG2;
+/// First-level bins: lengths of fewer than `SL` granules share bin 0 (one second-level bin per
+/// length), then one per doubling, up to `2^(FL + SL_LOG2 - 1)` granules (64 GiB chunks: far
+/// above [`Tlsf`]'s bound on `CHUNK`).
+pub(crate) const FL: usize = 26;
+/// Blocks of a request's own bin looked at before the bins above ([`Tlsf::fit_in_own_bin`]).
+const OWN_BIN_PROBES: usize = 8;
+/// Entries of the direct-mapped cache of chunks ([`Tlsf`]'s `held`).
+pub(crate) const HELD: usize = 256;
+
+/// Default chunk size: 1 MiB (16 384 granules, 4 KiB of them header and bitmaps: 0.4%).
+pub const DEFAULT_CHUNK: usize = 1 << 20;
+/// Default largest request served in chunks: 64 KiB (at most a sixteenth of a chunk).
+pub const DEFAULT_MAX: usize = 64 * 1024;
+
+/// The bin of a free block of `n` granules (`n >= 1`): `(first level, second level)`.
+#[inline]
+pub(crate) const fn bin_of(n: usize) -> (usize, usize) {
+    if n < SL {
+        (0, n)
+    } else {
+        let f = n.ilog2();
+        ((f - SL_LOG2 + 1) as usize, (n >> (f - SL_LOG2)) & (SL - 1))
+    }
+}
+
+/// The lowest bin whose every block holds `n` granules (`n >= 1`): `n` rounded up to the next
+/// bin boundary, so that the first block of any non-empty bin from there up fits (TLSF's good
+/// fit: O(1), never a list walk).
+#[inline]
+const fn bin_above(n: usize) -> (usize, usize) {
+    if n < SL {
+        (0, n)
+    } else {
+        bin_of(n + (1 << (n.ilog2() - SL_LOG2)) - 1)
+    }
+}
+
+/// The shortest length (granules) of bin `(f, s)`.
+#[inline]
+const fn bin_floor((f, s): (usize, usize)) -> usize {
+    if f == 0 {
+        s
+    } else {
+        (SL + s) << (f - 1)
+    }
+}
+
+/// Granules a request of `size` bytes takes (a zero-size request takes one).
+#[inline]
+const fn granules(size: usize) -> usize {
+    if size == 0 {
+        1
+    } else {
+        size.div_ceil(GRANULE)
+    }
+}
+
+/// Mixes a word (splitmix64's finaliser): stirs the secret once a chunk's address is known.
+const fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Two-level segregated fit (TLSF, Masmano et al. 2004) for medium blocks, in chunks of
+/// `CHUNK` bytes taken from a backing policy `B`; everything else goes to `B`.
+///
+/// A request of at most `MAX` bytes and alignment at most [`GRANULE`] takes whole 64-byte
+/// granules of a chunk: the first free block of the lowest non-empty bin whose blocks all fit,
+/// split, its tail kept free. A free checks the block in the chunk's bitmaps (a block starts
+/// there, it is live, the layout's length is the block's) and merges it with free neighbours
+/// at once: the left one through the footer in its last word, found because the granule before
+/// the block is not used. A chunk whose blocks are all free goes back to `B`, but one is kept
+/// for reuse until [`RawAlloc::flush`] or [`RawAlloc::release_spare`]. When `B` has no chunk
+/// left to give, a request is served by `B` itself, so the heap fails only when `B` does.
+///
+/// | operation | cost |
+/// |---|---|
+/// | allocate (medium) | O(1): two bitmap scans for the bin, unlink (neighbours' links checked), split |
+/// | free (medium) | O(1) lookup of the chunk (address mask, a 256-entry cache), bit checks, a scan of the `S` bitmap for the block's end (a word per 64 granules), merges |
+/// | grow / shrink in place | O(1): absorbs the free block behind, or frees the tail |
+/// | other requests, blocks of `B` | `B`'s (a free first checks the address is in no chunk) |
+///
+/// Blocks are as long as their layout rounded up to granules: at most 63 bytes of a block go
+/// unused. A layout fits a block exactly when it rounds to the block's length and its
+/// alignment (at most 64) divides the block's address.
+///
+/// Chunks are marked blocks of `B` ([`RawAlloc::allocate_marked`]), aligned to `CHUNK`, so the
+/// chunk of any address is found by masking it and asking `B` (or the cache) whether a marked
+/// block starts there; its first word (the sealed chunk header) decides. A layer above (size
+/// classes) asking [`RawAlloc::is_marked`] of an address in a chunk is told no: its own marked
+/// blocks (slabs) come straight from `B`.
+///
+/// Bad `CHUNK` / `MAX` fail the build when [`Tlsf::new`] is instantiated.
+pub struct Tlsf<B, const CHUNK: usize = DEFAULT_CHUNK, const MAX: usize = DEFAULT_MAX> {
+    /// The backing policy: chunks, and every request not served in chunks. Invariant: every
+    /// chunk in `chunks` is a marked block currently allocated from it with [`Self::CHUNK_LAYOUT`].
+    pub(crate) backend: B,
+    /// Per bin, the first free block (address, 0 if none). Invariant: the list of bin
+    /// `(f, s)`, doubly linked through the free headers, holds exactly the free blocks of the
+    /// chunks whose length maps to `(f, s)` ([`bin_of`]).
+    pub(crate) heads: [[usize; SL]; FL],
+    /// Bit `f` is set iff some bin of first level `f` is non-empty.
+    pub(crate) fl_bitmap: u32,
+    /// Per first level `f`, bit `s` is set iff bin `(f, s)` is non-empty.
+    pub(crate) sl_bitmap: [u32; FL],
+    /// The first chunk of the list of every chunk (address, 0 if none), doubly linked through
+    /// the chunk headers. Invariant: `count` chunks, each sealed for its address.
+    pub(crate) chunks: usize,
+    /// Number of chunks held.
+    pub(crate) count: usize,
+    /// Bytes of the live blocks in chunks. Invariant: the sum of their lengths.
+    pub(crate) live: usize,
+    /// Bytes of the free blocks in chunks. Invariant: the sum of their lengths.
+    pub(crate) free: usize,
+    /// The chunk whose blocks are all free that is kept for reuse, if any. Invariant: `None`, or
+    /// a chunk of the list whose data area is one free block; every other chunk has a live
+    /// block.
+    pub(crate) spare: Option<Chunk>,
+    /// A direct-mapped cache of chunks, each at entry `(base / CHUNK) % HELD`: a free into one
+    /// of them asks `B` nothing. Invariant: every `Some` entry is a chunk of the list, at its
+    /// own entry.
+    pub(crate) held: [Option<Chunk>; HELD],
+    /// The secret mixed into every seal: a fixed value until the first chunk is taken, then
+    /// stirred once with its address (`keyed` set). Invariant: `keyed` is set whenever a chunk
+    /// is held.
+    pub(crate) secret: u64,
+    /// Whether `secret` was stirred.
+    pub(crate) keyed: bool,
+    /// While a free or a resize runs: the caller's pointer to the block, its address and its
+    /// length in bytes. Writes into that range (a free header, a footer) go through the
+    /// caller's pointer, not the chunk's: the caller may still hold a protected reference to it
+    /// (a `Box` dropped inside the function it was passed to), which a write through another
+    /// pointer would violate under the aliasing model (as in the buddy). `None` otherwise.
+    origin: Option<(NonNull<u8>, usize, usize)>,
+}
+
+// SAFETY: a `Tlsf` owns its chunks exclusively (blocks of its backend, which it owns); the raw
+// pointers it holds point into those blocks only. Moving it to another thread moves that
+// ownership with the backend, so it is `Send` exactly when the backend is.
+unsafe impl<B: Send, const CHUNK: usize, const MAX: usize> Send for Tlsf<B, CHUNK, MAX> {}
+
+impl<B: RawAlloc + Default, const CHUNK: usize, const MAX: usize> Default for Tlsf<B, CHUNK, MAX> {
+    fn default() -> Self {
+        Self::new(B::default())
+    }
+}
+
+impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
+    /// The shape of every chunk.
+    pub(crate) const SHAPE: Shape = {
+        assert!(
+            CHUNK.is_power_of_two() && CHUNK >= 64 * 1024,
+            "CHUNK must be a power of two of at least 64 KiB"
+        );
+        assert!(CHUNK / GRANULE < 1 << (FL as u32 + SL_LOG2 - 1), "CHUNK is too large for the bins");
+        assert!(MAX >= GRANULE && MAX <= CHUNK / 4, "MAX must lie between one granule and a quarter chunk");
+        Shape::of(CHUNK)
+    };
+
+    /// The layout chunks are allocated from the backend with: `(CHUNK, CHUNK)`.
+    pub(crate) const CHUNK_LAYOUT: Layout = match Layout::from_size_align(CHUNK, CHUNK) {
+        Ok(layout) => layout,
+        Err(_) => panic!("the chunk layout is invalid"),
+    };
+
+    /// A heap over `backend`, holding no chunk yet.
+    pub const fn new(backend: B) -> Self {
+        let _ = Self::SHAPE;
+        Tlsf {
+            backend,
+            heads: [[0; SL]; FL],
+            fl_bitmap: 0,
+            sl_bitmap: [0; FL],
+            chunks: 0,
+            count: 0,
+            live: 0,
+            free: 0,
+            spare: None,
+            held: [None; HELD],
+            secret: 0x5bd1_e995_7f4a_7c15,
+            keyed: false,
+            origin: None,
+        }
+    }
+
+    /// The backing policy.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backing policy, to claim regions or read its own figures.
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Whether `layout` is served in chunks: at most `MAX` bytes, aligned to at most `MAX` (a
+    /// larger alignment than a granule costs a search for `align / 64 - 1` granules more, given
+    /// back in front of the block).
+    #[inline]
+    fn serves(layout: Layout) -> bool {
+        layout.size() <= MAX && layout.align() <= MAX
+    }
+
+    /// The seal of a free header at `addr` of `granules` whose `next` link is `next`.
+    #[inline]
+    pub(crate) fn seal(&self, addr: usize, granules: usize, next: usize) -> usize {
+        let x = self.secret ^ addr as u64 ^ (granules as u64).rotate_left(40) ^ (next as u64).rotate_left(17);
+        let z = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (z ^ (z >> 32)) as usize
+    }
+
+    /// The seal of the chunk header at `base`.
+    #[inline]
+    pub(crate) fn chunk_seal(&self, base: usize) -> usize {
+        let z = (self.secret ^ base as u64 ^ 0xc4ce_b9fe_1a85_ec53).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (z ^ (z >> 32)) as usize
+    }
+
+    /// The entry of `held` for the chunk at `base`.
+    #[inline]
+    fn held_entry(base: usize) -> usize {
+        (base / CHUNK) % HELD
+    }
+
+    /// `addr` with the backend's provenance, if the backend holds that address.
+    #[inline]
+    fn rebased(&self, addr: NonZeroUsize) -> Option<NonNull<u8>> {
+        self.backend.rebase(NonNull::<u8>::dangling().with_addr(addr))
+    }
+
+    /// The chunk holding `addr`, if `addr` lies in one of ours: the cache, else `B`'s marks and
+    /// the chunk header's seal. Reads only metadata of `B`, then the first word of a marked
+    /// block of `B` (a chunk of ours, or a slab of the layer above: sealed words both).
+    #[inline]
+    pub(crate) fn chunk_of(&self, addr: usize) -> Option<Chunk> {
+        let base = addr & !(CHUNK - 1);
+        match self.held[Self::held_entry(base)] {
+            Some(chunk) if chunk.addr() == base => Some(chunk),
+            _ => self.chunk_slow(base),
+        }
+    }
+
+    /// [`Self::chunk_of`] past the cache.
+    #[inline(never)]
+    fn chunk_slow(&self, base: usize) -> Option<Chunk> {
+        if self.count == 0 {
+            return None;
+        }
+        let ptr = self.rebased(NonZeroUsize::new(base)?)?;
+        let live = match self.backend.is_marked(ptr) {
+            Some(marked) => marked,
+            None => self.backend.validate(ptr, Self::CHUNK_LAYOUT).is_ok(),
+        };
+        // SAFETY: a live block of the backend starts at `ptr`, at least a word long (a marked
+        // block: a chunk or a slab, whose first word is a seal; with a backend that keeps no
+        // marks, a live block of the chunk size: see the crate docs' residual case).
+        let ours = live && unsafe { Chunk::seal_at(ptr) } == self.chunk_seal(base);
+        // SAFETY: sealed as our chunk at this address: a chunk this heap holds.
+        ours.then(|| unsafe { Chunk::new(ptr) })
+    }
+
+    /// Pointer to `addr` in `chunk`: through the caller's pointer if `addr` lies in the block
+    /// being freed or resized (see `origin`), else derived from the chunk's.
+    #[inline]
+    fn ptr_in(&self, chunk: Chunk, addr: usize) -> NonNull<u8> {
+        match self.origin {
+            Some((ptr, start, len)) if addr.wrapping_sub(start) < len => ptr.with_addr_of(addr),
+            _ => chunk.ptr().with_addr_of(addr),
+        }
+    }
+
+    /// Reads the free header at `addr` in `chunk` (a free block starts there, or the caller
+    /// checks the seal before trusting it).
+    #[inline]
+    pub(crate) fn read_free(&self, chunk: Chunk, addr: usize) -> FreeHeader {
+        // SAFETY: `addr` is a granule of `chunk`'s data area (callers derive it from the chunk's
+        // bitmaps or from a link they checked lies in one), so the pointer is in bounds and
+        // aligned; the granule starts a free block, whose first granule is the policy's own
+        // memory, initialised when the block was freed (a block is free before it is read).
+        unsafe { self.ptr_in(chunk, addr).cast::<FreeHeader>().as_ptr().read() }
+    }
+
+    /// Writes the free header at `addr` in `chunk` (a block being freed or kept free).
+    #[inline]
+    fn write_free(&self, chunk: Chunk, addr: usize, header: FreeHeader) {
+        // SAFETY: as in `read_free`; the block is free (or being freed by its owner), so its
+        // first granule is ours to write.
+        unsafe { self.ptr_in(chunk, addr).cast::<FreeHeader>().as_ptr().write(header) }
+    }
+
+    /// Reads the footer of the free block that ends at granule `end` (exclusive) of `chunk`.
+    #[inline]
+    pub(crate) fn footer_of(&self, chunk: Chunk, end: usize) -> usize {
+        let addr = chunk.addr() + end * GRANULE - core::mem::size_of::<usize>();
+        // SAFETY: the granule before `end` lies in `chunk`'s data area and in a free block (the
+        // caller checked its `U` bit): ours, initialised when the block was freed; aligned.
+        unsafe { self.ptr_in(chunk, addr).cast::<usize>().as_ptr().read() }
+    }
+
+    /// Writes the footer of the free block `start .. end` of `chunk` (granules).
+    #[inline]
+    fn write_footer(&self, chunk: Chunk, end: usize, len: usize) {
+        let addr = chunk.addr() + end * GRANULE - core::mem::size_of::<usize>();
+        // SAFETY: as in `footer_of`: the last granule of a free block, ours to write.
+        unsafe { self.ptr_in(chunk, addr).cast::<usize>().as_ptr().write(len) }
+    }
+
+    /// The granule of `addr` in `chunk`.
+    #[inline]
+    fn granule(chunk: Chunk, addr: usize) -> usize {
+        (addr - chunk.addr()) / GRANULE
+    }
+
+    /// The chunk of the block a link names (`None` for the end of a list), for links already
+    /// checked ([`Self::linked`]) or kept by this heap (the bin heads).
+    #[inline]
+    fn linked_chunk(&self, addr: usize) -> Option<Chunk> {
+        if addr == 0 {
+            None
+        } else {
+            self.chunk_of(addr)
+        }
+    }
+
+    /// The chunk and granule a link names, checked: a granule of the data area of a chunk of
+    /// ours at which a free block starts. `Ok(None)` for the end of a list.
+    fn linked(&self, addr: usize) -> Result<Option<Chunk>, Corruption> {
+        if addr == 0 {
+            return Ok(None);
+        }
+        let bad = Corruption::Header { addr };
+        let chunk = self.chunk_of(addr).ok_or(bad)?;
+        let offset = addr - chunk.addr();
+        let g = offset / GRANULE;
+        let shape = Self::SHAPE;
+        if offset % GRANULE != 0
+            || g < shape.first
+            || !chunk.bit(shape, Map::S, g)
+            || chunk.bit(shape, Map::U, g)
+        {
+            return Err(bad);
+        }
+        Ok(Some(chunk))
+    }
+
+    /// The header of the free block at `addr` in `chunk`, checked before it is unlinked: its
+    /// seal, its length (inside the chunk), and its neighbours in its bin's list, each a sealed
+    /// free block linking back to it (glibc's safe unlinking), the head of the bin exactly
+    /// when it has no predecessor. The caller checked that a free block starts at `addr`.
+    pub(crate) fn check_free(&self, chunk: Chunk, addr: usize) -> Result<FreeHeader, Corruption> {
+        let bad = Corruption::Header { addr };
+        let h = self.read_free(chunk, addr);
+        let g = Self::granule(chunk, addr);
+        if h.seal != self.seal(addr, h.granules, h.next)
+            || h.granules == 0
+            || h.granules > Self::SHAPE.granules - g
+        {
+            return Err(bad);
+        }
+        let (f, s) = bin_of(h.granules);
+        match self.linked(h.prev)? {
+            None if self.heads[f][s] == addr => {}
+            Some(pc) => {
+                let p = self.read_free(pc, h.prev);
+                if p.seal != self.seal(h.prev, p.granules, p.next) || p.next != addr {
+                    return Err(bad);
+                }
+            }
+            None => return Err(bad),
+        }
+        if let Some(nc) = self.linked(h.next)? {
+            let n = self.read_free(nc, h.next);
+            if n.seal != self.seal(h.next, n.granules, n.next) || n.prev != addr {
+                return Err(bad);
+            }
+        }
+        Ok(h)
+    }
+
+    /// Takes the free block at `addr` in `chunk` off its bin's list. Its header was checked
+    /// ([`Self::check_free`]); it is read again here, since unlinking a neighbour in the list
+    /// since then may have changed its links.
+    fn unlink(&mut self, chunk: Chunk, addr: usize) {
+        let h = self.read_free(chunk, addr);
+        let (f, s) = bin_of(h.granules);
+        // The links were checked with the header: they name free blocks of our chunks.
+        match self.linked_chunk(h.prev) {
+            Some(pc) => {
+                let mut p = self.read_free(pc, h.prev);
+                p.next = h.next;
+                p.seal = self.seal(h.prev, p.granules, p.next);
+                self.write_free(pc, h.prev, p);
+            }
+            None => {
+                debug_assert_eq!(self.heads[f][s], addr, "a free block without predecessor heads its bin");
+                self.heads[f][s] = h.next;
+            }
+        }
+        if let Some(nc) = self.linked_chunk(h.next) {
+            let mut n = self.read_free(nc, h.next);
+            n.prev = h.prev;
+            self.write_free(nc, h.next, n);
+        }
+        if self.heads[f][s] == 0 {
+            self.sl_bitmap[f] &= !(1 << s);
+            if self.sl_bitmap[f] == 0 {
+                self.fl_bitmap &= !(1 << f);
+            }
+        }
+    }
+
+    /// Makes granules `g .. g + len` of `chunk` a free block (bits set by the caller): header,
+    /// footer, and the head of its bin's list.
+    fn push(&mut self, chunk: Chunk, g: usize, len: usize) {
+        let addr = chunk.addr() + g * GRANULE;
+        let (f, s) = bin_of(len);
+        let old = self.heads[f][s];
+        let header = FreeHeader { seal: self.seal(addr, len, old), next: old, prev: 0, granules: len };
+        self.write_free(chunk, addr, header);
+        self.write_footer(chunk, g + len, len);
+        if let Some(oc) = self.linked_chunk(old) {
+            let mut o = self.read_free(oc, old);
+            o.prev = addr;
+            self.write_free(oc, old, o);
+        }
+        self.heads[f][s] = addr;
+        self.sl_bitmap[f] |= 1 << s;
+        self.fl_bitmap |= 1 << f;
+    }
+
+    /// The first non-empty bin at or above `(f, s)`.
+    #[inline]
+    fn find_bin(&self, f: usize, s: usize) -> Option<(usize, usize)> {
+        let here = self.sl_bitmap[f] & (u32::MAX << s);
+        if here != 0 {
+            return Some((f, here.trailing_zeros() as usize));
+        }
+        let above = self.fl_bitmap & u32::MAX.checked_shl(f as u32 + 1).unwrap_or(0);
+        if above == 0 {
+            return None;
+        }
+        let f = above.trailing_zeros() as usize;
+        Some((f, self.sl_bitmap[f].trailing_zeros() as usize))
+    }
+
+    /// A free block of at least `n` granules in the bin of `n` itself, whose blocks may be
+    /// shorter than `n` (the good fit of [`bin_above`] skips it): the first of its first
+    /// [`OWN_BIN_PROBES`] blocks that fits. Each header's seal is checked before its link is
+    /// followed.
+    fn fit_in_own_bin(&self, n: usize) -> Result<Option<usize>, Corruption> {
+        let (f, s) = bin_of(n);
+        if (f, s) == bin_above(n) {
+            return Ok(None);
+        }
+        let mut at = self.heads[f][s];
+        let mut best: Option<(usize, usize)> = None;
+        for _ in 0..OWN_BIN_PROBES {
+            let Some(chunk) = self.linked_chunk(at) else { break };
+            let h = self.read_free(chunk, at);
+            if h.seal != self.seal(at, h.granules, h.next) {
+                return Err(Corruption::Header { addr: at });
+            }
+            if h.granules == n {
+                return Ok(Some(at));
+            }
+            if h.granules > n && best.is_none_or(|(_, len)| h.granules < len) {
+                best = Some((at, h.granules));
+            }
+            at = h.next;
+        }
+        Ok(best.map(|(addr, _)| addr))
+    }
+
+    /// Allocates `n` granules in a chunk: `Ok(None)` if no free block is long enough and no
+    /// chunk can be had. On `Err` nothing changed.
+    fn allocate_granules(&mut self, n: usize, align: usize) -> Result<Option<NonNull<[u8]>>, AllocError> {
+        // A block this long holds `n` granules aligned to `align` wherever it starts.
+        let need = n + (align / GRANULE).saturating_sub(1);
+        let addr = match self.fit_in_own_bin(need)? {
+            Some(addr) => addr,
+            None => {
+                let (f, s) = bin_above(need);
+                let (f, s) = match self.find_bin(f, s) {
+                    Some(bin) => bin,
+                    None => {
+                        if !self.add_chunk()? {
+                            return Ok(None);
+                        }
+                        match self.find_bin(f, s) {
+                            Some(bin) => bin,
+                            None => return Ok(None),
+                        }
+                    }
+                };
+                self.heads[f][s]
+            }
+        };
+        let chunk = self.chunk_of(addr).ok_or(Corruption::Header { addr })?;
+        let shape = Self::SHAPE;
+        let g = Self::granule(chunk, addr);
+        if !chunk.bit(shape, Map::S, g) || chunk.bit(shape, Map::U, g) {
+            return Err(Corruption::Header { addr }.into());
+        }
+        let h = self.check_free(chunk, addr)?;
+        if h.granules < need {
+            return Err(Corruption::Header { addr }.into());
+        }
+        self.unlink(chunk, addr);
+        // Granules in front of the aligned start stay free (the block before is live: free
+        // blocks are merged), as do those behind the allocation.
+        let front = (addr.next_multiple_of(align) - addr) / GRANULE;
+        let start = g + front;
+        if front > 0 {
+            chunk.set_bit(shape, Map::S, start, true);
+            self.push(chunk, g, front);
+        }
+        if h.granules > front + n {
+            chunk.set_bit(shape, Map::S, start + n, true);
+            self.push(chunk, start + n, h.granules - front - n);
+        }
+        chunk.fill(shape, Map::U, start, start + n, true);
+        self.live += n * GRANULE;
+        self.free -= n * GRANULE;
+        if self.spare == Some(chunk) {
+            self.spare = None;
+        }
+        let block = chunk.ptr().with_addr_of(chunk.addr() + start * GRANULE);
+        Ok(Some(NonNull::slice_from_raw_parts(block, n * GRANULE)))
+    }
+
+    /// Takes a chunk from the backend and makes its data area one free block: `Ok(false)` if the
+    /// backend has none to give.
+    #[cold]
+    #[inline(never)]
+    fn add_chunk(&mut self) -> Result<bool, AllocError> {
+        let block = match self.backend.allocate_marked(Self::CHUNK_LAYOUT) {
+            Ok(block) => block.cast::<u8>(),
+            Err(AllocError::OutOfMemory { .. } | AllocError::TooLarge { .. }) => return Ok(false),
+            Err(other) => return Err(other),
+        };
+        let base = self.backend.rebase(block).unwrap_or(block);
+        debug_assert_eq!(base.addr().get() % CHUNK, 0, "the backend misaligned a chunk");
+        // The list head, checked before anything changes (the new chunk is the backend's now:
+        // on a damaged head it goes back).
+        let old = self.chunks;
+        let head = match NonZeroUsize::new(old) {
+            None => None,
+            Some(nz) => match self.chunk_of(nz.get()).filter(|c| c.addr() == old && c.header().prev == 0) {
+                Some(c) => Some(c),
+                None => {
+                    // SAFETY: the block was just allocated from the backend with this layout,
+                    // and nothing of it was handed out.
+                    let _ = unsafe { self.backend.try_deallocate(block, Self::CHUNK_LAYOUT) };
+                    return Err(Corruption::Header { addr: old }.into());
+                }
+            },
+        };
+        if !self.keyed {
+            // No chunk is held, so no seal depends on the secret yet.
+            self.secret = mix(self.secret ^ base.addr().get() as u64);
+            self.keyed = true;
+        }
+        // SAFETY: `base` is a block the backend just gave us for `(CHUNK, CHUNK)`: CHUNK bytes,
+        // aligned to CHUNK, ours alone, with the backend's provenance over it.
+        let chunk = unsafe { Chunk::new(base) };
+        let shape = Self::SHAPE;
+        chunk.init(shape, ChunkHeader { seal: self.chunk_seal(chunk.addr()), next: old, prev: 0 });
+        if let Some(head) = head {
+            let mut h = head.header();
+            h.prev = chunk.addr();
+            head.put_header(h);
+        }
+        self.chunks = chunk.addr();
+        self.count += 1;
+        self.held[Self::held_entry(chunk.addr())] = Some(chunk);
+        chunk.set_bit(shape, Map::S, shape.first, true);
+        self.push(chunk, shape.first, shape.data());
+        self.free += shape.data() * GRANULE;
+        Ok(true)
+    }
+
+    /// Checks, changing nothing, that `chunk` can leave the list of chunks: its neighbours link
+    /// back to it (or it is the head).
+    fn check_chunk_links(&self, chunk: Chunk) -> Result<ChunkHeader, Corruption> {
+        let bad = Corruption::Header { addr: chunk.addr() };
+        let h = chunk.header();
+        if h.seal != self.chunk_seal(chunk.addr()) {
+            return Err(bad);
+        }
+        if h.prev == 0 {
+            if self.chunks != chunk.addr() {
+                return Err(bad);
+            }
+        } else if self.chunk_of(h.prev).filter(|p| p.addr() == h.prev).map(|p| p.header().next)
+            != Some(chunk.addr())
+        {
+            return Err(bad);
+        }
+        if h.next != 0
+            && self.chunk_of(h.next).filter(|n| n.addr() == h.next).map(|n| n.header().prev)
+                != Some(chunk.addr())
+        {
+            return Err(bad);
+        }
+        Ok(h)
+    }
+
+    /// Gives `chunk`, whose data area is one free block in its bin, back to the backend. On
+    /// `Err` nothing changed.
+    fn give_back(&mut self, chunk: Chunk) -> Result<(), Corruption> {
+        let shape = Self::SHAPE;
+        let addr = chunk.addr() + shape.first * GRANULE;
+        let h = self.check_free(chunk, addr)?;
+        if h.granules != shape.data() {
+            return Err(Corruption::Header { addr });
+        }
+        let links = self.check_leaving(chunk)?;
+        self.unlink(chunk, addr);
+        self.drop_chunk(chunk, links);
+        Ok(())
+    }
+
+    /// Checks, changing nothing, that `chunk` can go back to the backend: it can leave the list
+    /// of chunks ([`Self::check_chunk_links`]) and the backend holds it as a live block.
+    fn check_leaving(&self, chunk: Chunk) -> Result<ChunkHeader, Corruption> {
+        let links = self.check_chunk_links(chunk)?;
+        if let Err(FreeError::Corrupted(c)) = self.backend.validate(chunk.ptr(), Self::CHUNK_LAYOUT) {
+            return Err(c);
+        }
+        Ok(links)
+    }
+
+    /// Gives `chunk`, whose blocks are all free and in no bin, back to the backend, its list
+    /// links `links` checked ([`Self::check_leaving`]).
+    fn drop_chunk(&mut self, chunk: Chunk, links: ChunkHeader) {
+        let shape = Self::SHAPE;
+        match self.chunk_of(links.prev).filter(|p| p.addr() == links.prev) {
+            Some(p) => {
+                let mut ph = p.header();
+                ph.next = links.next;
+                p.put_header(ph);
+            }
+            None => self.chunks = links.next,
+        }
+        if let Some(n) = self.chunk_of(links.next).filter(|n| n.addr() == links.next) {
+            let mut nh = n.header();
+            nh.prev = links.prev;
+            n.put_header(nh);
+        }
+        let entry = &mut self.held[Self::held_entry(chunk.addr())];
+        if *entry == Some(chunk) {
+            *entry = None;
+        }
+        if self.spare == Some(chunk) {
+            self.spare = None;
+        }
+        self.count -= 1;
+        self.free -= shape.data() * GRANULE;
+        // Break the seal, so that a stale pointer into the old chunk is never taken for one.
+        let mut header = chunk.header();
+        header.seal = !header.seal;
+        chunk.put_header(header);
+        // SAFETY: the chunk is a marked block currently allocated from the backend with this
+        // layout (invariant of `chunks`), validated just above, and nothing in it is live.
+        let result = unsafe { self.backend.try_deallocate(chunk.ptr(), Self::CHUNK_LAYOUT) };
+        debug_assert!(result.is_ok(), "the backend refused a chunk it validated: {result:?}");
+    }
+
+    /// The live block at `ptr` in `chunk` that `layout` fits: `(granule, length in granules)`.
+    /// Reads only the chunk's bitmaps; changes nothing.
+    #[inline]
+    fn live_block(
+        &self,
+        chunk: Chunk,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(usize, usize), FreeError> {
+        let addr = ptr.addr().get();
+        let shape = Self::SHAPE;
+        let offset = addr - chunk.addr();
+        let g = offset / GRANULE;
+        if offset % GRANULE == 0
+            && g >= shape.first
+            && chunk.bit(shape, Map::S, g)
+            && chunk.bit(shape, Map::U, g)
+        {
+            let len = chunk.next_set(shape, Map::S, g + 1, shape.granules) - g;
+            if layout.align() <= MAX && addr % layout.align() == 0 && granules(layout.size()) == len {
+                return Ok((g, len));
+            }
+            return Err(FreeError::LayoutMismatch {
+                addr,
+                block_size: len * GRANULE,
+                size: layout.size(),
+                align: layout.align(),
+                layout_block: self.usable_size(layout).unwrap_or(0),
+            });
+        }
+        Err(self.diagnose(chunk, addr, layout))
+    }
+
+    /// Says why `addr` in `chunk` is not the start of a live block (the cold path of free).
+    #[cold]
+    #[inline(never)]
+    fn diagnose(&self, chunk: Chunk, addr: usize, layout: Layout) -> FreeError {
+        let shape = Self::SHAPE;
+        let offset = addr - chunk.addr();
+        let g = offset / GRANULE;
+        let could_be_block = offset % GRANULE == 0 && addr % layout.align() == 0;
+        let layout_block = self.usable_size(layout).unwrap_or(0);
+        if g < shape.first {
+            // The chunk's own header and bitmaps: no block of the caller's.
+            return if could_be_block {
+                FreeError::DoubleFree { addr, size: layout_block }
+            } else {
+                FreeError::InteriorPointer { addr, block: chunk.addr() }
+            };
+        }
+        // Granule `first` always starts a block, so some start lies at or below `g`.
+        let start = chunk.prev_set(shape, Map::S, g).unwrap_or(shape.first);
+        let block = chunk.addr() + start * GRANULE;
+        if chunk.bit(shape, Map::U, start) {
+            FreeError::InteriorPointer { addr, block }
+        } else if could_be_block {
+            // Free memory where a block could have started: freed already.
+            let len = chunk.next_set(shape, Map::S, start + 1, shape.granules) - start;
+            FreeError::DoubleFree { addr, size: len * GRANULE }
+        } else {
+            FreeError::InteriorPointer { addr, block }
+        }
+    }
+
+    /// Frees the live block `g .. g + len` of `chunk` (validated), merging it with its free
+    /// neighbours. Every header it unlinks is checked before anything changes; on `Err` nothing
+    /// changed.
+    fn release(&mut self, chunk: Chunk, g: usize, len: usize) -> Result<(), Corruption> {
+        let shape = Self::SHAPE;
+        let base = chunk.addr();
+        // The plan: the free neighbours, checked.
+        let right = g + len;
+        let right_block = if right < shape.granules && !chunk.bit(shape, Map::U, right) {
+            let addr = base + right * GRANULE;
+            if !chunk.bit(shape, Map::S, right) {
+                return Err(Corruption::Header { addr });
+            }
+            Some((addr, self.check_free(chunk, addr)?))
+        } else {
+            None
+        };
+        let left_block = if g > shape.first && !chunk.bit(shape, Map::U, g - 1) {
+            let footer = self.footer_of(chunk, g);
+            let start = g.wrapping_sub(footer);
+            let addr = base.wrapping_add(start.wrapping_mul(GRANULE));
+            if footer == 0 || footer > g - shape.first || !chunk.bit(shape, Map::S, start) {
+                return Err(Corruption::Header { addr: base + (g - 1) * GRANULE });
+            }
+            let h = self.check_free(chunk, addr)?;
+            if h.granules != footer {
+                return Err(Corruption::Header { addr });
+            }
+            Some((start, addr, h))
+        } else {
+            None
+        };
+        let mut total = len;
+        let empties =
+            len + right_block.map_or(0, |(_, h)| h.granules) + left_block.map_or(0, |(_, _, h)| h.granules)
+                == shape.data();
+        // A chunk that empties is kept (if none is) or goes back: check what leaving unlinks
+        // before the first change.
+        let leaving = match self.spare {
+            Some(spare) if empties && spare != chunk => Some(self.check_leaving(chunk)?),
+            _ => None,
+        };
+        // The changes.
+        if let Some((addr, h)) = right_block {
+            self.unlink(chunk, addr);
+            chunk.set_bit(shape, Map::S, right, false);
+            total += h.granules;
+        }
+        let mut start = g;
+        if let Some((left, addr, h)) = left_block {
+            self.unlink(chunk, addr);
+            chunk.set_bit(shape, Map::S, g, false);
+            total += h.granules;
+            start = left;
+        }
+        chunk.fill(shape, Map::U, g, g + len, false);
+        self.live -= len * GRANULE;
+        self.free += len * GRANULE;
+        match leaving {
+            Some(links) => self.drop_chunk(chunk, links),
+            None => {
+                self.push(chunk, start, total);
+                if empties {
+                    self.spare = Some(chunk);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Grows the live block `g .. g + len` of `chunk` to `n` granules by taking the front of the
+    /// free block behind it. `Ok(false)` (and no change) if that block is not free or too short.
+    fn grow_block(&mut self, chunk: Chunk, g: usize, len: usize, n: usize) -> Result<bool, Corruption> {
+        let shape = Self::SHAPE;
+        let right = g + len;
+        if right >= shape.granules || chunk.bit(shape, Map::U, right) {
+            return Ok(false);
+        }
+        let addr = chunk.addr() + right * GRANULE;
+        if !chunk.bit(shape, Map::S, right) {
+            return Err(Corruption::Header { addr });
+        }
+        let h = self.check_free(chunk, addr)?;
+        let extra = n - len;
+        if h.granules < extra {
+            return Ok(false);
+        }
+        self.unlink(chunk, addr);
+        chunk.set_bit(shape, Map::S, right, false);
+        if h.granules > extra {
+            chunk.set_bit(shape, Map::S, g + n, true);
+            self.push(chunk, g + n, h.granules - extra);
+        }
+        chunk.fill(shape, Map::U, right, g + n, true);
+        self.live += extra * GRANULE;
+        self.free -= extra * GRANULE;
+        Ok(true)
+    }
+
+    /// Shrinks the live block `g .. g + len` of `chunk` to `n` granules (`1 <= n < len`),
+    /// freeing the tail and merging it with a free block behind. On `Err` nothing changed.
+    fn shrink_block(&mut self, chunk: Chunk, g: usize, len: usize, n: usize) -> Result<(), Corruption> {
+        let shape = Self::SHAPE;
+        let right = g + len;
+        let right_block = if right < shape.granules && !chunk.bit(shape, Map::U, right) {
+            let addr = chunk.addr() + right * GRANULE;
+            if !chunk.bit(shape, Map::S, right) {
+                return Err(Corruption::Header { addr });
+            }
+            Some((addr, self.check_free(chunk, addr)?))
+        } else {
+            None
+        };
+        let mut tail = len - n;
+        if let Some((addr, h)) = right_block {
+            self.unlink(chunk, addr);
+            chunk.set_bit(shape, Map::S, right, false);
+            tail += h.granules;
+        }
+        chunk.fill(shape, Map::U, g + n, g + len, false);
+        chunk.set_bit(shape, Map::S, g + n, true);
+        self.live -= (len - n) * GRANULE;
+        self.free += (len - n) * GRANULE;
+        self.push(chunk, g + n, tail);
+        Ok(())
+    }
+
+    /// Resizes the block at `ptr` in place: in a chunk by [`Self::grow_block`] /
+    /// [`Self::shrink_block`], else by the backend.
+    ///
+    /// # Safety
+    /// As `RawAlloc::grow_in_place` (`grow`) or `RawAlloc::shrink_in_place`.
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        grow: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let addr = ptr.addr().get();
+        let Some(chunk) = self.chunk_of(addr) else {
+            return if grow {
+                // SAFETY: forwarded from our caller; not in a chunk, so a block of the backend.
+                unsafe { self.backend.grow_in_place(ptr, old, new) }
+            } else {
+                // SAFETY: as above.
+                unsafe { self.backend.shrink_in_place(ptr, old, new) }
+            };
+        };
+        let (g, len) = self.live_block(chunk, ptr, old).map_err(AllocError::invalid_block)?;
+        let n = granules(new.size());
+        let refused = AllocError::OutOfMemory { size: new.size(), block: n.saturating_mul(GRANULE) };
+        if new.align() > MAX || addr % new.align() != 0 || n > Self::SHAPE.data() {
+            return Err(refused);
+        }
+        self.origin = Some((ptr, addr, len * GRANULE));
+        let result = if n > len {
+            self.grow_block(chunk, g, len, n).map(|grown| grown.then_some(()))
+        } else if n < len {
+            self.shrink_block(chunk, g, len, n).map(Some)
+        } else {
+            Ok(Some(()))
+        };
+        self.origin = None;
+        match result? {
+            Some(()) => Ok(NonNull::slice_from_raw_parts(ptr, n * GRANULE)),
+            None => Err(refused),
+        }
+    }
+
+    /// The largest power of two `p` such that any request of at most `p` bytes and alignment
+    /// served in chunks succeeds in the free blocks of the chunks now: one of up to `2p / 64 - 1`
+    /// granules (the alignment's padding included) must find a block in a bin at or above the
+    /// one it searches from. 0 if none.
+    fn largest_request_in_chunks(&self) -> usize {
+        let longest = self.largest_in_chunks() / GRANULE;
+        let mut p = MAX.next_power_of_two();
+        while p >= GRANULE {
+            let need = (2 * p / GRANULE).saturating_sub(1).max(1);
+            if p <= MAX && bin_floor(bin_above(need)) <= longest {
+                return p;
+            }
+            p /= 2;
+        }
+        0
+    }
+
+    /// The longest free block in chunks, in bytes: the longest of the highest non-empty bin.
+    fn largest_in_chunks(&self) -> usize {
+        let Some(f) = self.fl_bitmap.checked_ilog2() else { return 0 };
+        let f = f as usize;
+        let s = self.sl_bitmap[f].ilog2() as usize;
+        let mut at = self.heads[f][s];
+        let mut largest = 0;
+        while let Some(chunk) = self.linked_chunk(at) {
+            let h = self.read_free(chunk, at);
+            largest = largest.max(h.granules);
+            at = h.next;
+        }
+        largest * GRANULE
+    }
+
+    /// Gives the spare chunk back to the backend: `true` if there was one.
+    fn release_spare_chunk(&mut self) -> bool {
+        match self.spare {
+            Some(chunk) => self.give_back(chunk).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// `NonNull::with_addr` from an address known to be non-zero (an address inside a chunk).
+trait WithAddrOf {
+    fn with_addr_of(self, addr: usize) -> Self;
+}
+
+impl WithAddrOf for NonNull<u8> {
+    #[inline]
+    fn with_addr_of(self, addr: usize) -> Self {
+        self.map_addr(|a| NonZeroUsize::new(addr).unwrap_or(a))
+    }
+}
+
+// SAFETY: chunk blocks are handed out only from free blocks taken off the bins (their `U` bits
+// go from 0 to 1 and back only when freed), blocks of the chunks tile each chunk's data area
+// and never overlap; headers and footers are written only into free blocks; every other
+// request is the backend's, whose promises carry over. Failed calls return before their first
+// change (every check runs first).
+unsafe impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> RawAlloc for Tlsf<B, CHUNK, MAX> {
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if Self::serves(layout) {
+            if let Some(block) = self.allocate_granules(granules(layout.size()), layout.align())? {
+                return Ok(block);
+            }
+        }
+        self.backend.allocate(layout)
+    }
+
+    #[inline]
+    unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let addr = ptr.addr().get();
+        match self.chunk_of(addr) {
+            Some(chunk) => {
+                let (g, len) = self.live_block(chunk, ptr, layout)?;
+                self.origin = Some((ptr, addr, len * GRANULE));
+                let result = self.release(chunk, g, len);
+                self.origin = None;
+                Ok(result?)
+            }
+            // SAFETY: forwarded from our caller; in no chunk of ours, so not a block of ours
+            // (a chunk's own base lies in it and is rejected above).
+            None => unsafe { self.backend.try_deallocate(ptr, layout) },
+        }
+    }
+
+    #[inline]
+    fn validate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        match self.chunk_of(ptr.addr().get()) {
+            Some(chunk) => self.live_block(chunk, ptr, layout).map(|_| ()),
+            None => self.backend.validate(ptr, layout),
+        }
+    }
+
+    #[inline]
+    fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>> {
+        self.backend.rebase(ptr)
+    }
+
+    fn allocate_marked(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.backend.allocate_marked(layout)
+    }
+
+    fn is_marked(&self, ptr: NonNull<u8>) -> Option<bool> {
+        match self.chunk_of(ptr.addr().get()) {
+            // A chunk is ours: no marked block of a caller's lies in it.
+            Some(_) => Some(false),
+            None => self.backend.is_marked(ptr),
+        }
+    }
+
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.resize_in_place(ptr, old, new, true) }
+    }
+
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.resize_in_place(ptr, old, new, false) }
+    }
+
+    fn flush(&mut self) {
+        self.release_spare_chunk();
+        self.backend.flush();
+    }
+
+    fn release_spare(&mut self) -> bool {
+        let released = self.release_spare_chunk();
+        self.backend.release_spare() || released
+    }
+
+    #[inline]
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.backend.owns(ptr)
+    }
+
+    /// A layout served in chunks gets its size rounded up to granules; others, the backend's
+    /// length. (A block the backend served in a chunk's place, when no chunk could be had, is
+    /// as long as the backend makes it.)
+    fn usable_size(&self, layout: Layout) -> Result<usize, AllocError> {
+        if Self::serves(layout) {
+            Ok(granules(layout.size()) * GRANULE)
+        } else {
+            self.backend.usable_size(layout)
+        }
+    }
+
+    /// The backend's figures with chunks seen from inside: their headers and bitmaps are
+    /// overhead, their live blocks allocated, their free blocks free; `largest_free` is the
+    /// largest power of two such that any request of at most that size and alignment succeeds
+    /// now: the backend's, or what the free blocks of the chunks guarantee
+    /// ([`Tlsf::largest_request_in_chunks`]), whichever is larger.
+    fn stats(&self) -> Stats {
+        let mut stats = self.backend.stats();
+        let chunk_bytes = self.count * self.backend.usable_size(Self::CHUNK_LAYOUT).unwrap_or(CHUNK);
+        let header_bytes = self.count * Self::SHAPE.first * GRANULE;
+        stats.capacity -= header_bytes;
+        stats.overhead += header_bytes;
+        stats.allocated = stats.allocated - chunk_bytes + self.live;
+        stats.free = stats.capacity - stats.allocated;
+        stats.largest_free = stats.largest_free.max(self.largest_request_in_chunks());
+        stats
+    }
+}
+
+impl<B: RawAlloc + budalloc_core::Claim, const CHUNK: usize, const MAX: usize> budalloc_core::Claim
+    for Tlsf<B, CHUNK, MAX>
+{
+    fn claim(
+        &mut self,
+        region: &'static mut [core::mem::MaybeUninit<u8>],
+    ) -> Result<(), budalloc_core::RegionError> {
+        self.backend.claim(region)
+    }
+
+    unsafe fn claim_raw(&mut self, ptr: *mut u8, len: usize) -> Result<(), budalloc_core::RegionError> {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.backend.claim_raw(ptr, len) }
+    }
+}
+
+impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> core::fmt::Debug for Tlsf<B, CHUNK, MAX> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Tlsf")
+            .field("chunk", &CHUNK)
+            .field("max", &MAX)
+            .field("chunks", &self.count)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

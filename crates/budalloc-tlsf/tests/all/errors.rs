@@ -1,0 +1,203 @@
+//! Bad input and the behaviours the layer promises: each rejected call reports the right error
+//! (the same from `validate`) and leaves every byte of metadata as it was.
+
+use core::alloc::Layout;
+use core::num::NonZeroUsize;
+use core::ptr::NonNull;
+
+use budalloc_core::{FreeError, Inspect, RawAlloc};
+
+use crate::{alloc, digest, heap, layout, Small};
+
+const ARENA: usize = 1 << 20;
+
+/// Frees `ptr` with `l`, expecting an error `check` accepts, the same from `validate`, and no
+/// change of metadata.
+fn rejected(heap: &mut Small, ptr: NonNull<u8>, l: Layout, check: impl Fn(&FreeError) -> bool) {
+    // SAFETY: every caller passes a pointer that is not a live block someone else owns.
+    unsafe { budalloc_testkit::expect_rejected(heap, ptr, l, check) }
+}
+
+/// Frees a live block, expecting success.
+fn free(heap: &mut Small, ptr: NonNull<u8>, l: Layout) {
+    // SAFETY: every caller passes a live block it owns, with a layout that fits it.
+    unsafe { heap.try_deallocate(ptr, l) }.expect("valid free");
+}
+
+/// `ptr` moved by `delta` bytes (provenance kept).
+fn at(ptr: NonNull<u8>, delta: isize) -> NonNull<u8> {
+    ptr.map_addr(|a| NonZeroUsize::new(a.get().wrapping_add_signed(delta)).unwrap())
+}
+
+/// Flips bit 0 of the length word of the free header at `ptr` (the fourth word).
+fn damage(ptr: NonNull<u8>) {
+    let word = ptr.cast::<usize>().as_ptr().wrapping_add(3);
+    // SAFETY: `ptr` is a free block of a region the test owns; its first granule holds the
+    // heap's free header, readable and writable.
+    let value = unsafe { word.read() };
+    // SAFETY: as above.
+    unsafe { word.write(value ^ 1) };
+}
+
+#[test]
+fn blocks_are_whole_granules_and_neighbours_merge() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let before = heap.stats();
+    let a = heap.allocate(layout(5000, 8)).unwrap();
+    assert_eq!(a.len(), 5056);
+    let b = alloc(&mut heap, layout(100, 64));
+    let c = alloc(&mut heap, layout(3000, 16));
+    heap.check_invariants().unwrap();
+    // The middle first, then both sides: every merge shape.
+    free(&mut heap, b, layout(100, 64));
+    free(&mut heap, a.cast(), layout(5000, 8));
+    heap.check_invariants().unwrap();
+    free(&mut heap, c, layout(3000, 16));
+    heap.check_invariants().unwrap();
+    heap.flush();
+    assert_eq!(heap.stats(), before);
+    assert!(heap.backend_mut().is_pristine());
+}
+
+#[test]
+fn large_alignments_are_served_in_chunks() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let skew = alloc(&mut heap, layout(100, 8));
+    let l = layout(3000, 4096);
+    let a = alloc(&mut heap, l);
+    assert_eq!(a.addr().get() % 4096, 0);
+    // In the chunk of the first block: the granules in front of it stayed free.
+    assert_eq!(a.addr().get() & !(64 * 1024 - 1), skew.addr().get() & !(64 * 1024 - 1));
+    heap.check_invariants().unwrap();
+    rejected(&mut heap, a, layout(3000, 8192), |e| matches!(e, FreeError::LayoutMismatch { .. }));
+    free(&mut heap, a, l);
+    free(&mut heap, skew, layout(100, 8));
+    heap.flush();
+    assert!(heap.backend_mut().is_pristine());
+}
+
+#[test]
+fn bad_frees_are_reported_and_change_nothing() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let l = layout(5000, 8);
+    let a = alloc(&mut heap, l);
+    let b = alloc(&mut heap, l);
+    free(&mut heap, a, l);
+    rejected(&mut heap, a, l, |e| matches!(e, FreeError::DoubleFree { .. }));
+    for delta in [64, 8, 4992] {
+        rejected(&mut heap, at(b, delta), l, |e| matches!(e, FreeError::InteriorPointer { .. }));
+    }
+    for other in [layout(6000, 8), layout(4000, 8)] {
+        rejected(&mut heap, b, other, |e| matches!(e, FreeError::LayoutMismatch { .. }));
+    }
+    // An alignment the block's address does not have.
+    let unaligned = 1 << (b.addr().get().trailing_zeros() + 1);
+    rejected(&mut heap, b, layout(5000, unaligned), |e| matches!(e, FreeError::LayoutMismatch { .. }));
+    let local = 0u64;
+    let foreign = NonNull::from(&local).cast::<u8>();
+    rejected(&mut heap, foreign, layout(8, 8), |e| matches!(e, FreeError::ForeignPointer { .. }));
+    // The chunk's own base, with the chunk's layout: not a block of the caller's.
+    let base = b.map_addr(|x| NonZeroUsize::new(x.get() & !(64 * 1024 - 1)).unwrap());
+    rejected(&mut heap, base, layout(64 * 1024, 64 * 1024), |e| matches!(e, FreeError::DoubleFree { .. }));
+    // Any size that rounds to the block's 79 granules fits it.
+    free(&mut heap, b, layout(4993, 8));
+    heap.check_invariants().unwrap();
+}
+
+#[test]
+fn damaged_free_header_is_reported_before_any_change() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let l = layout(5000, 8);
+    let a = alloc(&mut heap, l);
+    let b = alloc(&mut heap, l);
+    let c = alloc(&mut heap, l);
+    free(&mut heap, b, l);
+    damage(b);
+    // Freeing either neighbour would merge with the damaged block: refused, nothing changed.
+    // (`validate` checks the block alone, which is sound; the merge finds the damage.)
+    let before = digest(&heap);
+    for neighbour in [a, c] {
+        assert_eq!(heap.validate(neighbour, l), Ok(()));
+        // SAFETY: live with `l`, ours; the free is refused (asserted).
+        let result = unsafe { heap.try_deallocate(neighbour, l) };
+        assert!(matches!(result, Err(FreeError::Corrupted(_))), "{result:?}");
+    }
+    assert_eq!(digest(&heap), before);
+    assert!(heap.check_invariants().is_err());
+    // Repaired, everything frees.
+    damage(b);
+    heap.check_invariants().unwrap();
+    free(&mut heap, a, l);
+    free(&mut heap, c, l);
+    heap.flush();
+    assert!(heap.backend_mut().is_pristine());
+}
+
+#[test]
+fn grow_and_shrink_in_place() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let a = alloc(&mut heap, layout(5000, 8));
+    // SAFETY: live with the old layout; the size grows.
+    let grown = unsafe { heap.grow_in_place(a, layout(5000, 8), layout(9000, 8)) }.unwrap();
+    assert_eq!((grown.cast::<u8>(), grown.len()), (a, 9024));
+    heap.check_invariants().unwrap();
+    // SAFETY: live with the old layout; the size shrinks.
+    let shrunk = unsafe { heap.shrink_in_place(a, layout(9000, 8), layout(100, 8)) }.unwrap();
+    assert_eq!((shrunk.cast::<u8>(), shrunk.len()), (a, 128));
+    heap.check_invariants().unwrap();
+    // A neighbour stops the growth: refused, nothing changed.
+    let b = alloc(&mut heap, layout(1000, 8));
+    let before = digest(&heap);
+    // SAFETY: live with the old layout; the size grows.
+    assert!(unsafe { heap.grow_in_place(a, layout(100, 8), layout(5000, 8)) }.is_err());
+    assert_eq!(digest(&heap), before);
+    // The moving grow copies and frees.
+    // SAFETY: live with the old layout; the size grows.
+    let moved = unsafe { heap.grow(a, layout(100, 8), layout(5000, 8)) }.unwrap();
+    free(&mut heap, moved.cast(), layout(5000, 8));
+    free(&mut heap, b, layout(1000, 8));
+    heap.check_invariants().unwrap();
+    heap.flush();
+    assert!(heap.backend_mut().is_pristine());
+}
+
+#[test]
+fn requests_fall_back_to_the_buddy_when_no_chunk_can_be_had() {
+    let (mut heap, _region, _) = heap::<Small>(256 * 1024, 0);
+    let l = layout(8000, 8);
+    let mut blocks = Vec::new();
+    while let Ok(block) = heap.allocate(l) {
+        blocks.push(block.cast::<u8>());
+    }
+    heap.check_invariants().unwrap();
+    // The arena holds 4 chunks' worth of 7 blocks each (the chunk headers take a little of
+    // each); the last blocks came from the buddy once no chunk was left.
+    assert!(blocks.len() >= 28, "{} blocks", blocks.len());
+    assert!(blocks.iter().any(|&b| heap.validate(b, l).is_ok()));
+    for block in blocks {
+        free(&mut heap, block, l);
+    }
+    heap.check_invariants().unwrap();
+    heap.flush();
+    assert!(heap.backend_mut().is_pristine());
+}
+
+#[test]
+fn an_emptied_chunk_is_kept_once_and_given_back_on_flush() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let initial = heap.backend().stats();
+    let l = layout(16 * 1024, 8);
+    // Two chunks' worth.
+    let blocks: Vec<_> = (0..6).map(|_| alloc(&mut heap, l)).collect();
+    let chunks = |heap: &Small| format!("{heap:?}");
+    assert!(chunks(&heap).contains("chunks: 2"), "{}", chunks(&heap));
+    for block in blocks {
+        free(&mut heap, block, l);
+    }
+    // One empty chunk went back at once, the other is kept for reuse.
+    assert!(chunks(&heap).contains("chunks: 1"), "{}", chunks(&heap));
+    heap.check_invariants().unwrap();
+    assert!(heap.release_spare());
+    assert!(chunks(&heap).contains("chunks: 0"), "{}", chunks(&heap));
+    assert_eq!(heap.backend().stats(), initial);
+}
