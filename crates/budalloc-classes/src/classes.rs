@@ -646,7 +646,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     #[cold]
     #[inline(never)]
     fn locate_slow(&self, ptr: NonNull<u8>, layout: Layout, c: usize) -> Result<Found, FreeError> {
-        // A block of the backend that validates with the class's layout and is not a slab of
+        // A block of the backend that validates with the class's size and is not a slab of
         // ours is one `allocate_fallback` handed out (or a large block shrunk into the class).
         let class_layout = Self::backend_layout(layout);
         if self.backend.validate(ptr, class_layout).is_ok() {

@@ -166,8 +166,8 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     /// The shape of every chunk.
     pub(crate) const SHAPE: Shape = {
         assert!(
-            CHUNK.is_power_of_two() && CHUNK >= 64 * 1024,
-            "CHUNK must be a power of two of at least 64 KiB"
+            CHUNK.is_power_of_two() && CHUNK >= 16 * 1024,
+            "CHUNK must be a power of two of at least 16 KiB"
         );
         assert!(CHUNK / GRANULE < 1 << (FL as u32 + SL_LOG2 - 1), "CHUNK is too large for the bins");
         assert!(MAX >= GRANULE && MAX <= CHUNK / 4, "MAX must lie between one granule and a quarter chunk");

@@ -20,11 +20,19 @@ pub type Backend = Buddy<64, { 1 << 30 }, 8, true>;
 /// chunks and the tests reach chunk boundaries, chunk reuse and the fallback to the buddy.
 pub type Small = Tlsf<Backend, { 64 * 1024 }, { 16 * 1024 }>;
 
+/// What the property tests run on: [`Small`] natively; under Miri, where every step is slow,
+/// 16 KiB chunks (requests up to 4 KiB) in a smaller arena, with smaller requests.
+#[cfg(not(miri))]
+pub type PropChunks = Small;
+/// See the native definition.
+#[cfg(miri)]
+pub type PropChunks = Tlsf<Backend, { 16 * 1024 }, { 4 * 1024 }>;
+
+/// Size classes over [`PropChunks`].
+pub type PropClasses = Classes<PropChunks, 4096>;
+
 /// The default TLSF geometry (1 MiB chunks, requests up to 64 KiB).
 pub type Default1M = Tlsf<Backend>;
-
-/// Size classes over [`Small`]: the composition the facade's default heap uses, scaled down.
-pub type ClassesSmall = Classes<Small, 4096>;
 
 /// The oracle's view: any length at least as asked, the buddy's limits.
 pub const GEOMETRY: Geometry = Geometry { min: 64, max: 1 << 30, fit: Fit::AtLeast };
