@@ -81,9 +81,10 @@ const fn mix(x: u64) -> u64 {
 /// Two-level segregated fit (TLSF, Masmano et al. 2004) for medium blocks, in chunks of
 /// `CHUNK` bytes taken from a backing policy `B`; everything else goes to `B`.
 ///
-/// A request of at most `MAX` bytes and alignment at most [`GRANULE`] takes whole 64-byte
-/// granules of a chunk: the first free block of the lowest non-empty bin whose blocks all fit,
-/// split, its tail kept free. A free checks the block in the chunk's bitmaps (a block starts
+/// A request of at most `MAX` bytes and alignment takes whole 64-byte granules of a chunk: a
+/// block among the first few of its own bin that fits it tightest, else the first free block of
+/// the lowest non-empty bin whose blocks all fit; split, the granules before an aligned start
+/// and after the request kept free. A free checks the block in the chunk's bitmaps (a block starts
 /// there, it is live, the layout's length is the block's) and merges it with free neighbours
 /// at once: the left one through the footer in its last word, found because the granule before
 /// the block is not used. A chunk whose blocks are all free goes back to `B`, but one is kept
@@ -92,14 +93,14 @@ const fn mix(x: u64) -> u64 {
 ///
 /// | operation | cost |
 /// |---|---|
-/// | allocate (medium) | O(1): two bitmap scans for the bin, unlink (neighbours' links checked), split |
+/// | allocate (medium) | O(1): up to 8 blocks of the request's own bin, else two bitmap scans for the bin above; unlink (neighbours' links checked), split |
 /// | free (medium) | O(1) lookup of the chunk (address mask, a 256-entry cache), bit checks, a scan of the `S` bitmap for the block's end (a word per 64 granules), merges |
 /// | grow / shrink in place | O(1): absorbs the free block behind, or frees the tail |
 /// | other requests, blocks of `B` | `B`'s (a free first checks the address is in no chunk) |
 ///
 /// Blocks are as long as their layout rounded up to granules: at most 63 bytes of a block go
 /// unused. A layout fits a block exactly when it rounds to the block's length and its
-/// alignment (at most 64) divides the block's address.
+/// alignment (at most `MAX`) divides the block's address.
 ///
 /// Chunks are marked blocks of `B` ([`RawAlloc::allocate_marked`]), aligned to `CHUNK`, so the
 /// chunk of any address is found by masking it and asking `B` (or the cache) whether a marked
@@ -472,7 +473,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let mut at = self.heads[f][s];
         let mut best: Option<(usize, usize)> = None;
         for _ in 0..OWN_BIN_PROBES {
-            let Some(chunk) = self.linked_chunk(at) else { break };
+            let Some(chunk) = self.linked(at)? else { break };
             let h = self.read_free(chunk, at);
             if h.seal != self.seal(at, h.granules, h.next) {
                 return Err(Corruption::Header { addr: at });
@@ -941,8 +942,13 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let s = self.sl_bitmap[f].ilog2() as usize;
         let mut at = self.heads[f][s];
         let mut largest = 0;
-        while let Some(chunk) = self.linked_chunk(at) {
+        // Each link is checked before it is followed, and a header whose seal does not match
+        // ends the walk: a damaged list is reported by the next call that unlinks from it.
+        while let Ok(Some(chunk)) = self.linked(at) {
             let h = self.read_free(chunk, at);
+            if h.seal != self.seal(at, h.granules, h.next) {
+                break;
+            }
             largest = largest.max(h.granules);
             at = h.next;
         }
