@@ -111,8 +111,11 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Inspect for Tl
         if chunks != self.count {
             return broken("count is the length of the list of chunks", self.chunks);
         }
-        if live * GRANULE != self.live || free * GRANULE != self.free {
-            return broken("live and free sum the live and free blocks of the chunks", 0);
+        if live * GRANULE != self.live {
+            return broken("live sums the live blocks of the chunks", 0);
+        }
+        if live + free != chunks * shape.data() {
+            return broken("the blocks of every chunk tile its data area", 0);
         }
         if self.count > 0 && !self.keyed {
             return broken("the secret is stirred whenever a chunk is held", 0);
@@ -176,10 +179,10 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Inspect for Tl
 
     fn visit_metadata(&self, sink: &mut dyn FnMut(&[usize])) {
         let shape = Self::SHAPE;
-        let mut fields = [self.chunks, self.count, self.live, self.free, self.fl_bitmap as usize, 0, 0, 0];
-        fields[5] = self.spare.map_or(0, Chunk::addr);
-        fields[6] = self.secret as usize;
-        fields[7] = usize::from(self.keyed);
+        let mut fields = [self.chunks, self.count, self.live, self.fl_bitmap as usize, 0, 0, 0];
+        fields[4] = self.spare.map_or(0, Chunk::addr);
+        fields[5] = self.secret as usize;
+        fields[6] = usize::from(self.keyed);
         sink(&fields);
         for f in 0..FL {
             sink(&self.heads[f]);

@@ -126,10 +126,9 @@ pub struct Tlsf<B, const CHUNK: usize = DEFAULT_CHUNK, const MAX: usize = DEFAUL
     pub(crate) chunks: usize,
     /// Number of chunks held.
     pub(crate) count: usize,
-    /// Bytes of the live blocks in chunks. Invariant: the sum of their lengths.
+    /// Bytes of the live blocks in chunks. Invariant: the sum of their lengths (the free blocks
+    /// hold the rest of the chunks' data areas).
     pub(crate) live: usize,
-    /// Bytes of the free blocks in chunks. Invariant: the sum of their lengths.
-    pub(crate) free: usize,
     /// The chunk whose blocks are all free that is kept for reuse, if any. Invariant: `None`, or
     /// a chunk of the list whose data area is one free block; every other chunk has a live
     /// block.
@@ -192,7 +191,6 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             chunks: 0,
             count: 0,
             live: 0,
-            free: 0,
             spare: None,
             held: [None; HELD],
             secret: 0x5bd1_e995_7f4a_7c15,
@@ -538,7 +536,6 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         }
         chunk.fill(shape, Map::U, start, start + n, true);
         self.live += n * GRANULE;
-        self.free -= n * GRANULE;
         if self.spare == Some(chunk) {
             self.spare = None;
         }
@@ -593,7 +590,6 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         self.held[Self::held_entry(chunk.addr())] = Some(chunk);
         chunk.set_bit(shape, Map::S, shape.first, true);
         self.push(chunk, shape.first, shape.data());
-        self.free += shape.data() * GRANULE;
         Ok(true)
     }
 
@@ -651,7 +647,6 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     /// Gives `chunk`, whose blocks are all free and in no bin, back to the backend, its list
     /// links `links` checked ([`Self::check_leaving`]).
     fn drop_chunk(&mut self, chunk: Chunk, links: ChunkHeader) {
-        let shape = Self::SHAPE;
         match self.chunk_of(links.prev).filter(|p| p.addr() == links.prev) {
             Some(p) => {
                 let mut ph = p.header();
@@ -673,7 +668,6 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             self.spare = None;
         }
         self.count -= 1;
-        self.free -= shape.data() * GRANULE;
         // Break the seal, so that a stale pointer into the old chunk is never taken for one.
         let mut header = chunk.header();
         header.seal = !header.seal;
@@ -805,7 +799,6 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         }
         chunk.fill(shape, Map::U, g, g + len, false);
         self.live -= len * GRANULE;
-        self.free += len * GRANULE;
         match leaving {
             Some(links) => self.drop_chunk(chunk, links),
             None => {
@@ -843,7 +836,6 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         }
         chunk.fill(shape, Map::U, right, g + n, true);
         self.live += extra * GRANULE;
-        self.free -= extra * GRANULE;
         Ok(true)
     }
 
@@ -870,7 +862,6 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         chunk.fill(shape, Map::U, g + n, g + len, false);
         chunk.set_bit(shape, Map::S, g + n, true);
         self.live -= (len - n) * GRANULE;
-        self.free += (len - n) * GRANULE;
         self.push(chunk, g + n, tail);
         Ok(())
     }
@@ -1083,8 +1074,9 @@ unsafe impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> RawAlloc for Tlsf
     /// The backend's figures with chunks seen from inside: their headers and bitmaps are
     /// overhead, their live blocks allocated, their free blocks free; `largest_free` is the
     /// largest power of two such that any request of at most that size and alignment succeeds
-    /// now: the backend's, or what the free blocks of the chunks guarantee
-    /// ([`Tlsf::largest_request_in_chunks`]), whichever is larger.
+    /// now: the backend's, or what the free blocks of the chunks guarantee (a request of up to
+    /// `2p / 64 - 1` granules, its alignment's padding included, must find a block), whichever
+    /// is larger.
     fn stats(&self) -> Stats {
         let mut stats = self.backend.stats();
         let chunk_bytes = self.count * self.backend.usable_size(Self::CHUNK_LAYOUT).unwrap_or(CHUNK);
