@@ -336,7 +336,7 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         // its buddies since: a double free, if it could have been a block of its layout.
         // (With exact fit, a run may start at any fragment its alignment allows.)
         let could_be_block = match layout_order {
-            Ok(_) if EXACT => offset == 0 && addr % layout.align() == 0,
+            Ok(_) if EXACT => offset == 0 && addr & (layout.align() - 1) == 0,
             Ok(order) => offset == 0 && addr % Self::MATH.block_size(order) == 0,
             Err(_) => block == addr,
         };
@@ -482,7 +482,7 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         // The block must already be aligned as the new request's block is (with exact fit, as
         // the new request is: its pieces need no more).
         let aligned = if EXACT {
-            ptr.addr().get() % new.align() == 0
+            ptr.addr().get() & (new.align() - 1) == 0
         } else {
             slot.abs(frag) & (to.fragments() - 1) == 0
         };

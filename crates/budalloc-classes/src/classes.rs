@@ -725,7 +725,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         let index = class.index_of(offset.wrapping_sub(class.first));
         // Where a block of the layout could have been (an object, or a fallback block of the
         // backend aligned only as asked), freed memory means a double free.
-        let could_be_object = addr % layout.align() == 0;
+        let could_be_object = addr & (layout.align() - 1) == 0;
         if offset < class.first || index >= class.objects {
             // In the header or the tail: memory no object uses.
             return if could_be_object {
@@ -768,7 +768,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         };
         let probe = Layout::new::<u8>();
         match self.backend.validate(ptr, probe) {
-            Err(FreeError::DoubleFree { .. }) if addr % layout.align() == 0 => {
+            Err(FreeError::DoubleFree { .. }) if addr & (layout.align() - 1) == 0 => {
                 FreeError::DoubleFree { addr, size: layout_block }
             }
             Err(FreeError::DoubleFree { .. }) => FreeError::InteriorPointer { addr, block: addr },

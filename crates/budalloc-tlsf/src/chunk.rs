@@ -4,7 +4,8 @@
 //! chunk base (aligned to the chunk size C)
 //! ├─ ChunkHeader: seal │ next │ prev                                  (3 words)
 //! ├─ S bitmap: C / 64 bits, bit g set iff a block starts at granule g
-//! ├─ U bitmap: C / 64 bits, bit g set iff granule g lies in a live block
+//! ├─ U bitmap: C / 64 bits, bit g set iff granule g is the first or the last of a live block
+//! ├─ Z bitmap: C / 4096 bits, bit w set iff word w of the S bitmap is not zero
 //! ├─ padding up to the first data granule `first`
 //! └─ granules first .. C / 64, tiled by blocks:
 //!      live block: the caller's bytes (never read or written by us)
@@ -12,9 +13,14 @@
 //!                  its length in granules in the last word of its last granule (the footer)
 //! ```
 //!
-//! A granule is 64 bytes. The `U` bit of a granule is the state of the whole block holding it,
-//! so the block left of a block is free exactly when the granule just before it is not used,
-//! and its footer then says where it starts: coalescing reads no memory of a live block.
+//! A granule is 64 bytes. A live block's `U` bits are set at both of its ends, so the block
+//! right of a block is free exactly when the `U` bit of its first granule (the one just after
+//! the block) is clear, and the block left of it exactly when the bit of the granule just
+//! before the block is clear, and that free block's footer then says where it starts:
+//! coalescing reads no memory of a live block, and marking a block live or free costs two bits
+//! whatever its length. The `Z` bitmap summarises `S`, so that checking that no block starts
+//! inside a range (a free's check of the length its layout claims) reads at most two words of
+//! `S` and one or two of `Z`, whatever the range's length.
 
 use core::mem::size_of;
 use core::ptr::NonNull;
@@ -63,8 +69,10 @@ pub(crate) struct FreeHeader {
 pub(crate) struct Shape {
     /// Granules in the chunk, header included.
     pub granules: usize,
-    /// Words of each bitmap.
+    /// Words of each of the `S` and `U` bitmaps.
     pub words: usize,
+    /// Words of the `Z` bitmap.
+    pub summary: usize,
     /// The first granule of the data area (after the header and the bitmaps).
     pub first: usize,
 }
@@ -74,8 +82,9 @@ impl Shape {
     pub const fn of(size: usize) -> Shape {
         let granules = size / GRANULE;
         let words = granules / BITS;
-        let header = (HEADER_WORDS + 2 * words) * WORD;
-        Shape { granules, words, first: header.div_ceil(GRANULE) }
+        let summary = words.div_ceil(BITS);
+        let header = (HEADER_WORDS + 2 * words + summary) * WORD;
+        Shape { granules, words, summary, first: header.div_ceil(GRANULE) }
     }
 
     /// Granules of the data area: the length of an empty chunk's one free block.
@@ -89,8 +98,22 @@ impl Shape {
 pub(crate) enum Map {
     /// Block starts.
     S,
-    /// Granules of live blocks.
+    /// The first and last granules of live blocks.
     U,
+    /// Non-zero words of `S`.
+    Z,
+}
+
+impl Map {
+    /// Index of word `w` of this bitmap among the bitmap words of a chunk of shape `shape`.
+    #[inline]
+    const fn index(self, shape: Shape, w: usize) -> usize {
+        match self {
+            Map::S => w,
+            Map::U => shape.words + w,
+            Map::Z => 2 * shape.words + w,
+        }
+    }
 }
 
 /// A chunk, by its base (with a provenance that covers the whole chunk).
@@ -151,27 +174,28 @@ impl Chunk {
         unsafe { self.0.cast::<ChunkHeader>().as_ptr().write(header) }
     }
 
-    /// Pointer to word `i` of the bitmaps (`i < 2 * words`: `S`, then `U`).
+    /// Pointer to word `i` of the bitmaps (`i < 2 * words + summary`: `S`, then `U`, then
+    /// `Z`).
     #[inline]
     fn word_ptr(self, i: usize) -> *mut usize {
         self.0.as_ptr().wrapping_add((HEADER_WORDS + i) * WORD).cast::<usize>()
     }
 
-    /// Word `w` of bitmap `map` of a chunk of shape `shape` (`w < shape.words`).
+    /// Word `w` of bitmap `map` of a chunk of shape `shape` (`w < shape.words`, or
+    /// `w < shape.summary` for `Z`).
     #[inline]
     pub fn word(self, shape: Shape, map: Map, w: usize) -> usize {
-        let i = if map == Map::S { w } else { shape.words + w };
-        // SAFETY: the word lies in the chunk's bitmaps (`w < words`), readable and initialised
-        // (`init` cleared them), word-aligned (the header is whole words).
-        unsafe { self.word_ptr(i).read() }
+        // SAFETY: the word lies in the chunk's bitmaps (`w` is below the bitmap's length),
+        // readable and initialised (`init` cleared them), word-aligned (the header is whole
+        // words).
+        unsafe { self.word_ptr(map.index(shape, w)).read() }
     }
 
     /// Sets word `w` of bitmap `map`.
     #[inline]
     fn set_word(self, shape: Shape, map: Map, w: usize, value: usize) {
-        let i = if map == Map::S { w } else { shape.words + w };
         // SAFETY: as in `word`; the bitmaps are ours alone to write.
-        unsafe { self.word_ptr(i).write(value) }
+        unsafe { self.word_ptr(map.index(shape, w)).write(value) }
     }
 
     /// Bit `g` of bitmap `map` (`g < shape.granules`).
@@ -180,26 +204,47 @@ impl Chunk {
         self.word(shape, map, g / BITS) >> (g % BITS) & 1 != 0
     }
 
-    /// Sets bit `g` of bitmap `map` to `value`.
+    /// Sets bit `g` of bitmap `map` (`S` or `U`) to `value`; a change of `S` is carried to `Z`.
     #[inline]
     pub fn set_bit(self, shape: Shape, map: Map, g: usize, value: bool) {
+        debug_assert!(map != Map::Z, "Z follows S");
         let (w, mask) = (g / BITS, 1usize << (g % BITS));
         let word = self.word(shape, map, w);
-        self.set_word(shape, map, w, if value { word | mask } else { word & !mask });
+        let word = if value { word | mask } else { word & !mask };
+        self.set_word(shape, map, w, word);
+        if map == Map::S {
+            let (z, zmask) = (w / BITS, 1usize << (w % BITS));
+            let summary = self.word(shape, Map::Z, z);
+            self.set_word(shape, Map::Z, z, if word != 0 { summary | zmask } else { summary & !zmask });
+        }
     }
 
-    /// Sets bits `from .. to` of bitmap `map` to `value`, a word at a time.
+    /// Whether a block starts at some granule of `from .. to` (`from <= to <= granules`): at most
+    /// two words of `S` and the words of `Z` between them.
     #[inline]
-    pub fn fill(self, shape: Shape, map: Map, from: usize, to: usize, value: bool) {
-        let mut g = from;
-        while g < to {
-            let (w, lo) = (g / BITS, g % BITS);
-            let hi = (to - w * BITS).min(BITS);
-            let mask = if hi - lo == BITS { usize::MAX } else { ((1usize << (hi - lo)) - 1) << lo };
-            let word = self.word(shape, map, w);
-            self.set_word(shape, map, w, if value { word | mask } else { word & !mask });
-            g = w * BITS + hi;
+    pub fn starts_in(self, shape: Shape, from: usize, to: usize) -> bool {
+        if from >= to {
+            return false;
         }
+        let (first, last) = (from / BITS, (to - 1) / BITS);
+        let low = usize::MAX << (from % BITS);
+        let high = usize::MAX >> (BITS - 1 - (to - 1) % BITS);
+        if first == last {
+            return self.word(shape, Map::S, first) & low & high != 0;
+        }
+        if self.word(shape, Map::S, first) & low != 0 || self.word(shape, Map::S, last) & high != 0 {
+            return true;
+        }
+        // The whole words of `S` between them: their bits of `Z`.
+        self.next_set(shape, Map::Z, first + 1, last) != last
+    }
+
+    /// Marks the block of `len` granules (`len >= 1`) at granule `start` live (`U` bits set at
+    /// its first and last granule) or not (both cleared).
+    #[inline]
+    pub fn mark_live(self, shape: Shape, start: usize, len: usize, live: bool) {
+        self.set_bit(shape, Map::U, start, live);
+        self.set_bit(shape, Map::U, start + len - 1, live);
     }
 
     /// The first set bit of `from .. to` in bitmap `map`, or `to`: a word at a time.
@@ -231,12 +276,15 @@ impl Chunk {
         }
     }
 
-    /// Writes a fresh header and clears both bitmaps.
+    /// Writes a fresh header and clears the bitmaps.
     pub fn init(self, shape: Shape, header: ChunkHeader) {
         self.put_header(header);
         for w in 0..shape.words {
             self.set_word(shape, Map::S, w, 0);
             self.set_word(shape, Map::U, w, 0);
+        }
+        for w in 0..shape.summary {
+            self.set_word(shape, Map::Z, w, 0);
         }
     }
 }

@@ -33,6 +33,12 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK,
         {
             return broken("no bit is set below a chunk's data area", base);
         }
+        for w in 0..shape.summary * usize::BITS as usize {
+            let nonzero = w < shape.words && chunk.word(shape, Map::S, w) != 0;
+            if chunk.bit(shape, Map::Z, w) != nonzero {
+                return broken("bit w of Z is set iff word w of S is not zero", base);
+            }
+        }
         if !chunk.bit(shape, Map::S, shape.first) {
             return broken("a block starts at a chunk's first data granule", base);
         }
@@ -43,13 +49,17 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK,
             let end = chunk.next_set(shape, Map::S, g + 1, shape.granules);
             let addr = base + g * GRANULE;
             let used = chunk.bit(shape, Map::U, g);
-            let uniform = if used {
-                chunk.next_set(shape, Map::U, g, end) == g && (g..end).all(|i| chunk.bit(shape, Map::U, i))
+            let marked = if used {
+                chunk.bit(shape, Map::U, end - 1)
+                    && (end - g < 3 || chunk.next_set(shape, Map::U, g + 1, end - 1) == end - 1)
             } else {
                 chunk.next_set(shape, Map::U, g, end) == end
             };
-            if !uniform {
-                return broken("every granule of a block has its block's U bit", addr);
+            if !marked {
+                return broken(
+                    "a live block's U bits are set at its two ends only, a free block's nowhere",
+                    addr,
+                );
             }
             if used {
                 live += end - g;
@@ -198,6 +208,9 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Inspect for Tl
                 for w in 0..shape.words {
                     sink(&[chunk.word(shape, map, w)]);
                 }
+            }
+            for w in 0..shape.summary {
+                sink(&[chunk.word(shape, Map::Z, w)]);
             }
             // The free blocks' headers and footers: the policy's own memory.
             let mut g = shape.first;

@@ -94,7 +94,7 @@ const fn mix(x: u64) -> u64 {
 /// | operation | cost |
 /// |---|---|
 /// | allocate (medium) | O(1): up to 8 blocks of the request's own bin, else two bitmap scans for the bin above; unlink (neighbours' links checked), split |
-/// | free (medium) | O(1) lookup of the chunk (address mask, a 256-entry cache), bit checks, a scan of the `S` bitmap for the block's end (a word per 64 granules), merges |
+/// | free (medium) | O(1) lookup of the chunk (address mask, a 256-entry cache), bit checks (the length the layout claims: at most two words of the `S` bitmap and its summary), merges |
 /// | grow / shrink in place | O(1): absorbs the free block behind, or frees the tail |
 /// | other requests, blocks of `B` | `B`'s (a free first checks the address is in no chunk) |
 ///
@@ -217,12 +217,20 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         layout.size() <= MAX && layout.align() <= MAX
     }
 
-    /// The seal of a free header at `addr` of `granules` whose `next` link is `next`.
+    /// The seal of free header `h` at `addr`: its length and both links, mixed with its address
+    /// and the secret (two multiplications, so that no two fields' bits cancel out).
     #[inline]
-    pub(crate) fn seal(&self, addr: usize, granules: usize, next: usize) -> usize {
-        let x = self.secret ^ addr as u64 ^ (granules as u64).rotate_left(40) ^ (next as u64).rotate_left(17);
+    pub(crate) fn seal(&self, addr: usize, h: &FreeHeader) -> usize {
+        let x = self.secret ^ addr as u64 ^ (h.granules as u64).rotate_left(40) ^ h.next as u64;
         let z = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let z = (z ^ (z >> 29) ^ h.prev as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         (z ^ (z >> 32)) as usize
+    }
+
+    /// Whether the free header `h` read at `addr` carries its seal.
+    #[inline]
+    pub(crate) fn sealed(&self, addr: usize, h: &FreeHeader) -> bool {
+        h.seal == self.seal(addr, h)
     }
 
     /// The seal of the chunk header at `base`.
@@ -275,8 +283,10 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         ours.then(|| unsafe { Chunk::new(ptr) })
     }
 
-    /// Pointer to `addr` in `chunk`: through the caller's pointer if `addr` lies in the block
-    /// being freed or resized (see `origin`), else derived from the chunk's.
+    /// Pointer to `addr` in `chunk` for a write into a block becoming free: through the
+    /// caller's pointer if `addr` lies in the block being freed or resized (see `origin`), else
+    /// derived from the chunk's. Every other access to a chunk's blocks is to a free block
+    /// (never the one being freed: it is live until the free ends), through the chunk's pointer.
     #[inline]
     fn ptr_in(&self, chunk: Chunk, addr: usize) -> NonNull<u8> {
         match self.origin {
@@ -293,15 +303,15 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         // bitmaps or from a link they checked lies in one), so the pointer is in bounds and
         // aligned; the granule starts a free block, whose first granule is the policy's own
         // memory, initialised when the block was freed (a block is free before it is read).
-        unsafe { self.ptr_in(chunk, addr).cast::<FreeHeader>().as_ptr().read() }
+        unsafe { chunk.ptr().with_addr_of(addr).cast::<FreeHeader>().as_ptr().read() }
     }
 
-    /// Writes the free header at `addr` in `chunk` (a block being freed or kept free).
+    /// Writes the header of the free block at `addr` in `chunk` (a block kept free: its links
+    /// change).
     #[inline]
     fn write_free(&self, chunk: Chunk, addr: usize, header: FreeHeader) {
-        // SAFETY: as in `read_free`; the block is free (or being freed by its owner), so its
-        // first granule is ours to write.
-        unsafe { self.ptr_in(chunk, addr).cast::<FreeHeader>().as_ptr().write(header) }
+        // SAFETY: as in `read_free`; the block is free, so its first granule is ours to write.
+        unsafe { chunk.ptr().with_addr_of(addr).cast::<FreeHeader>().as_ptr().write(header) }
     }
 
     /// Reads the footer of the free block that ends at granule `end` (exclusive) of `chunk`.
@@ -310,15 +320,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let addr = chunk.addr() + end * GRANULE - core::mem::size_of::<usize>();
         // SAFETY: the granule before `end` lies in `chunk`'s data area and in a free block (the
         // caller checked its `U` bit): ours, initialised when the block was freed; aligned.
-        unsafe { self.ptr_in(chunk, addr).cast::<usize>().as_ptr().read() }
-    }
-
-    /// Writes the footer of the free block `start .. end` of `chunk` (granules).
-    #[inline]
-    fn write_footer(&self, chunk: Chunk, end: usize, len: usize) {
-        let addr = chunk.addr() + end * GRANULE - core::mem::size_of::<usize>();
-        // SAFETY: as in `footer_of`: the last granule of a free block, ours to write.
-        unsafe { self.ptr_in(chunk, addr).cast::<usize>().as_ptr().write(len) }
+        unsafe { chunk.ptr().with_addr_of(addr).cast::<usize>().as_ptr().read() }
     }
 
     /// The granule of `addr` in `chunk`.
@@ -338,64 +340,61 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         }
     }
 
-    /// The chunk and granule a link names, checked: a granule of the data area of a chunk of
-    /// ours at which a free block starts. `Ok(None)` for the end of a list.
-    fn linked(&self, addr: usize) -> Result<Option<Chunk>, Corruption> {
+    /// The chunk of the block a sealed link names, before its header is read: `Ok(None)` for
+    /// the end of a list. The link comes from a header whose seal matched (or from a bin head,
+    /// the heap's own memory), so it names a free block unless the seal was forged; only its
+    /// place is checked here (a granule of the data area of a chunk of ours), which is what
+    /// makes reading a header there safe, and the header read is then checked by its own seal.
+    #[inline]
+    fn follow(&self, addr: usize) -> Result<Option<Chunk>, Corruption> {
         if addr == 0 {
             return Ok(None);
         }
         let bad = Corruption::Header { addr };
         let chunk = self.chunk_of(addr).ok_or(bad)?;
         let offset = addr - chunk.addr();
-        let g = offset / GRANULE;
-        let shape = Self::SHAPE;
-        if offset % GRANULE != 0
-            || g < shape.first
-            || !chunk.bit(shape, Map::S, g)
-            || chunk.bit(shape, Map::U, g)
-        {
+        if offset % GRANULE != 0 || offset / GRANULE < Self::SHAPE.first {
             return Err(bad);
         }
         Ok(Some(chunk))
     }
 
     /// The header of the free block at `addr` in `chunk`, checked before it is unlinked: its
-    /// seal, its length (inside the chunk), and its neighbours in its bin's list, each a sealed
-    /// free block linking back to it (glibc's safe unlinking), the head of the bin exactly
-    /// when it has no predecessor. The caller checked that a free block starts at `addr`.
+    /// seal (which covers its length and both links), its length (inside the chunk), and its
+    /// neighbours in its bin's list, each sealed and linking back to it (glibc's safe
+    /// unlinking), the head of the bin exactly when it has no predecessor. The caller checked
+    /// that a free block starts at `addr`.
     pub(crate) fn check_free(&self, chunk: Chunk, addr: usize) -> Result<FreeHeader, Corruption> {
         let bad = Corruption::Header { addr };
         let h = self.read_free(chunk, addr);
         let g = Self::granule(chunk, addr);
-        if h.seal != self.seal(addr, h.granules, h.next)
-            || h.granules == 0
-            || h.granules > Self::SHAPE.granules - g
-        {
+        if !self.sealed(addr, &h) || h.granules == 0 || h.granules > Self::SHAPE.granules - g {
             return Err(bad);
         }
         let (f, s) = bin_of(h.granules);
-        match self.linked(h.prev)? {
+        match self.follow(h.prev)? {
             None if self.heads[f][s] == addr => {}
             Some(pc) => {
                 let p = self.read_free(pc, h.prev);
-                if p.seal != self.seal(h.prev, p.granules, p.next) || p.next != addr {
+                if !self.sealed(h.prev, &p) || p.next != addr {
                     return Err(bad);
                 }
             }
             None => return Err(bad),
         }
-        if let Some(nc) = self.linked(h.next)? {
+        if let Some(nc) = self.follow(h.next)? {
             let n = self.read_free(nc, h.next);
-            if n.seal != self.seal(h.next, n.granules, n.next) || n.prev != addr {
+            if !self.sealed(h.next, &n) || n.prev != addr {
                 return Err(bad);
             }
         }
         Ok(h)
     }
 
-    /// Takes the free block at `addr` in `chunk` off its bin's list. Its header was checked
-    /// ([`Self::check_free`]); it is read again here, since unlinking a neighbour in the list
-    /// since then may have changed its links.
+    /// Takes the free block at `addr` in `chunk` off its bin's list. Its header and its list
+    /// neighbours' were checked ([`Self::check_free`]); they are read again here, since
+    /// unlinking a neighbour in the list since then may have changed their links (and resealed
+    /// them).
     fn unlink(&mut self, chunk: Chunk, addr: usize) {
         let h = self.read_free(chunk, addr);
         let (f, s) = bin_of(h.granules);
@@ -404,7 +403,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             Some(pc) => {
                 let mut p = self.read_free(pc, h.prev);
                 p.next = h.next;
-                p.seal = self.seal(h.prev, p.granules, p.next);
+                p.seal = self.seal(h.prev, &p);
                 self.write_free(pc, h.prev, p);
             }
             None => {
@@ -415,6 +414,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         if let Some(nc) = self.linked_chunk(h.next) {
             let mut n = self.read_free(nc, h.next);
             n.prev = h.prev;
+            n.seal = self.seal(h.next, &n);
             self.write_free(nc, h.next, n);
         }
         if self.heads[f][s] == 0 {
@@ -426,17 +426,28 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     }
 
     /// Makes granules `g .. g + len` of `chunk` a free block (bits set by the caller): header,
-    /// footer, and the head of its bin's list.
+    /// footer, and the head of its bin's list. The old head's header gets its new `prev` and is
+    /// resealed, but a header that did not carry its seal is left without one (its damage is
+    /// reported when it is next used, not laundered).
     fn push(&mut self, chunk: Chunk, g: usize, len: usize) {
         let addr = chunk.addr() + g * GRANULE;
         let (f, s) = bin_of(len);
         let old = self.heads[f][s];
-        let header = FreeHeader { seal: self.seal(addr, len, old), next: old, prev: 0, granules: len };
-        self.write_free(chunk, addr, header);
-        self.write_footer(chunk, g + len, len);
+        let mut header = FreeHeader { seal: 0, next: old, prev: 0, granules: len };
+        header.seal = self.seal(addr, &header);
+        let footer = chunk.addr() + (g + len) * GRANULE - core::mem::size_of::<usize>();
+        // SAFETY: the granules are a block becoming free, ours to write (through the caller's
+        // pointer where they are the block being freed, see `ptr_in`): its first granule holds
+        // the header, in bounds and aligned.
+        unsafe { self.ptr_in(chunk, addr).cast::<FreeHeader>().as_ptr().write(header) };
+        // SAFETY: as above; the last word of its last granule holds the footer.
+        unsafe { self.ptr_in(chunk, footer).cast::<usize>().as_ptr().write(len) };
         if let Some(oc) = self.linked_chunk(old) {
             let mut o = self.read_free(oc, old);
+            let intact = self.sealed(old, &o);
             o.prev = addr;
+            let seal = self.seal(old, &o);
+            o.seal = if intact { seal } else { !seal };
             self.write_free(oc, old, o);
         }
         self.heads[f][s] = addr;
@@ -471,9 +482,9 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let mut at = self.heads[f][s];
         let mut best: Option<(usize, usize)> = None;
         for _ in 0..OWN_BIN_PROBES {
-            let Some(chunk) = self.linked(at)? else { break };
+            let Some(chunk) = self.follow(at)? else { break };
             let h = self.read_free(chunk, at);
-            if h.seal != self.seal(at, h.granules, h.next) {
+            if !self.sealed(at, &h) {
                 return Err(Corruption::Header { addr: at });
             }
             if h.granules == n {
@@ -524,7 +535,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         self.unlink(chunk, addr);
         // Granules in front of the aligned start stay free (the block before is live: free
         // blocks are merged), as do those behind the allocation.
-        let front = (addr.next_multiple_of(align) - addr) / GRANULE;
+        let front = (addr.wrapping_neg() & (align - 1)) / GRANULE;
         let start = g + front;
         if front > 0 {
             chunk.set_bit(shape, Map::S, start, true);
@@ -534,7 +545,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             chunk.set_bit(shape, Map::S, start + n, true);
             self.push(chunk, start + n, h.granules - front - n);
         }
-        chunk.fill(shape, Map::U, start, start + n, true);
+        chunk.mark_live(shape, start, n, true);
         self.live += n * GRANULE;
         if self.spare == Some(chunk) {
             self.spare = None;
@@ -696,10 +707,19 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             && chunk.bit(shape, Map::S, g)
             && chunk.bit(shape, Map::U, g)
         {
-            let len = chunk.next_set(shape, Map::S, g + 1, shape.granules) - g;
-            if layout.align() <= MAX && addr % layout.align() == 0 && granules(layout.size()) == len {
-                return Ok((g, len));
+            // The block is as long as the layout says when the next block starts right after
+            // that length (or the chunk ends there) and none starts before.
+            let n = granules(layout.size());
+            let end = g.saturating_add(n);
+            if layout.align() <= MAX
+                && addr & (layout.align() - 1) == 0
+                && end <= shape.granules
+                && (end == shape.granules || chunk.bit(shape, Map::S, end))
+                && !chunk.starts_in(shape, g + 1, end)
+            {
+                return Ok((g, n));
             }
+            let len = chunk.next_set(shape, Map::S, g + 1, shape.granules) - g;
             return Err(FreeError::LayoutMismatch {
                 addr,
                 block_size: len * GRANULE,
@@ -718,7 +738,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let shape = Self::SHAPE;
         let offset = addr - chunk.addr();
         let g = offset / GRANULE;
-        let could_be_block = offset % GRANULE == 0 && addr % layout.align() == 0;
+        let could_be_block = offset % GRANULE == 0 && addr & (layout.align() - 1) == 0;
         let layout_block = self.usable_size(layout).unwrap_or(0);
         if g < shape.first {
             // The chunk's own header and bitmaps: no block of the caller's.
@@ -797,7 +817,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             total += h.granules;
             start = left;
         }
-        chunk.fill(shape, Map::U, g, g + len, false);
+        chunk.mark_live(shape, g, len, false);
         self.live -= len * GRANULE;
         match leaving {
             Some(links) => self.drop_chunk(chunk, links),
@@ -834,7 +854,8 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             chunk.set_bit(shape, Map::S, g + n, true);
             self.push(chunk, g + n, h.granules - extra);
         }
-        chunk.fill(shape, Map::U, right, g + n, true);
+        chunk.mark_live(shape, g, len, false);
+        chunk.mark_live(shape, g, n, true);
         self.live += extra * GRANULE;
         Ok(true)
     }
@@ -859,7 +880,8 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             chunk.set_bit(shape, Map::S, right, false);
             tail += h.granules;
         }
-        chunk.fill(shape, Map::U, g + n, g + len, false);
+        chunk.mark_live(shape, g, len, false);
+        chunk.mark_live(shape, g, n, true);
         chunk.set_bit(shape, Map::S, g + n, true);
         self.live -= (len - n) * GRANULE;
         self.push(chunk, g + n, tail);
@@ -891,7 +913,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let (g, len) = self.live_block(chunk, ptr, old).map_err(AllocError::invalid_block)?;
         let n = granules(new.size());
         let refused = AllocError::OutOfMemory { size: new.size(), block: n.saturating_mul(GRANULE) };
-        if new.align() > MAX || addr % new.align() != 0 || n > Self::SHAPE.data() {
+        if new.align() > MAX || addr & (new.align() - 1) != 0 || n > Self::SHAPE.data() {
             return Err(refused);
         }
         self.origin = Some((ptr, addr, len * GRANULE));
@@ -935,9 +957,9 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let mut largest = 0;
         // Each link is checked before it is followed, and a header whose seal does not match
         // ends the walk: a damaged list is reported by the next call that unlinks from it.
-        while let Ok(Some(chunk)) = self.linked(at) {
+        while let Ok(Some(chunk)) = self.follow(at) {
             let h = self.read_free(chunk, at);
-            if h.seal != self.seal(at, h.granules, h.next) {
+            if !self.sealed(at, &h) {
                 break;
             }
             largest = largest.max(h.granules);

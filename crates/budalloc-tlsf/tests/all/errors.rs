@@ -18,6 +18,16 @@ fn rejected(heap: &mut Small, ptr: NonNull<u8>, l: Layout, check: impl Fn(&FreeE
     unsafe { budalloc_testkit::expect_rejected(heap, ptr, l, check) }
 }
 
+/// Frees the live block `ptr` with `l`, expecting it refused for damaged metadata and no change
+/// of metadata.
+fn refused_as_damage(heap: &mut Small, ptr: NonNull<u8>, l: Layout, context: &str) {
+    let before = digest(heap);
+    // SAFETY: every caller passes a live block it owns; the free is refused (asserted).
+    let result = unsafe { heap.try_deallocate(ptr, l) };
+    assert!(matches!(result, Err(FreeError::Corrupted(_))), "{context}: {result:?}");
+    assert_eq!(digest(heap), before, "{context}");
+}
+
 /// Frees a live block, expecting success.
 fn free(heap: &mut Small, ptr: NonNull<u8>, l: Layout) {
     // SAFETY: every caller passes a live block it owns, with a layout that fits it.
@@ -29,14 +39,25 @@ fn at(ptr: NonNull<u8>, delta: isize) -> NonNull<u8> {
     ptr.map_addr(|a| NonZeroUsize::new(a.get().wrapping_add_signed(delta)).unwrap())
 }
 
-/// Flips bit 0 of the length word of the free header at `ptr` (the fourth word).
+/// Word of a free header: seal, next, prev, length.
+const SEAL: usize = 0;
+const NEXT: usize = 1;
+const PREV: usize = 2;
+const LENGTH: usize = 3;
+
+/// Flips bit 0 of the length word of the free header at `ptr`.
 fn damage(ptr: NonNull<u8>) {
-    let word = ptr.cast::<usize>().as_ptr().wrapping_add(3);
+    damage_word(ptr, LENGTH, 1);
+}
+
+/// Flips the bits `mask` of word `index` of the free header at `ptr`.
+fn damage_word(ptr: NonNull<u8>, index: usize, mask: usize) {
+    let word = ptr.cast::<usize>().as_ptr().wrapping_add(index);
     // SAFETY: `ptr` is a free block of a region the test owns; its first granule holds the
     // heap's free header, readable and writable.
     let value = unsafe { word.read() };
     // SAFETY: as above.
-    unsafe { word.write(value ^ 1) };
+    unsafe { word.write(value ^ mask) };
 }
 
 #[test]
@@ -105,6 +126,28 @@ fn bad_frees_are_reported_and_change_nothing() {
 }
 
 #[test]
+fn a_layout_that_spans_several_blocks_is_refused() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    // Blocks of 40 granules in a row, then one of 1: a layout claiming a block runs to the start
+    // of a later one (a block boundary, as for a real length) over starts that lie in the first,
+    // a middle or the last word of the `S` bitmap the range covers.
+    let l = layout(40 * 64, 8);
+    let blocks: Vec<_> = (0..8).map(|_| alloc(&mut heap, l)).collect();
+    let tail = alloc(&mut heap, layout(64, 8));
+    for (i, &block) in blocks.iter().enumerate() {
+        for spanned in 2..=8 - i {
+            let claimed = layout(spanned * 40 * 64, 8);
+            rejected(&mut heap, block, claimed, |e| matches!(e, FreeError::LayoutMismatch { .. }));
+        }
+    }
+    for &block in &blocks {
+        free(&mut heap, block, l);
+    }
+    free(&mut heap, tail, layout(64, 8));
+    heap.check_invariants().unwrap();
+}
+
+#[test]
 fn damaged_free_header_is_reported_before_any_change() {
     let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
     let l = layout(5000, 8);
@@ -115,14 +158,10 @@ fn damaged_free_header_is_reported_before_any_change() {
     damage(b);
     // Freeing either neighbour would merge with the damaged block: refused, nothing changed.
     // (`validate` checks the block alone, which is sound; the merge finds the damage.)
-    let before = digest(&heap);
     for neighbour in [a, c] {
         assert_eq!(heap.validate(neighbour, l), Ok(()));
-        // SAFETY: live with `l`, ours; the free is refused (asserted).
-        let result = unsafe { heap.try_deallocate(neighbour, l) };
-        assert!(matches!(result, Err(FreeError::Corrupted(_))), "{result:?}");
+        refused_as_damage(&mut heap, neighbour, l, "a neighbour of the damaged block");
     }
-    assert_eq!(digest(&heap), before);
     assert!(heap.check_invariants().is_err());
     // Repaired, everything frees.
     damage(b);
@@ -131,6 +170,48 @@ fn damaged_free_header_is_reported_before_any_change() {
     free(&mut heap, c, l);
     heap.flush();
     assert!(heap.backend_mut().is_pristine());
+}
+
+#[test]
+fn every_word_of_a_free_header_is_sealed() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let l = layout(5000, 8);
+    let [a, b, c, d, e] = core::array::from_fn(|_| alloc(&mut heap, l));
+    // `b` and `d` share a bin; `d` heads it, linked to `b` both ways.
+    free(&mut heap, b, l);
+    free(&mut heap, d, l);
+    // A flipped bit of any word, the links as much as the length, fails the seal: freeing a
+    // neighbour, which would merge with the damaged block, is refused and changes nothing.
+    for (damaged, neighbour) in [(b, a), (d, e)] {
+        for word in [SEAL, NEXT, PREV, LENGTH] {
+            for mask in [1, 1 << 6, 1 << 40] {
+                damage_word(damaged, word, mask);
+                refused_as_damage(&mut heap, neighbour, l, &format!("word {word}, mask {mask:#x}"));
+                damage_word(damaged, word, mask);
+            }
+        }
+    }
+    heap.check_invariants().unwrap();
+    for block in [a, c, e] {
+        free(&mut heap, block, l);
+    }
+    heap.flush();
+    assert!(heap.backend_mut().is_pristine());
+}
+
+#[test]
+fn pushing_onto_a_damaged_block_does_not_reseal_it() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let l = layout(5000, 8);
+    let [a, b, _, d, _] = core::array::from_fn(|_| alloc(&mut heap, l));
+    free(&mut heap, b, l);
+    // 79 granules become 78: the same bin, so nothing but the seal tells.
+    damage(b);
+    // Freeing `d` pushes it onto `b`'s bin and rewrites `b`'s back link: the damage stays
+    // visible instead of being sealed over.
+    free(&mut heap, d, l);
+    refused_as_damage(&mut heap, a, l, "the left neighbour of the damaged block");
+    assert!(heap.check_invariants().is_err());
 }
 
 #[test]
