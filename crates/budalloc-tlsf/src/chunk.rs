@@ -1,4 +1,4 @@
-//! A chunk's memory: its header, its two bitmaps, and the headers and footers of free blocks.
+//! A chunk's memory: its header, its three bitmaps, and the headers and footers of free blocks.
 //!
 //! ```text
 //! chunk base (aligned to the chunk size C)
@@ -51,10 +51,10 @@ const HEADER_WORDS: usize = size_of::<ChunkHeader>() / WORD;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FreeHeader {
-    /// `Tlsf::seal(addr, granules, next)`: a header copied from elsewhere, or with any bit of
-    /// its length or `next` flipped, does not match. `prev` is checked through the reciprocal
-    /// link instead (the previous block's sealed `next` must name this one), so pushing a block
-    /// reseals no neighbour.
+    /// `Tlsf::seal(addr, header)`: a header copied from elsewhere, or with any bit of its
+    /// length or either link flipped, does not match; so a link read from a sealed header names
+    /// a free block. Relinking a neighbour reseals it (a neighbour whose seal did not match
+    /// stays unsealed).
     pub seal: usize,
     /// Address of the next free block of the same bin (0 at the end).
     pub next: usize,
