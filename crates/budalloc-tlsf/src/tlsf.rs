@@ -314,10 +314,17 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         unsafe { chunk.ptr().with_addr_of(addr).cast::<FreeHeader>().as_ptr().write(header) }
     }
 
+    /// The address of the footer of a block that ends at granule `end` (exclusive) of `chunk`:
+    /// the last word of its last granule.
+    #[inline]
+    fn footer_addr(chunk: Chunk, end: usize) -> usize {
+        chunk.addr() + end * GRANULE - core::mem::size_of::<usize>()
+    }
+
     /// Reads the footer of the free block that ends at granule `end` (exclusive) of `chunk`.
     #[inline]
     pub(crate) fn footer_of(&self, chunk: Chunk, end: usize) -> usize {
-        let addr = chunk.addr() + end * GRANULE - core::mem::size_of::<usize>();
+        let addr = Self::footer_addr(chunk, end);
         // SAFETY: the granule before `end` lies in `chunk`'s data area and in a free block (the
         // caller checked its `U` bit): ours, initialised when the block was freed; aligned.
         unsafe { chunk.ptr().with_addr_of(addr).cast::<usize>().as_ptr().read() }
@@ -435,7 +442,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let old = self.heads[f][s];
         let mut header = FreeHeader { seal: 0, next: old, prev: 0, granules: len };
         header.seal = self.seal(addr, &header);
-        let footer = chunk.addr() + (g + len) * GRANULE - core::mem::size_of::<usize>();
+        let footer = Self::footer_addr(chunk, g + len);
         // SAFETY: the granules are a block becoming free, ours to write (through the caller's
         // pointer where they are the block being freed, see `ptr_in`): its first granule holds
         // the header, in bounds and aligned.
