@@ -5,10 +5,20 @@ use core::alloc::{GlobalAlloc, Layout};
 use budalloc_classes::Classes;
 use budalloc_core::{FreeError, Grow, Stats};
 use budalloc_sync::{Cached, Locked, Spin, SystemSource};
+use budalloc_tlsf::Tlsf;
 
-use crate::GlobalBuddy;
+use crate::{GlobalBuddy, GlobalSlabBuddy};
 
-/// The buddy policy behind a spin lock, growing region by region from the OS:
+/// The policy behind [`Global`]: the default [`Heap`](crate::Heap)'s composition (size classes
+/// up to 4 KiB over TLSF chunks of the exact-fit buddy, as [`ClassesBuddy`](crate::ClassesBuddy)),
+/// its buddy growing region by region from the OS.
+pub type GlobalHeap = Classes<Tlsf<Grow<GlobalSlabBuddy, SystemSource>, { 1 << 20 }, { 128 * 1024 }>, 4096>;
+
+/// The default heap's policy ([`GlobalHeap`]) behind a spin lock, growing region by region from
+/// the OS: every free is checked at once, against the policy's own metadata, and a request
+/// keeps what the default heap keeps (at most 19.8% rounding above 64 B in the classes, a
+/// 64-byte granule in the chunks, a 1 KiB fragment above 128 KiB), where the plain buddy would
+/// round it up to a power of two.
 ///
 /// ```no_run
 /// #[global_allocator]
@@ -20,13 +30,18 @@ use crate::GlobalBuddy;
 /// (double free, foreign pointer, wrong layout) prints one line starting with
 /// [`crate::fatal::FATAL_PREFIX`] and aborts.
 pub struct Global {
-    heap: Locked<Grow<GlobalBuddy, SystemSource>, Spin>,
+    heap: Locked<GlobalHeap, Spin>,
 }
 
 impl Global {
     /// A global allocator with no memory yet; the first allocation maps the first region.
     pub const fn new() -> Self {
-        Global { heap: Locked::new_spin(Grow::new(GlobalBuddy::new(), SystemSource::new())) }
+        Global {
+            heap: Locked::new_spin(Classes::new(Tlsf::new(Grow::new(
+                GlobalSlabBuddy::new(),
+                SystemSource::new(),
+            )))),
+        }
     }
 
     /// The heap's figures (takes the lock).
@@ -34,12 +49,18 @@ impl Global {
         self.heap.stats()
     }
 
-    /// Runs `f` on the buddy policy under the lock, to look at it (its arenas, its map).
+    /// Runs `f` on the policy under the lock, to look at it (its classes, chunks, and through
+    /// `backend()` the buddy's arenas and map).
     ///
     /// `f` must not allocate through this allocator: the lock is held, and a spin lock does not
     /// re-enter (the call would never return).
-    pub fn inspect<R>(&self, f: impl FnOnce(&GlobalBuddy) -> R) -> R {
-        self.heap.with(|grow| f(grow.policy()))
+    pub fn inspect<R>(&self, f: impl FnOnce(&GlobalHeap) -> R) -> R {
+        self.heap.with(|heap| f(heap))
+    }
+
+    /// Runs `f` on the buddy under the classes and chunks ([`Self::inspect`]'s rules apply).
+    pub fn inspect_buddy<R>(&self, f: impl FnOnce(&GlobalSlabBuddy) -> R) -> R {
+        self.inspect(|heap| f(heap.backend().backend().policy()))
     }
 }
 

@@ -23,7 +23,7 @@ pub use budalloc_core::{Inspect, InvariantError};
 #[cfg(feature = "std")]
 mod global;
 #[cfg(feature = "std")]
-pub use global::{CachedGlobal, Global, GlobalClasses};
+pub use global::{CachedGlobal, Global, GlobalClasses, GlobalHeap};
 
 /// The default buddy policy: 16-byte smallest blocks, 1 GiB largest block (and alignment), up to
 /// 8 arenas.
@@ -101,10 +101,14 @@ pub type TlsfBuddy = Tlsf<SlabBuddy, { 1 << 20 }, { 128 * 1024 }>;
 /// 32 KiB limit with 8 classes per doubling holds 73 % / 50 % of talc's recipe, 2026-12-07).
 pub type ClassesBuddy = Classes<TlsfBuddy, 4096>;
 
-/// The buddy policy behind [`Global`] and [`CachedGlobal`]'s size classes: like
-/// [`DefaultBuddy`], with room for 32 arenas (regions
-/// double in size as the heap grows, so 32 arenas reach far beyond any real heap).
+/// The buddy policy behind [`CachedGlobal`]'s size classes: like [`DefaultBuddy`], with room
+/// for 32 arenas (regions double in size as the heap grows, so 32 arenas reach far beyond any
+/// real heap).
 pub type GlobalBuddy = Buddy<16, { 1 << 30 }, 32>;
+
+/// The exact-fit buddy under [`Global`]'s classes and chunks ([`GlobalHeap`]): [`SlabBuddy`]
+/// with room for 32 arenas, as [`GlobalBuddy`].
+pub type GlobalSlabBuddy = Buddy<1024, { 1 << 30 }, 32, true>;
 
 /// A `no_std` global allocator over a static array of `N` bytes, spin-locked:
 /// `#[global_allocator] static HEAP: budalloc::StaticGlobal<{ 1 << 20 }> = budalloc::StaticGlobal::new(budalloc::Buddy::new());`

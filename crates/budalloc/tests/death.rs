@@ -14,6 +14,10 @@ const CASE_VAR: &str = "BUDALLOC_DEATH_CASE";
 /// Each case: name, and a fragment the single stderr line must contain after the prefix.
 const CASES: &[(&str, &str)] = &[
     ("double_free", "double free of the 64-byte block at 0x"),
+    // A block of a TLSF chunk (above the 4 KiB classes; the size reported is the free block's
+    // there, merged with its free neighbours), then one of the buddy (above 128 KiB).
+    ("double_free_medium", "double free of the "),
+    ("double_free_large", "double free of the 262144-byte block at 0x"),
     ("invalid_free", "is outside every arena of this allocator"),
     ("interior_free", "is not the start of a block"),
     ("size_mismatch", "layout mismatch at 0x"),
@@ -21,12 +25,16 @@ const CASES: &[(&str, &str)] = &[
     // A realloc that cannot stay in place must not move (and free) a block that is not live.
     ("realloc_grow_freed", "double free of the 64-byte block at 0x"),
     ("realloc_shrink_freed", "double free of the 1024-byte block at 0x"),
+    ("realloc_grow_large_freed", "double free of the 262144-byte block at 0x"),
     // The per-thread cache checks a block before it moves it between a class and the heap.
     ("cached_realloc_foreign", "is outside every arena of this allocator"),
     ("cached_realloc_shrink_freed", "double free of the 65536-byte block at 0x"),
     // A static heap moved after its first use serves nothing and stops at a free.
     ("static_heap_moved", "it must not move"),
 ];
+
+/// A request above the TLSF chunks' limit: the buddy under them serves it.
+const LARGE: usize = 256 * 1024;
 
 fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()
@@ -49,10 +57,15 @@ fn free(p: *mut u8, size: usize) {
 /// Commits the misuse `case`; returns only if the allocator failed to stop it.
 fn run_case(case: &str) {
     match case {
-        "double_free" => {
-            let p = alloc(64);
-            free(p, 64);
-            free(p, 64);
+        "double_free" | "double_free_medium" | "double_free_large" => {
+            let size = match case {
+                "double_free" => 64,
+                "double_free_medium" => 8192,
+                _ => LARGE,
+            };
+            let p = alloc(size);
+            free(p, size);
+            free(p, size);
         }
         "invalid_free" => {
             let mut on_stack = [0u8; 64];
@@ -67,9 +80,10 @@ fn run_case(case: &str) {
             free(p, 4096);
         }
         "corrupted_guard_key" => {
-            let p = alloc(64);
-            let key = ALLOC.inspect(|b| {
-                let bitmap = b.arenas().next().unwrap().bitmap();
+            // Above the chunks' 128 KiB: a block of the buddy itself, whose free reads the keys.
+            let p = alloc(LARGE);
+            let key = ALLOC.inspect_buddy(|b| {
+                let bitmap = b.arenas().find(|a| a.contains(p.addr())).unwrap().bitmap();
                 bitmap.addr() + bitmap.footprint() - size_of::<usize>()
             });
             // A stray write over the key behind the bitset, through a pointer into the arena.
@@ -78,18 +92,24 @@ fn run_case(case: &str) {
             let value = unsafe { key.read() };
             // SAFETY: as above.
             unsafe { key.write(value ^ 0x10) };
-            free(p, 64);
+            free(p, LARGE);
         }
-        "realloc_grow_freed" | "realloc_shrink_freed" => {
-            let size = if case == "realloc_grow_freed" { 64 } else { 1024 };
+        "realloc_grow_freed" | "realloc_shrink_freed" | "realloc_grow_large_freed" => {
+            let size = match case {
+                "realloc_grow_freed" => 64,
+                "realloc_shrink_freed" => 1024,
+                _ => LARGE,
+            };
             let p = alloc(size);
-            // Its buddy taken, so that the resize cannot happen in place.
             let _neighbour = alloc(size);
             free(p, size);
-            // Another free merges the parked block `p` for real.
-            let q = alloc(32);
-            free(q, 32);
-            let new_size = if size == 64 { 4096 } else { 16 };
+            // Another size class, or a block of the buddy whose neighbour is live: the resize
+            // cannot stay in place, it would move the block.
+            let new_size = match size {
+                64 => 4096,
+                1024 => 16,
+                _ => 2 * LARGE,
+            };
             // SAFETY: deliberately invalid: `p` was freed; the allocator checks and aborts.
             let _ = unsafe { ALLOC.realloc(p, layout(size), new_size) };
         }

@@ -23,7 +23,7 @@ fn main() {
         use budalloc::Inspect;
         ALLOC.inspect(|b| b.check_invariants()).expect("heap invariants after the workload");
     }
-    let arenas = ALLOC.inspect(|b| b.arenas().count());
+    let arenas = ALLOC.inspect_buddy(|b| b.arenas().count());
     println!(
         "global allocator test: ok ({} threads, {json_bytes} bytes of JSON, {arenas} arena(s), capacity {} B, \
          {} B allocated after the second run as after the first)",
