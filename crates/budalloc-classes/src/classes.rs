@@ -986,7 +986,10 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
 
     /// What `ptr` with `layout` is, checked as a free would check it (changing nothing): an
     /// object of one of our slabs, with its class, or a block of the backend (with the class
-    /// its layout maps to, or `usize::MAX` if none: a block has no slab class).
+    /// its layout maps to, or `usize::MAX` if none: a block has no slab class). With a layout
+    /// above the classes only the slab check is made here (`ptr` is no slab's base); the
+    /// backend checks the block when it is resized or freed, and its refusal is told in this
+    /// layer's terms ([`Self::reclassify`]).
     #[inline]
     fn find(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(Found, usize), FreeError> {
         match const { &Self::TABLE }.class_of(layout.size(), layout.align()) {
@@ -1012,7 +1015,6 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         (found, c): (Found, usize),
         old: Layout,
         (new, new_class): (Layout, Option<usize>),
-        grow: bool,
     ) -> Result<Option<NonNull<[u8]>>, AllocError> {
         match found {
             Found::Object(..) => {
@@ -1022,15 +1024,29 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             // layout finds it through the backend (see `locate_slow`). The backend knows it by
             // its class's layout when its layout maps to a class.
             Found::Block => {
-                let (old, new) = (Self::backend_layout(old), Self::backend_layout(new));
-                if grow {
+                let (old_block, new_block) = (Self::backend_layout(old), Self::backend_layout(new));
+                // By the backend's sizes, not the caller's direction: an alignment that takes a
+                // layout out of the classes makes a shrink into a class a growth of the
+                // backend's layout (100 B aligned to 64 KiB to 100 B aligned to 8: 100 to 112).
+                let resized = if new_block.size() >= old_block.size() {
                     // SAFETY: `ptr` is a block of the backend (not a slab of ours, checked by
-                    // `find`) that `old` fits (validated, or our caller's promise), and `new`
-                    // is at least as large.
-                    unsafe { self.backend.grow_in_place(ptr, old, new) }.map(Some)
+                    // `find`) that `old_block` fits (validated, or our caller's promise: a
+                    // class's blocks are kept at its size), and `new_block` is at least as
+                    // large.
+                    unsafe { self.backend.grow_in_place(ptr, old_block, new_block) }
                 } else {
-                    // SAFETY: as above; `new` is at most as large.
-                    unsafe { self.backend.shrink_in_place(ptr, old, new) }.map(Some)
+                    // SAFETY: as above; `new_block` is smaller.
+                    unsafe { self.backend.shrink_in_place(ptr, old_block, new_block) }
+                };
+                match resized {
+                    // A layout above the classes was not checked against our slabs (`find`
+                    // only made sure `ptr` is no slab's base): a pointer into one is the
+                    // backend's "interior pointer" until told in this layer's terms, as a free
+                    // tells it.
+                    Err(AllocError::InvalidBlock(error)) if c == usize::MAX => {
+                        Err(AllocError::InvalidBlock(self.reclassify(ptr, old, error)))
+                    }
+                    other => other.map(Some),
                 }
             }
         }
@@ -1046,12 +1062,11 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
-        grow: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let found = self.find(ptr, old).map_err(AllocError::invalid_block)?;
         let new_class = const { &Self::TABLE }.class_of(new.size(), new.align());
         // SAFETY: forwarded from our caller; `found` is what `find` said of `ptr`.
-        match unsafe { self.resize_found(ptr, found, old, (new, new_class), grow) }? {
+        match unsafe { self.resize_found(ptr, found, old, (new, new_class)) }? {
             Some(block) => Ok(block),
             None => {
                 Err(AllocError::OutOfMemory { size: new.size(), block: self.usable_size(new).unwrap_or(0) })
@@ -1067,21 +1082,20 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     /// class, or the backend), so what the check found still holds when the old one is freed.
     ///
     /// # Safety
-    /// As [`RawAlloc::grow`] (`grow`) or [`RawAlloc::shrink`]; `keep <= min(old.size(),
+    /// As [`RawAlloc::grow`] or [`RawAlloc::shrink`]; `keep <= min(old.size(),
     /// new.size())`.
     unsafe fn resize(
         &mut self,
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
-        grow: bool,
         keep: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let found = self.find(ptr, old).map_err(AllocError::invalid_block)?;
         // The new layout's class, looked up once for the in-place attempt and the allocation.
         let new_class = const { &Self::TABLE }.class_of(new.size(), new.align());
         // SAFETY: forwarded from our caller; `found` is what `find` said of `ptr`.
-        match unsafe { self.resize_found(ptr, found, old, (new, new_class), grow) } {
+        match unsafe { self.resize_found(ptr, found, old, (new, new_class)) } {
             Ok(Some(block)) => return Ok(block),
             Err(e) if e.is_misuse() => return Err(e),
             Ok(None) | Err(_) => {}
@@ -1230,7 +1244,7 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from our caller.
-        unsafe { self.resize_in_place(ptr, old, new, true) }
+        unsafe { self.resize_in_place(ptr, old, new) }
     }
 
     unsafe fn shrink_in_place(
@@ -1240,7 +1254,7 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from our caller.
-        unsafe { self.resize_in_place(ptr, old, new, false) }
+        unsafe { self.resize_in_place(ptr, old, new) }
     }
 
     unsafe fn grow(
@@ -1250,7 +1264,7 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from our caller; `old.size() <= new.size()`.
-        unsafe { self.resize(ptr, old, new, true, old.size()) }
+        unsafe { self.resize(ptr, old, new, old.size()) }
     }
 
     unsafe fn shrink(
@@ -1260,7 +1274,7 @@ unsafe impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: us
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from our caller; `new.size() <= old.size()`.
-        unsafe { self.resize(ptr, old, new, false, new.size()) }
+        unsafe { self.resize(ptr, old, new, new.size()) }
     }
 
     #[inline]

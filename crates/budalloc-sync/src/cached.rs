@@ -29,7 +29,10 @@
 //!   policy) is caught at the flush only if the object is still free there. If the shared
 //!   policy handed it out again meanwhile, the flush finds it live and takes it: two owners
 //!   then hold it, and nothing reports it. [`Locked`] checks every free at once, against the
-//!   policy's own metadata; use it where that matters more than speed.
+//!   policy's own metadata; use it where that matters more than speed;
+//! - a call made while the thread's magazines are in use (re-entered, from a signal handler)
+//!   bypasses them and goes to the shared policy: a free of an object that sits in the
+//!   magazine then is not caught, and the object has two owners.
 //!
 //! Requests that map to no class, and zero-size requests, go to the shared policy (or get a
 //! dangling pointer) as with [`Locked`].
@@ -49,7 +52,7 @@ pub const BATCH: usize = MAGAZINE / 2;
 ///
 /// 64 KiB lets classes up to 2 KiB keep a full [`MAGAZINE`] and the 4 KiB class 16 objects. A
 /// thread's magazines then hold at most 1.34 MiB over the 40 classes of a table up to 32 KiB
-/// (the facade's `CachedGlobal`; 0.5 MiB with 16 KiB). Measured on the benchmarks' two-thread workload (random alloc / free /
+/// (the facade's `CachedGlobal`). Measured on the benchmarks' two-thread workload (random alloc / free /
 /// realloc of 8 B – 4 KiB, one thread, `valgrind --tool=callgrind drive scale budalloc-cached 0
 /// 400000 1`, 2026-12-04): with 16 KiB, 24 066 refills and flushes took the shared lock per
 /// 400 000 actions (13% of the allocator's instructions under it); with 64 KiB, 1 314 (3%).
@@ -106,7 +109,8 @@ fn bucket(ptr: NonNull<u8>) -> usize {
 /// model drive the same code.
 pub struct Magazines {
     /// Per class, the cached objects. Invariant: `objects[c][..len[c]]` are distinct objects of
-    /// class `c`, allocated from the shared policy with `class_layout(c)`, owned by this cache
+    /// class `c`, allocated from the shared policy with a layout of that class (each holds
+    /// `class_layout(c)`, the layout the flush frees it with), owned by this cache
     /// (no user holds them); oldest first. `objects[c][len[c]..]` are `None`.
     objects: [[Option<NonNull<u8>>; MAGAZINE]; CACHED_CLASSES],
     /// Per class, how many objects are cached. Invariant: `len[c] <= MAGAZINE`.
@@ -633,16 +637,26 @@ mod tls {
             layout: Layout,
             error: AllocError,
         ) -> Result<NonNull<[u8]>, AllocError> {
+            if self.give_back_after_oom()? {
+                self.allocate_once(layout)
+            } else {
+                Err(error)
+            }
+        }
+
+        /// After an out-of-memory answer: gives this thread's magazines back to the shared heap
+        /// and has the shared policy give back its spare memory. `Ok(true)` if either freed
+        /// anything, so that one more try may succeed.
+        ///
+        /// # Errors
+        /// [`AllocError::InvalidBlock`] if giving the magazines back found a misused block.
+        fn give_back_after_oom(&self) -> Result<bool, AllocError> {
             let cached = match self.with_magazines(|m| (m.cached(), m.flush(self.shared))) {
                 Some((_, Err(misuse))) => return Err(AllocError::InvalidBlock(misuse)),
                 Some((cached, Ok(()))) => cached,
                 None => 0,
             };
-            if self.shared.with(|a| a.release_spare()) || cached > 0 {
-                self.allocate_once(layout)
-            } else {
-                Err(error)
-            }
+            Ok(self.shared.with(|a| a.release_spare()) || cached > 0)
         }
 
         /// Frees through this thread's cache, or into the shared heap.
@@ -702,8 +716,8 @@ mod tls {
                     return Ok(NonNull::slice_from_raw_parts(ptr, A::class_layout(c).size()));
                 }
                 (None, None) => {
-                    // Out of memory, tried again once the shared policy gave back its spare
-                    // memory, as an allocation is.
+                    // Out of memory, tried again once this thread's magazines and the shared
+                    // policy's spare memory went back, as an allocation is.
                     let resize = move |a: &mut A| {
                         if new.size() >= old.size() {
                             // SAFETY: forwarded from our caller; the size grows. A grow that
@@ -714,7 +728,16 @@ mod tls {
                             unsafe { a.shrink(ptr, old, new) }
                         }
                     };
-                    return crate::frontend::with_spare(self.shared, resize, |e| e);
+                    return match self.shared.with(resize) {
+                        Err(error @ AllocError::OutOfMemory { .. }) => {
+                            if self.give_back_after_oom()? {
+                                self.shared.with(resize)
+                            } else {
+                                Err(error)
+                            }
+                        }
+                        other => other,
+                    };
                 }
                 (Some(_), _) => {}
                 (None, Some(_)) => {

@@ -20,7 +20,8 @@
 //! coalescing reads no memory of a live block, and marking a block live or free costs two bits
 //! whatever its length. The `Z` bitmap summarises `S`, so that checking that no block starts
 //! inside a range (a free's check of the length its layout claims) reads at most two words of
-//! `S` and one or two of `Z`, whatever the range's length.
+//! `S` and the words of `Z` between them: one bit of `Z` per word of `S`, so one word of `Z`
+//! per 4096 granules (256 KiB) the range spans.
 
 use core::mem::size_of;
 use core::ptr::NonNull;

@@ -173,6 +173,12 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Inspect for Tl
             if (self.fl_bitmap >> f & 1 != 0) != (self.sl_bitmap[f] != 0) {
                 return broken("a first-level bit is set iff one of its bins is non-empty", 0);
             }
+            if u64::from(self.sl_bitmap[f]) >> SL != 0 {
+                return broken("no second-level bit names a bin past the last", 0);
+            }
+        }
+        if u64::from(self.fl_bitmap) >> FL != 0 {
+            return broken("no first-level bit names a level past the last", 0);
         }
         if listed != blocks {
             return broken("the bins hold exactly the free blocks of the chunks", 0);

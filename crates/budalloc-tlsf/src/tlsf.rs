@@ -14,8 +14,8 @@ const SL_LOG2: u32 = 4;
 /// 1/16 longer than the bin's lower bound.
 pub(crate) const SL: usize = 1 << SL_LOG2;
 /// First-level bins: lengths of fewer than `SL` granules share bin 0 (one second-level bin per
-/// length), then one per doubling, up to `2^(FL + SL_LOG2 - 1)` granules (64 GiB chunks: far
-/// above [`Tlsf`]'s bound on `CHUNK`).
+/// length), then one per doubling, up to `2^(FL + SL_LOG2 - 1)` granules (32 GiB: twice the
+/// largest `CHUNK` that [`Tlsf`]'s bound allows).
 pub(crate) const FL: usize = 26;
 /// Blocks of a request's own bin looked at before the bins above ([`Tlsf::fit_in_own_bin`]).
 const OWN_BIN_PROBES: usize = 8;
@@ -70,6 +70,28 @@ const fn granules(size: usize) -> usize {
     }
 }
 
+/// Bytes of a live block of `len` granules that its owner's pointer reaches, for a layout of
+/// `size` bytes (at most the block's length): the size rounded up to a word. A word that the
+/// layout's end cuts in two goes through the owner's pointer, which Tree Borrows (the model
+/// this crate is checked under) allows. Stacked Borrows does not let a pointer reach past the
+/// reference it came from: there, that one word (a header word of a request shorter than a
+/// header, or the footer of a size that is not a multiple of a word and ends within a word of
+/// the block's end) is still flagged when the owner frees through a pointer covering only its
+/// layout.
+#[inline]
+const fn caller_bytes(size: usize, len: usize) -> usize {
+    let block = len * GRANULE;
+    let reach = size.saturating_add(WORD - 1) & !(WORD - 1);
+    if reach < block {
+        reach
+    } else {
+        block
+    }
+}
+
+/// Bytes per word.
+const WORD: usize = core::mem::size_of::<usize>();
+
 /// Mixes a word (splitmix64's finaliser): stirs the secret once a chunk's address is known.
 const fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -99,7 +121,7 @@ const fn mix(x: u64) -> u64 {
 /// | other requests, blocks of `B` | `B`'s (a free first checks the address is in no chunk) |
 ///
 /// Blocks are as long as their layout rounded up to granules: at most 63 bytes of a block go
-/// unused. A layout fits a block exactly when it rounds to the block's length and its
+/// unused (64 for a zero-size layout, which takes one granule). A layout fits a block exactly when it rounds to the block's length and its
 /// alignment (at most `MAX`) divides the block's address.
 ///
 /// Chunks are marked blocks of `B` ([`RawAlloc::allocate_marked`]), aligned to `CHUNK`, so the
@@ -143,11 +165,14 @@ pub struct Tlsf<B, const CHUNK: usize = DEFAULT_CHUNK, const MAX: usize = DEFAUL
     pub(crate) secret: u64,
     /// Whether `secret` was stirred.
     pub(crate) keyed: bool,
-    /// While a free or a resize runs: the caller's pointer to the block, its address and its
-    /// length in bytes. Writes into that range (a free header, a footer) go through the
-    /// caller's pointer, not the chunk's: the caller may still hold a protected reference to it
-    /// (a `Box` dropped inside the function it was passed to), which a write through another
-    /// pointer would violate under the aliasing model (as in the buddy). `None` otherwise.
+    /// While a free or a resize runs: the caller's pointer to the block, its address, and the
+    /// bytes of the block it reaches (the layout's size, rounded up to a word: [`caller_bytes`]).
+    /// Writes into that range (a free header, a footer) go through the caller's pointer, not the
+    /// chunk's: the caller may still hold a protected reference to it (a `Box` dropped inside
+    /// the function it was passed to), which a write through another pointer would violate
+    /// under the aliasing model (as in the buddy). Writes past it, into the block's tail that no
+    /// reference of the caller's covers, go through the chunk's pointer: under Stacked Borrows
+    /// the caller's pointer does not reach them. `None` otherwise.
     origin: Option<(NonNull<u8>, usize, usize)>,
 }
 
@@ -478,9 +503,9 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     }
 
     /// A free block of at least `n` granules in the bin of `n` itself, whose blocks may be
-    /// shorter than `n` (the good fit of [`bin_above`] skips it): the first of its first
-    /// [`OWN_BIN_PROBES`] blocks that fits. Each header's seal is checked before its link is
-    /// followed.
+    /// shorter than `n` (the good fit of [`bin_above`] skips it): among its first
+    /// [`OWN_BIN_PROBES`] blocks, the first exact fit, else the shortest that fits. Each
+    /// header's seal is checked before its link is followed.
     fn fit_in_own_bin(&self, n: usize) -> Result<Option<usize>, Corruption> {
         let (f, s) = bin_of(n);
         if (f, s) == bin_above(n) {
@@ -566,6 +591,17 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     #[cold]
     #[inline(never)]
     fn add_chunk(&mut self) -> Result<bool, AllocError> {
+        // The list head, checked before anything changes: before the backend is asked for the
+        // chunk, whose allocation is a change of the backend's metadata.
+        let old = self.chunks;
+        let head = match NonZeroUsize::new(old) {
+            None => None,
+            Some(nz) => Some(
+                self.chunk_of(nz.get())
+                    .filter(|c| c.addr() == old && c.header().prev == 0)
+                    .ok_or(Corruption::Header { addr: old })?,
+            ),
+        };
         let block = match self.backend.allocate_marked(Self::CHUNK_LAYOUT) {
             Ok(block) => block.cast::<u8>(),
             Err(AllocError::OutOfMemory { .. } | AllocError::TooLarge { .. }) => return Ok(false),
@@ -573,21 +609,6 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         };
         let base = self.backend.rebase(block).unwrap_or(block);
         debug_assert_eq!(base.addr().get() % CHUNK, 0, "the backend misaligned a chunk");
-        // The list head, checked before anything changes (the new chunk is the backend's now:
-        // on a damaged head it goes back).
-        let old = self.chunks;
-        let head = match NonZeroUsize::new(old) {
-            None => None,
-            Some(nz) => match self.chunk_of(nz.get()).filter(|c| c.addr() == old && c.header().prev == 0) {
-                Some(c) => Some(c),
-                None => {
-                    // SAFETY: the block was just allocated from the backend with this layout,
-                    // and nothing of it was handed out.
-                    let _ = unsafe { self.backend.try_deallocate(block, Self::CHUNK_LAYOUT) };
-                    return Err(Corruption::Header { addr: old }.into());
-                }
-            },
-        };
         if !self.keyed {
             // No chunk is held, so no seal depends on the secret yet.
             self.secret = mix(self.secret ^ base.addr().get() as u64);
@@ -656,10 +677,12 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     /// of chunks ([`Self::check_chunk_links`]) and the backend holds it as a live block.
     fn check_leaving(&self, chunk: Chunk) -> Result<ChunkHeader, Corruption> {
         let links = self.check_chunk_links(chunk)?;
-        if let Err(FreeError::Corrupted(c)) = self.backend.validate(chunk.ptr(), Self::CHUNK_LAYOUT) {
-            return Err(c);
+        // Any refusal: the backend no longer holds the chunk as the live block it gave us.
+        match self.backend.validate(chunk.ptr(), Self::CHUNK_LAYOUT) {
+            Ok(()) => Ok(links),
+            Err(FreeError::Corrupted(c)) => Err(c),
+            Err(_) => Err(Corruption::Header { addr: chunk.addr() }),
         }
-        Ok(links)
     }
 
     /// Gives `chunk`, whose blocks are all free and in no bin, back to the backend, its list
@@ -790,7 +813,13 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             let footer = self.footer_of(chunk, g);
             let start = g.wrapping_sub(footer);
             let addr = base.wrapping_add(start.wrapping_mul(GRANULE));
-            if footer == 0 || footer > g - shape.first || !chunk.bit(shape, Map::S, start) {
+            // The footer is not sealed: it must name the start of a free block (a damaged one
+            // naming a live block would have us read its owner's memory as a header).
+            if footer == 0
+                || footer > g - shape.first
+                || !chunk.bit(shape, Map::S, start)
+                || chunk.bit(shape, Map::U, start)
+            {
                 return Err(Corruption::Header { addr: base + (g - 1) * GRANULE });
             }
             let h = self.check_free(chunk, addr)?;
@@ -923,7 +952,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         if new.align() > MAX || addr & (new.align() - 1) != 0 || n > Self::SHAPE.data() {
             return Err(refused);
         }
-        self.origin = Some((ptr, addr, len * GRANULE));
+        self.origin = Some((ptr, addr, caller_bytes(old.size(), len)));
         let result = if n > len {
             self.grow_block(chunk, g, len, n).map(|grown| grown.then_some(()))
         } else if n < len {
@@ -1018,7 +1047,7 @@ unsafe impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> RawAlloc for Tlsf
         match self.chunk_of(addr) {
             Some(chunk) => {
                 let (g, len) = self.live_block(chunk, ptr, layout)?;
-                self.origin = Some((ptr, addr, len * GRANULE));
+                self.origin = Some((ptr, addr, caller_bytes(layout.size(), len)));
                 let result = self.release(chunk, g, len);
                 self.origin = None;
                 Ok(result?)

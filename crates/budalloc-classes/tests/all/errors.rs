@@ -322,3 +322,59 @@ fn grow_and_shrink_in_place() {
     heap.check_invariants().unwrap();
     assert!(heap.backend_mut().is_pristine());
 }
+
+#[test]
+fn a_resize_with_a_layout_above_the_classes_answers_as_a_free_would() {
+    let (mut heap, _region, _) = crate::heap::<Exact>(ARENA, 0);
+    let small = layout(64, 8);
+    let a = alloc(&mut heap, small);
+    let b = alloc(&mut heap, small);
+    // SAFETY: live with `small`.
+    unsafe { heap.try_deallocate(b, small) }.unwrap();
+    let (big, bigger, less) = (layout(LIMIT + 100, 8), layout(4 * LIMIT, 8), layout(LIMIT + 50, 8));
+    // A live object, a freed one, and a pointer inside an object, each resized as a block of the
+    // backend: the error a free gives (in this layer's terms: the backend sees one live block,
+    // the slab), and no change.
+    for (what, ptr) in [("live object", a), ("freed object", b), ("interior pointer", at(a, 8))] {
+        let expected = AllocError::InvalidBlock(heap.validate(ptr, big).unwrap_err());
+        let before = digest(&heap);
+        let answers = [
+            // SAFETY: deliberately invalid: refused before any change.
+            unsafe { heap.grow(ptr, big, bigger) },
+            // SAFETY: as above.
+            unsafe { heap.shrink(ptr, big, less) },
+            // SAFETY: as above.
+            unsafe { heap.grow_in_place(ptr, big, bigger) },
+            // SAFETY: as above.
+            unsafe { heap.shrink_in_place(ptr, big, less) },
+        ];
+        for answer in answers {
+            assert_eq!(answer.map(|_| ()), Err(expected), "{what}");
+        }
+        assert_eq!(digest(&heap), before, "{what}");
+    }
+}
+
+#[test]
+fn an_alignment_that_leaves_the_classes_resizes_by_the_backends_sizes() {
+    let (mut heap, _region, _) = crate::heap::<Exact>(ARENA, 0);
+    let before = heap.stats();
+    // 100 bytes aligned to 64 KiB: no class serves it, a block of the backend. Shrunk to 100
+    // bytes aligned to 8 (the 112-byte class), the backend's layout grows, 100 to 112 bytes:
+    // the block stays where it is (a block kept at its class's size) or moves, never shrinks
+    // the backend's block below its new layout.
+    let over = layout(100, 64 * 1024);
+    let p = alloc(&mut heap, over);
+    // SAFETY: live with `over`; the size does not grow.
+    let q = unsafe { heap.shrink(p, over, layout(100, 8)) }.unwrap().cast::<u8>();
+    heap.check_invariants().unwrap();
+    // And back: a grow whose backend layout shrinks (112 to 104 bytes, aligned to 64 KiB).
+    // SAFETY: live with `layout(100, 8)`; the size grows.
+    let r = unsafe { heap.grow(q, layout(100, 8), layout(104, 64 * 1024)) }.unwrap().cast::<u8>();
+    assert_eq!(r.addr().get() % (64 * 1024), 0);
+    heap.check_invariants().unwrap();
+    // SAFETY: live with this layout.
+    unsafe { heap.try_deallocate(r, layout(104, 64 * 1024)) }.unwrap();
+    heap.flush();
+    assert_eq!(heap.stats(), before);
+}

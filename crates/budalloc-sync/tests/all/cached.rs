@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 use std::alloc::GlobalAlloc;
 
 use budalloc_buddy::Buddy;
-use budalloc_core::{AllocError, Claim, FreeError, Inspect, RawAlloc, SizeClasses};
+use budalloc_core::{AllocError, Claim, FreeError, Inspect, RawAlloc, SizeClasses, Stats};
 use budalloc_sync::{capacity, Cached, Locked};
 use budalloc_testkit::Region;
 
@@ -554,18 +554,60 @@ fn an_allocation_out_of_memory_takes_back_the_threads_magazines_first() {
     // SAFETY: non-zero size.
     let big = NonNull::new(unsafe { heap.alloc(layout(2048)) }).expect("the cached memory serves it");
     assert_eq!(big, pair[0]);
-    // SAFETY: live with these layouts.
-    unsafe { heap.dealloc(big.as_ptr(), layout(2048)) };
-    for block in blocks {
-        // SAFETY: as above.
-        unsafe { heap.dealloc(block.as_ptr(), layout(1024)) };
+    let live = blocks.into_iter().map(|b| (b, layout(1024)));
+    free_all_back_to(&guard, before, live.chain([(big, layout(2048))]));
+}
+
+/// Frees `blocks` (live with their layouts) through the guard's cache, flushes it and the shared
+/// policy, and expects the shared heap's figures `before` and its invariants.
+fn free_all_back_to(guard: &Guard, before: Stats, blocks: impl IntoIterator<Item = (NonNull<u8>, Layout)>) {
+    for (block, l) in blocks {
+        // SAFETY: the callers pass live blocks with their layouts.
+        unsafe { guard.heap().dealloc(block.as_ptr(), l) };
     }
-    heap.flush_thread().unwrap();
+    guard.heap().flush_thread().unwrap();
     guard.shared().with(|p| {
         p.flush();
         assert_eq!(p.stats(), before);
         p.0.check_invariants().unwrap();
     });
+}
+
+#[test]
+fn a_resize_of_a_large_block_out_of_memory_takes_back_the_threads_magazines() {
+    let guard = cached(64 * 1024);
+    let before = guard.shared().stats();
+    let heap = guard.heap();
+    // A block above the classes (up to 2 KiB), then the rest of the heap in 1 KiB blocks.
+    let (old, new) = (layout(4096), layout(8192));
+    assert!(PowerClasses::class_of(old).is_none() && PowerClasses::class_of(new).is_none());
+    // SAFETY: non-zero size.
+    let big = NonNull::new(unsafe { heap.alloc(old) }).unwrap();
+    let mut blocks = Vec::new();
+    // SAFETY: non-zero size.
+    while let Some(block) = NonNull::new(unsafe { heap.alloc(layout(1024)) }) {
+        blocks.push(block);
+    }
+    // Eight 1 KiB blocks that make an 8 KiB buddy block go into this thread's magazine.
+    let run = |b: NonNull<u8>| (0..8).map(move |k| b.map_addr(|a| a.saturating_add(k * 1024)));
+    let first = *blocks
+        .iter()
+        .find(|b| b.addr().get() % 8192 == 0 && run(**b).all(|p| blocks.contains(&p)))
+        .expect("an 8 KiB run of 1 KiB blocks");
+    blocks.retain(|b| !run(first).any(|p| p == *b));
+    for block in run(first) {
+        // SAFETY: live with `layout(1024)`.
+        unsafe { heap.dealloc(block.as_ptr(), layout(1024)) };
+    }
+    assert!(guard.shared().stats().largest_free < 8192, "the heap itself stays full");
+    // The shared policy cannot grow the block in place nor find 8 KiB: the magazine goes back
+    // (the buddies merge) and the moving resize gets their memory, as an allocation would.
+    // SAFETY: live with `old`.
+    let grown = NonNull::new(unsafe { heap.realloc(big.as_ptr(), old, new.size()) })
+        .expect("the memory cached by this thread serves the resize");
+    assert_eq!(grown, first);
+    let live = blocks.into_iter().map(|b| (b, layout(1024)));
+    free_all_back_to(&guard, before, live.chain([(grown, new)]));
 }
 
 #[test]

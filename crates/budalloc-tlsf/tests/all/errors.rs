@@ -5,7 +5,7 @@ use core::alloc::Layout;
 use core::num::NonZeroUsize;
 use core::ptr::NonNull;
 
-use budalloc_core::{FreeError, Inspect, RawAlloc};
+use budalloc_core::{AllocError, Corruption, FreeError, Inspect, RawAlloc};
 
 use crate::{alloc, digest, heap, layout, Small};
 
@@ -281,4 +281,89 @@ fn an_emptied_chunk_is_kept_once_and_given_back_on_flush() {
     assert!(heap.release_spare());
     assert!(chunks(&heap).contains("chunks: 0"), "{}", chunks(&heap));
     assert_eq!(heap.backend().stats(), initial);
+}
+
+#[test]
+fn a_footer_damaged_to_name_a_live_block_is_refused_without_reading_it() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let l = layout(640, 8); // 10 granules each
+    let [a, f, b, c] = core::array::from_fn(|_| alloc(&mut heap, l));
+    free(&mut heap, f, l);
+    // The footer of `f` (the last word of its block) claims 20 granules: the block it names
+    // would start at `a`, which is live. Footers carry no seal; the bitmaps must refuse it.
+    let footer = at(f, 640 - 8).cast::<usize>();
+    // SAFETY: the last word of the free block `f`, in the region the test owns.
+    unsafe { footer.as_ptr().write(20) };
+    // The free of `b` looks left through that footer: refused as damage of the footer, before
+    // `a`'s memory is read as a header, and nothing changed. `a`'s owner holds a reference to
+    // it meanwhile (a protected one under Miri: reading its bytes through the chunk's pointer
+    // would be undefined behaviour there).
+    let before = digest(&heap);
+    // SAFETY: `a` is a live block of 640 bytes, ours alone.
+    let owner = unsafe { &mut *a.cast::<[u8; 640]>().as_ptr() };
+    let result = free_beside(&mut heap, b, l, owner);
+    let footer_granule = f.addr().get() + 640 - 64;
+    assert_eq!(result, Err(FreeError::Corrupted(Corruption::Header { addr: footer_granule })));
+    assert_eq!(digest(&heap), before);
+    // SAFETY: as above: the footer mended.
+    unsafe { footer.as_ptr().write(10) };
+    for block in [a, b, c] {
+        free(&mut heap, block, l);
+    }
+    heap.flush();
+    assert!(heap.backend_mut().is_pristine());
+}
+
+/// Frees `ptr` with `l` while `owner` holds a (protected, for this call) reference to another
+/// live block.
+fn free_beside(
+    heap: &mut Small,
+    ptr: NonNull<u8>,
+    l: Layout,
+    owner: &mut [u8; 640],
+) -> Result<(), FreeError> {
+    owner[0] = 1;
+    // SAFETY: `ptr` is a live block the test owns, freed with its layout.
+    unsafe { heap.try_deallocate(ptr, l) }
+}
+
+#[test]
+fn an_allocation_refused_for_a_damaged_chunk_list_changes_nothing() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    // One 64 KiB chunk full of three 16 KiB blocks (less its header): the next request needs a
+    // new chunk.
+    let l = layout(16 * 1024, 8);
+    let blocks: [_; 3] = core::array::from_fn(|_| alloc(&mut heap, l));
+    // The chunk's header: its `prev` link (word 2) damaged.
+    let head = blocks[0].map_addr(|a| NonZeroUsize::new(a.get() & !(64 * 1024 - 1)).unwrap());
+    damage_word(head, PREV, 64);
+    let before = digest(&heap);
+    let result = heap.allocate(l);
+    assert!(matches!(result, Err(AllocError::Corrupted(_))), "{result:?}");
+    // Neither the chunks' metadata nor the buddy's: the buddy was not asked for a chunk.
+    assert_eq!(digest(&heap), before);
+    damage_word(head, PREV, 64);
+    for block in blocks {
+        free(&mut heap, block, l);
+    }
+    heap.flush();
+    assert!(heap.backend_mut().is_pristine());
+}
+
+/// A free through a pointer whose borrow covers only the layout, not the block's tail (a
+/// `Box<[u8; 5000]>` in a 5056-byte block): the footer past the layout goes through the
+/// chunk's pointer (under Miri's Stacked Borrows, through the caller's it is undefined
+/// behaviour; the test fails there if it is).
+#[test]
+fn a_free_through_a_pointer_to_the_layout_alone_writes_the_tail_through_the_chunk() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let l = layout(5000, 8);
+    let block = alloc(&mut heap, l);
+    let _right = alloc(&mut heap, l);
+    // SAFETY: a live block of at least 5000 bytes, ours alone.
+    let bytes = unsafe { &mut *block.cast::<[u8; 5000]>().as_ptr() };
+    bytes.fill(7);
+    let narrow = NonNull::from(bytes).cast::<u8>();
+    free(&mut heap, narrow, l);
+    heap.check_invariants().unwrap();
 }
