@@ -270,6 +270,16 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         self.slot(i).arena.contains(addr).then_some(i)
     }
 
+    /// Fragments of an allocation of `need` fragments that its owner's pointer reaches, for a
+    /// layout of `size` bytes: those the layout's bytes touch. A fragment the layout's end cuts
+    /// goes through the owner's pointer, which Tree Borrows (the model this crate is checked
+    /// under) allows; Stacked Borrows still flags a header written there when the owner frees
+    /// through a pointer covering only its layout.
+    #[inline]
+    fn reach(size: usize, need: usize) -> usize {
+        size.div_ceil(MIN).min(need)
+    }
+
     /// Fragments an allocation for a request of order `order` and `size` bytes occupies: the
     /// whole `2^order` block, or with exact fit only the fragments the size needs.
     #[inline]
@@ -486,7 +496,7 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         } else {
             slot.abs(frag) & (to.fragments() - 1) == 0
         };
-        slot.set_origin(Some((ptr, frag, old_need)));
+        slot.set_origin(Some((ptr, frag, Self::reach(old.size(), old_need))));
         let reshaped = if aligned { slot.reshape(frag, old_need, new_need) } else { Ok(false) };
         slot.set_origin(None);
         if !reshaped? {
@@ -551,7 +561,7 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
             if cfg!(debug_assertions) {
                 // Only debug builds write into the parked block (the poison).
                 let slot = self.slot_mut(i);
-                slot.set_origin(Some((ptr, frag, need)));
+                slot.set_origin(Some((ptr, frag, Self::reach(layout.size(), need))));
                 poison(slot, frag, order, need, FREED);
                 slot.set_origin(None);
             }
@@ -562,7 +572,7 @@ unsafe impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT
         }
         let slot = self.slot_mut(i);
         let head = slot.pieces(frag, need).next().map_or(Order::ZERO, |(_, j)| j);
-        slot.set_origin(Some((ptr, frag, need)));
+        slot.set_origin(Some((ptr, frag, Self::reach(layout.size(), need))));
         let result = slot.free_pieces(frag, need);
         slot.set_origin(None);
         result?;

@@ -92,10 +92,13 @@ pub(crate) struct Slot {
     /// of a refused request, never its outcome. Invariant: no such run is `runs_below` long.
     runs_below: usize,
     /// While a free or a resize runs: the caller's pointer to the allocation, its first fragment
-    /// and its length in fragments. Writes into that range go through the caller's pointer, not
-    /// the region base: the caller may still hold a protected reference to it (a `Box` dropped
-    /// inside the function it was passed to), and a write through the base would be a foreign
-    /// write under the aliasing model (the miri#2104 family of problems). `None` otherwise.
+    /// and the fragments of it that pointer reaches (those its layout's bytes touch, see
+    /// `Buddy::reach`). Writes into that range go through the caller's pointer, not the region
+    /// base: the caller may still hold a protected reference to it (a `Box` dropped inside the
+    /// function it was passed to), and a write through the base would be a foreign write under
+    /// the aliasing model (the miri#2104 family of problems). Writes into the allocation's
+    /// fragments past its layout go through the base: under Stacked Borrows the caller's
+    /// pointer does not reach them. `None` otherwise.
     origin: Option<(NonNull<u8>, usize, usize)>,
 }
 
