@@ -29,7 +29,8 @@ use core::ptr::NonNull;
 /// Bytes per granule: the unit of block sizes and positions inside a chunk.
 pub const GRANULE: usize = 64;
 
-const WORD: usize = size_of::<usize>();
+/// Bytes per word.
+pub(crate) const WORD: usize = size_of::<usize>();
 const BITS: usize = usize::BITS as usize;
 
 /// The fixed header at a chunk's base.

@@ -6,11 +6,10 @@
 //! length, found by two bitmap scans), a request takes the first block of the lowest bin whose
 //! blocks all fit and gives back its tail, and a free merges the block with its free neighbours
 //! at once. Blocks are whole 64-byte granules, so at most 63 bytes of a block go unused (64 for a
-//! zero-size request). Each
-//! chunk records in bitmaps of its own where blocks start and where live blocks begin and end, so
-//! the checked free rejects double frees, interior, foreign and misdescribed pointers, and
-//! damaged headers, from metadata alone and with every byte of metadata unchanged, as the
-//! buddy's does. Everything else (larger requests, larger alignments, the layer above's marked
+//! zero-size request). Each chunk records in bitmaps of its own where blocks start and where
+//! live blocks begin and end, so the checked free rejects double frees, interior, foreign and
+//! misdescribed pointers, and damaged headers, from metadata alone and with every byte of
+//! metadata unchanged, as the buddy's does. Everything else (larger requests, larger alignments, the layer above's marked
 //! blocks) goes straight to the backing policy.
 //!
 //! It exists for speed where the exact-fit buddy is slow: a request of a few kilobytes that the

@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 
 use budalloc_core::{AllocError, Corruption, FreeError, RawAlloc, Stats};
 
-use crate::chunk::{Chunk, ChunkHeader, FreeHeader, Map, Shape, GRANULE};
+use crate::chunk::{Chunk, ChunkHeader, FreeHeader, Map, Shape, GRANULE, WORD};
 
 /// log2 of the second-level bins per doubling of the block length.
 const SL_LOG2: u32 = 4;
@@ -79,18 +79,9 @@ const fn granules(size: usize) -> usize {
 /// the block's end) is still flagged when the owner frees through a pointer covering only its
 /// layout.
 #[inline]
-const fn caller_bytes(size: usize, len: usize) -> usize {
-    let block = len * GRANULE;
-    let reach = size.saturating_add(WORD - 1) & !(WORD - 1);
-    if reach < block {
-        reach
-    } else {
-        block
-    }
+fn caller_bytes(size: usize, len: usize) -> usize {
+    (size.saturating_add(WORD - 1) & !(WORD - 1)).min(len * GRANULE)
 }
-
-/// Bytes per word.
-const WORD: usize = core::mem::size_of::<usize>();
 
 /// Mixes a word (splitmix64's finaliser): stirs the secret once a chunk's address is known.
 const fn mix(x: u64) -> u64 {
@@ -121,8 +112,9 @@ const fn mix(x: u64) -> u64 {
 /// | other requests, blocks of `B` | `B`'s (a free first checks the address is in no chunk) |
 ///
 /// Blocks are as long as their layout rounded up to granules: at most 63 bytes of a block go
-/// unused (64 for a zero-size layout, which takes one granule). A layout fits a block exactly when it rounds to the block's length and its
-/// alignment (at most `MAX`) divides the block's address.
+/// unused (64 for a zero-size layout, which takes one granule). A layout fits a block exactly
+/// when it rounds to the block's length and its alignment (at most `MAX`) divides the block's
+/// address.
 ///
 /// Chunks are marked blocks of `B` ([`RawAlloc::allocate_marked`]), aligned to `CHUNK`, so the
 /// chunk of any address is found by masking it and asking `B` (or the cache) whether a marked
