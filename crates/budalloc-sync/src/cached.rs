@@ -45,18 +45,23 @@ use budalloc_core::{AllocError, FreeError, SizeClasses};
 use crate::locked::{Locked, RawLock, Spin};
 
 /// Objects a magazine holds at most, per class and thread.
-pub const MAGAZINE: usize = 32;
+pub const MAGAZINE: usize = 64;
 /// Objects moved per refill or flush (one lock each), at most.
 pub const BATCH: usize = MAGAZINE / 2;
 /// Bytes a magazine holds at most: larger classes get fewer objects ([`capacity`]).
 ///
-/// 64 KiB lets classes up to 2 KiB keep a full [`MAGAZINE`] and the 4 KiB class 16 objects. A
-/// thread's magazines then hold at most 1.34 MiB over the 40 classes of a table up to 32 KiB
-/// (the facade's `CachedGlobal`). Measured on the benchmarks' two-thread workload (random alloc / free /
-/// realloc of 8 B – 4 KiB, one thread, `valgrind --tool=callgrind drive scale budalloc-cached 0
-/// 400000 1`, 2026-12-04): with 16 KiB, 24 066 refills and flushes took the shared lock per
-/// 400 000 actions (13% of the allocator's instructions under it); with 64 KiB, 1 314 (3%).
-pub const MAGAZINE_BYTES: usize = 64 * 1024;
+/// 128 KiB lets classes up to 2 KiB keep a full [`MAGAZINE`] and the 4 KiB class 32 objects. A
+/// thread's magazines then hold at most 2.74 MiB over the 40 classes of a table up to 32 KiB
+/// (the facade's `CachedGlobal`; 1.34 MiB with 32 objects and 64 KiB). Measured on the
+/// benchmarks' two-thread workload (random alloc / free / realloc of 8 B – 4 KiB):
+/// - trips to the shared lock, one thread (`valgrind --tool=callgrind drive scale
+///   budalloc-cached 0 400000 1`, 2026-12-07): 821 refills and flushes per 400 000 actions
+///   with 32 objects and 64 KiB, 128 with 64 objects and 128 KiB;
+/// - two threads against one (`drive scale budalloc-cached 9`, three to four runs each,
+///   interleaved, 2026-12-07): throughput ratios (medians of 9 rounds) of 1.57–1.62 with 32
+///   objects and 64 KiB, 1.59–1.61 with 64 objects and 64 KiB, 1.65–1.68 with 32 objects and
+///   128 KiB, 1.73–1.76 with 64 objects and 128 KiB; one thread's time the same within 3%.
+pub const MAGAZINE_BYTES: usize = 128 * 1024;
 
 /// Objects a magazine of `size`-byte objects holds: [`MAGAZINE`], or fewer so that it keeps at
 /// most [`MAGAZINE_BYTES`] (and at least 2); refills and flushes move half of it.
@@ -87,13 +92,15 @@ pub const CACHED_CLASSES: usize = 40;
 
 /// Buckets of a magazine's filter ([`Magazines`]' `filter` field).
 ///
-/// A half-full magazine (16 objects) sends about `16 / FILTER` of the lookups to the compares
-/// (22% with 64 buckets, 3% with 512), and each one costs a scan whose end the processor cannot
-/// predict. Measured on the benchmarks' thread workload (random alloc / free / realloc of 8 B –
-/// 4 KiB, one thread, `drive scale budalloc-cached 5`, 10 interleaved rounds each, 2026-12-07):
-/// a median of 27.7 ns per action with 64 buckets, 25.2 with 256 and 24.0 with 512 (mimalloc
-/// 25.4 in six of those rounds). 512 buckets take 20 KiB per thread over the 40 cached classes,
-/// beside the 10 KiB of the magazines' slots.
+/// A half-full magazine (32 objects) sends about `32 / FILTER` of the lookups to the compares
+/// (6% with 512 buckets), and each one costs a scan whose end the processor cannot predict.
+/// Measured with 32-object magazines, half-full at 16 (22% of the lookups with 64 buckets, 3%
+/// with 512), on the benchmarks' thread workload (random alloc / free / realloc of 8 B – 4 KiB,
+/// one thread, `drive scale budalloc-cached 5`, 10 interleaved rounds each, 2026-12-07): a
+/// median of 27.7 ns per action with 64 buckets, 25.2 with 256 and 24.0 with 512 (mimalloc 25.4
+/// in six of those rounds). With 64-object magazines, 1024 buckets measured the same as 512
+/// (two-thread ratios 1.73–1.78 against 1.74–1.76, one thread within 2%). 512 buckets take
+/// 20 KiB per thread over the 40 cached classes, beside the 20 KiB of the magazines' slots.
 const FILTER: usize = 512;
 // `bucket` takes the top `log2(FILTER)` bits of a hash; a count and `len` fit a byte.
 const _: () = assert!(FILTER.is_power_of_two() && MAGAZINE <= u8::MAX as usize);
@@ -119,7 +126,7 @@ pub struct Magazines {
     /// number of objects of `objects[c][..len[c]]` whose [`bucket`] is `b`. A free whose bucket
     /// counts zero is of no cached object: the double-free check reads one byte instead of
     /// comparing the pointer with every cached object (it does that only on a hit, about one
-    /// lookup in 32 with a half-full magazine: see [`FILTER`]).
+    /// lookup in 16 with a half-full magazine: see [`FILTER`]).
     filter: [[u8; FILTER]; CACHED_CLASSES],
 }
 
