@@ -60,7 +60,7 @@ pub const BATCH: usize = MAGAZINE / 2;
 /// - two threads against one (`drive scale budalloc-cached 9`, three to four runs each,
 ///   interleaved, 2026-12-07): throughput ratios (medians of 9 rounds) of 1.57–1.62 with 32
 ///   objects and 64 KiB, 1.59–1.61 with 64 objects and 64 KiB, 1.65–1.68 with 32 objects and
-///   128 KiB, 1.73–1.76 with 64 objects and 128 KiB; one thread's time the same within 3%.
+///   128 KiB, 1.68–1.76 with 64 objects and 128 KiB (14 runs); one thread about 2% slower.
 pub const MAGAZINE_BYTES: usize = 128 * 1024;
 
 /// Objects a magazine of `size`-byte objects holds: [`MAGAZINE`], or fewer so that it keeps at
