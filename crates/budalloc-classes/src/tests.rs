@@ -1,13 +1,12 @@
-//! Unit tests of the class table and of the slab mechanism over a fake backend (a first-fit
-//! allocator over one region, keeping its blocks in a `BTreeMap`).
+//! Unit tests of the class table and of the slab mechanism over a fake backend (the test kit's
+//! [`Fake`]: a first-fit allocator over one region, keeping its blocks in a `BTreeMap`).
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use std::collections::BTreeMap;
 use std::vec::Vec;
 
-use budalloc_core::{AllocError, FreeError, Inspect, InvariantError, RawAlloc, Stats, MAX_ORDERS};
-use budalloc_testkit::{metadata_digest, Region};
+use budalloc_core::{AllocError, FreeError, Inspect, RawAlloc};
+use budalloc_testkit::{metadata_digest, Fake, Region};
 
 use crate::table::{Table, SLAB_MAX, WASTE_DIVISOR};
 use crate::Classes;
@@ -139,189 +138,7 @@ fn reciprocal_index_is_exact_for_every_offset() {
     }
 }
 
-// ---- a fake backend ----------------------------------------------------------------------
-
-/// A first-fit allocator over one region: blocks in a map, no metadata in the region. Enough
-/// of `RawAlloc` for the slab layer, with the buddy's error conventions (free memory is a
-/// double free, inside a block an interior pointer, a block start with another size a layout
-/// mismatch).
-struct Fake {
-    base: NonNull<u8>,
-    len: usize,
-    /// Live blocks: start → (layout, length).
-    live: BTreeMap<usize, (Layout, usize)>,
-    /// Calls of `validate` so far.
-    validations: core::cell::Cell<usize>,
-    /// Calls of `rebase` so far (a walk over the slab lists makes one per slab).
-    rebases: core::cell::Cell<usize>,
-    /// Whether `allocate_marked` marks (else the trait's defaults: no marks, `is_marked` says
-    /// `None`), and the marked blocks' starts.
-    marks: Option<std::collections::BTreeSet<usize>>,
-}
-
-impl Fake {
-    fn new(region: &Region) -> Fake {
-        let (ptr, len) = region.whole();
-        Fake {
-            base: NonNull::new(ptr).unwrap(),
-            len,
-            live: BTreeMap::new(),
-            validations: Default::default(),
-            rebases: Default::default(),
-            marks: None,
-        }
-    }
-
-    /// The same fake, keeping marks.
-    fn marking(region: &Region) -> Fake {
-        Fake { marks: Some(Default::default()), ..Fake::new(region) }
-    }
-
-    fn start(&self) -> usize {
-        self.base.addr().get()
-    }
-
-    /// First address aligned to `align` where `len` bytes are free.
-    fn find(&self, len: usize, align: usize) -> Option<usize> {
-        let mut at = self.start().next_multiple_of(align);
-        for (&start, &(_, l)) in &self.live {
-            if at + len <= start {
-                break;
-            }
-            at = at.max((start + l).next_multiple_of(align));
-        }
-        (at + len <= self.start() + self.len).then_some(at)
-    }
-
-    fn contains(&self, addr: usize) -> bool {
-        addr.wrapping_sub(self.start()) < self.len
-    }
-}
-
-// SAFETY: blocks are disjoint ranges of the region (`find` skips live ones), handed out whole
-// and taken back only when live; the region is valid for the fake's lifetime.
-unsafe impl RawAlloc for Fake {
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let len = layout.size().max(1).next_multiple_of(16);
-        let at = self
-            .find(len, layout.align())
-            .ok_or(AllocError::OutOfMemory { size: layout.size(), block: len })?;
-        self.live.insert(at, (layout, len));
-        let ptr = self.base.with_addr(core::num::NonZeroUsize::new(at).unwrap());
-        Ok(NonNull::slice_from_raw_parts(ptr, len))
-    }
-
-    unsafe fn try_deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        self.validate(ptr, layout)?;
-        self.live.remove(&ptr.addr().get());
-        if let Some(marks) = &mut self.marks {
-            marks.remove(&ptr.addr().get());
-        }
-        Ok(())
-    }
-
-    fn allocate_marked(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let block = self.allocate(layout)?;
-        if let Some(marks) = &mut self.marks {
-            marks.insert(block.cast::<u8>().addr().get());
-        }
-        Ok(block)
-    }
-
-    fn is_marked(&self, ptr: NonNull<u8>) -> Option<bool> {
-        self.marks.as_ref().map(|marks| marks.contains(&ptr.addr().get()))
-    }
-
-    fn validate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        self.validations.set(self.validations.get() + 1);
-        let addr = ptr.addr().get();
-        if !self.contains(addr) {
-            return Err(FreeError::ForeignPointer { addr });
-        }
-        match self.live.range(..=addr).next_back() {
-            Some((&start, &(l, len))) if addr < start + len => {
-                if start != addr {
-                    Err(FreeError::InteriorPointer { addr, block: start })
-                } else if l.align() != layout.align() || layout.size() < l.size() || layout.size() > len {
-                    Err(FreeError::LayoutMismatch {
-                        addr,
-                        block_size: len,
-                        size: layout.size(),
-                        align: layout.align(),
-                        layout_block: layout.size(),
-                    })
-                } else {
-                    Ok(())
-                }
-            }
-            _ => Err(FreeError::DoubleFree { addr, size: layout.size() }),
-        }
-    }
-
-    fn rebase(&self, ptr: NonNull<u8>) -> Option<NonNull<u8>> {
-        self.rebases.set(self.rebases.get() + 1);
-        self.contains(ptr.addr().get()).then(|| self.base.with_addr(ptr.addr()))
-    }
-
-    unsafe fn grow_in_place(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // Never in place, but a bad block is reported first, as the trait asks.
-        self.validate(ptr, old).map_err(AllocError::invalid_block)?;
-        Err(AllocError::OutOfMemory { size: new.size(), block: new.size() })
-    }
-
-    unsafe fn shrink_in_place(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from our caller.
-        unsafe { self.grow_in_place(ptr, old, new) }
-    }
-
-    fn owns(&self, ptr: NonNull<u8>) -> bool {
-        self.contains(ptr.addr().get())
-    }
-
-    fn usable_size(&self, layout: Layout) -> Result<usize, AllocError> {
-        Ok(layout.size().max(1).next_multiple_of(16))
-    }
-
-    fn stats(&self) -> Stats {
-        let allocated = self.live.values().map(|&(_, len)| len).sum();
-        // The largest power of two that a naturally aligned request gets.
-        let largest_free =
-            (4..=self.len.ilog2()).rev().map(|k| 1 << k).find(|&p| self.find(p, p).is_some()).unwrap_or(0);
-        Stats {
-            capacity: self.len,
-            allocated,
-            free: self.len - allocated,
-            overhead: 0,
-            largest_free,
-            min_block: 16,
-            free_blocks: [0; MAX_ORDERS],
-            arenas: 1,
-        }
-    }
-}
-
-impl Inspect for Fake {
-    fn check_invariants(&self) -> Result<(), InvariantError> {
-        Ok(())
-    }
-
-    fn visit_metadata(&self, sink: &mut dyn FnMut(&[usize])) {
-        for (&start, &(layout, len)) in &self.live {
-            let marked = self.marks.as_ref().is_some_and(|marks| marks.contains(&start));
-            sink(&[start, layout.size(), layout.align(), len, usize::from(marked)]);
-        }
-    }
-}
+// ---- the slabs over a fake backend --------------------------------------------------------
 
 type Heap = Classes<Fake>;
 
@@ -364,7 +181,7 @@ fn objects_fill_a_slab_then_a_second_and_all_go_back() {
         heap.check_invariants().unwrap();
         live.push(block.cast::<u8>());
     }
-    assert_eq!(heap.backend().live.len(), 2, "two slabs");
+    assert_eq!(heap.backend().live_blocks(), 2, "two slabs");
     assert_eq!(heap.stats().allocated, (class.objects + 3) * 48);
     for ptr in live.drain(..) {
         // SAFETY: live, allocated with `l`.
@@ -373,11 +190,11 @@ fn objects_fill_a_slab_then_a_second_and_all_go_back() {
     }
     // The first slab to empty is cached; the second, then the class's only partial slab, stays
     // partial. Flush returns both.
-    assert_eq!(heap.backend().live.len(), 2);
+    assert_eq!(heap.backend().live_blocks(), 2);
     assert_eq!(heap.lists[crate::classes::EMPTY][0..].iter().map(|l| l.len).sum::<usize>(), 1);
     assert_eq!(heap.stats().allocated, 0);
     heap.flush();
-    assert!(heap.backend().live.is_empty());
+    assert!(heap.backend().live_blocks() == 0);
     heap.check_invariants().unwrap();
 }
 
@@ -391,15 +208,15 @@ fn round_robin_frees(region: &Region, size: usize, slabs: usize) -> (Heap, usize
     let c = Heap::TABLE.class_of(size, 8).unwrap();
     let per_slab = Heap::TABLE.class(c).objects;
     let live: Vec<_> = (0..slabs * per_slab - 1).map(|_| heap.allocate(l).unwrap().cast::<u8>()).collect();
-    assert_eq!(heap.backend().live.len(), slabs);
+    assert_eq!(heap.backend().live_blocks(), slabs);
     let mut asked = 0;
     for i in 0..per_slab {
         for slab in 0..slabs {
             if let Some(&ptr) = live.get(slab * per_slab + i) {
-                let before = heap.backend().validations.get();
+                let before = heap.backend().validations();
                 // SAFETY: live, allocated with `l`, freed once.
                 unsafe { heap.try_deallocate(ptr, l) }.unwrap();
-                asked += heap.backend().validations.get() - before;
+                asked += heap.backend().validations() - before;
             }
         }
         if i % 16 == 0 {
@@ -416,7 +233,7 @@ fn a_free_into_a_slab_we_hold_asks_the_backend_nothing() {
     // Only the evictions asked: the slabs empty in the order 3, 0, 1 (slab 2, the last partial
     // one, stays), and each after the first pushes the oldest cached one back to the backend,
     // whose free validates it (the fake counts that).
-    let returned = 4 - heap.backend().live.len();
+    let returned = 4 - heap.backend().live_blocks();
     assert_eq!(returned, 2);
     assert_eq!(asked, returned);
     assert_eq!(heap.stats().allocated, 0);
@@ -438,7 +255,7 @@ fn frees_round_many_large_slabs_held_together_ask_the_backend_nothing() {
     assert!(slab_size > crate::table::SLAB_MIN, "a class whose slabs are larger than the smallest");
     let region = Region::new(25 * slab_size, slab_size);
     let (heap, asked) = round_robin_frees(&region, 1024, 24);
-    let returned = 24 - heap.backend().live.len();
+    let returned = 24 - heap.backend().live_blocks();
     assert_eq!(returned, 22, "all but the cached slab and the last partial one");
     assert_eq!(asked, returned, "only the evictions asked the backend");
     heap.check_invariants().unwrap();
@@ -457,7 +274,7 @@ fn a_class_that_allocates_and_frees_in_turn_keeps_its_slab_partial() {
         heap.check_invariants().unwrap();
         // The emptied slab stayed the class's partial slab: nothing cached, nothing returned,
         // and the next free into it needs no backend lookup.
-        assert_eq!(heap.backend().live.len(), 1);
+        assert_eq!(heap.backend().live_blocks(), 1);
         assert_eq!(heap.lists[crate::classes::PARTIAL][c].len, 1);
         assert_eq!(heap.lists[crate::classes::EMPTY][c].len, 0);
         assert_eq!(heap.recent[c], heap.lists[crate::classes::PARTIAL][c].head);
@@ -472,7 +289,7 @@ fn a_class_that_allocates_and_frees_in_turn_keeps_its_slab_partial() {
     assert!(matches!(e, FreeError::DoubleFree { .. }), "{e:?}");
     assert_eq!(metadata_digest(&heap), before);
     heap.flush();
-    assert!(heap.backend().live.is_empty(), "flush returns the kept slab");
+    assert!(heap.backend().live_blocks() == 0, "flush returns the kept slab");
     assert_eq!(heap.recent[c], None);
     heap.check_invariants().unwrap();
 }
@@ -483,12 +300,12 @@ fn large_requests_go_to_the_backend() {
     let mut heap = heap(&region);
     for l in [layout(32 * 1024 + 1, 8), layout(16, 64 * 1024)] {
         let block = heap.allocate(l).unwrap();
-        assert_eq!(heap.backend().live.len(), 1);
-        assert!(heap.backend().live.contains_key(&block.cast::<u8>().addr().get()));
+        assert_eq!(heap.backend().live_blocks(), 1);
+        assert!(heap.backend().is_live(block.cast::<u8>().addr().get()));
         assert_eq!(heap.stats().allocated, block.len());
         // SAFETY: live, allocated with `l`.
         unsafe { heap.try_deallocate(block.cast(), l) }.unwrap();
-        assert!(heap.backend().live.is_empty());
+        assert!(heap.backend().live_blocks() == 0);
     }
 }
 
@@ -543,7 +360,7 @@ fn bad_frees_are_rejected_without_change() {
     heap.flush();
     // The slab went back to the backend: a stale pointer is a double free.
     rejected(&mut heap, b, l, |e| matches!(e, FreeError::DoubleFree { .. }));
-    assert!(heap.backend().live.is_empty());
+    assert!(heap.backend().live_blocks() == 0);
 }
 
 #[test]
@@ -560,13 +377,13 @@ fn a_large_block_shaped_like_a_slab_is_told_apart_by_its_mark_not_a_walk() {
         let mut heap = Classes::new(if marking { Fake::marking(&region) } else { Fake::new(&region) });
         let objects: Vec<_> =
             (0..SLABS * class.objects).map(|_| heap.allocate(l).unwrap().cast::<u8>()).collect();
-        assert_eq!(heap.backend().live.len(), SLABS);
+        assert_eq!(heap.backend().live_blocks(), SLABS);
         let p = heap.allocate(big).unwrap().cast::<u8>();
         assert_eq!(p.addr().get() % class.slab_size(), 0, "shaped like a slab");
-        let before = heap.backend().rebases.get();
+        let before = heap.backend().rebases();
         // SAFETY: live with `big`.
         unsafe { heap.try_deallocate(p, big) }.unwrap();
-        rebases.push(heap.backend().rebases.get() - before);
+        rebases.push(heap.backend().rebases() - before);
         // And a stale free of a slab's base with that layout is still a double free.
         let slab = objects[0]
             .map_addr(|a| core::num::NonZeroUsize::new(a.get() & !(class.slab_size() - 1)).unwrap());
@@ -576,7 +393,7 @@ fn a_large_block_shaped_like_a_slab_is_told_apart_by_its_mark_not_a_walk() {
             unsafe { heap.try_deallocate(o, l) }.unwrap();
         }
         heap.flush();
-        assert!(heap.backend().live.is_empty());
+        assert!(heap.backend().live_blocks() == 0);
     }
     // The walk rebases every link it follows: all slabs but the list heads.
     assert!(rebases[0] >= SLABS - 1, "without marks, a walk over the slabs: {rebases:?}");
@@ -627,17 +444,17 @@ fn a_damaged_link_in_the_list_of_every_slab_stops_an_eviction_before_any_change(
         let r = free(&mut heap, last);
         assert!(matches!(r, Err(FreeError::Corrupted(_))), "{r:?}");
         assert_eq!(metadata_digest(&heap), before, "a refused eviction changed metadata");
-        assert_eq!(heap.backend().live.len(), 3);
+        assert_eq!(heap.backend().live_blocks(), 3);
         cached.put(h);
         heap.check_invariants().unwrap();
     }
     free(&mut heap, last).unwrap();
-    assert_eq!(heap.backend().live.len(), 2, "the cached slab went back");
+    assert_eq!(heap.backend().live_blocks(), 2, "the cached slab went back");
     assert_eq!(heap.lists[ALL][c].len, 2);
     heap.check_invariants().unwrap();
     free(&mut heap, objects[2 * per_slab]).unwrap();
     heap.flush();
-    assert!(heap.backend().live.is_empty());
+    assert!(heap.backend().live_blocks() == 0);
     heap.check_invariants().unwrap();
 }
 
@@ -665,7 +482,7 @@ fn seal_damage_is_reported_then_repaired() {
     // SAFETY: live with `l`.
     unsafe { heap.try_deallocate(a, l) }.unwrap();
     heap.flush();
-    assert!(heap.backend().live.is_empty());
+    assert!(heap.backend().live_blocks() == 0);
 }
 
 #[test]
@@ -688,7 +505,7 @@ fn resize_in_place_within_a_class_only() {
     // SAFETY: live with (97, 8).
     unsafe { heap.try_deallocate(back.cast(), layout(97, 8)) }.unwrap();
     heap.flush();
-    assert!(heap.backend().live.is_empty());
+    assert!(heap.backend().live_blocks() == 0);
 }
 
 #[test]
@@ -714,7 +531,7 @@ fn exhaustion_reports_out_of_memory_and_recovers() {
         unsafe { heap.try_deallocate(p, l) }.unwrap();
     }
     heap.flush();
-    assert!(heap.backend().live.is_empty());
+    assert!(heap.backend().live_blocks() == 0);
     // Every class whose slab fits the 16 KiB region is ready again; the first that does not
     // bounds the request size that is sure to succeed.
     let t = Heap::TABLE;

@@ -9,7 +9,9 @@
 //!   rejected call leaves the metadata byte-identical, the expected error variant, and
 //!   `check_invariants()`;
 //! - [`Region`]: owned, aligned test regions that are freed when the test ends (so Miri's leak
-//!   check stays on).
+//!   check stays on);
+//! - [`Fake`]: a stand-in backing policy (a first-fit map of blocks, nothing written into the
+//!   region), for the tests of a layer over a backend, under Stacked Borrows too.
 //!
 //! Architecture invariant: this crate depends on `budalloc-core` only (with its
 //! `check-invariants` feature), never on a policy or a frontend, so every policy's tests can use
@@ -23,6 +25,8 @@ use proptest::prelude::*;
 
 mod classes;
 pub use classes::{DefaultResize, PowerClasses};
+mod fake;
+pub use fake::Fake;
 pub mod conformance;
 mod model;
 pub use model::{Live, Model};

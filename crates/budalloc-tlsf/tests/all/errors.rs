@@ -7,6 +7,9 @@ use core::ptr::NonNull;
 
 use budalloc_core::{AllocError, Corruption, FreeError, Inspect, RawAlloc};
 
+use budalloc_testkit::{Fake, Region};
+use budalloc_tlsf::Tlsf;
+
 use crate::{alloc, digest, heap, layout, Small};
 
 const ARENA: usize = 1 << 20;
@@ -351,21 +354,38 @@ fn an_allocation_refused_for_a_damaged_chunk_list_changes_nothing() {
 }
 
 /// A free through a pointer whose borrow covers only the layout, not the block's tail (a
-/// `Box<[u8; 5000]>` in a 5056-byte block): it succeeds and leaves the heap whole, natively and
-/// under Miri's Tree Borrows. What the fix of 2026-12-07 changed (the footer past the layout
-/// written through the chunk's pointer) only Stacked Borrows can tell, and CI cannot run this
-/// test under it: the buddy behind the chunks fails Stacked Borrows inside bitvec first
-/// (ferrilab/bitvec#193). The reviewer's reproduction failed there before the fix.
-#[test]
-fn a_free_through_a_pointer_to_the_layout_alone_writes_the_tail_through_the_chunk() {
-    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+/// `Box<[u8; 5000]>` in a 5056-byte block): it succeeds and leaves the heap whole, with the
+/// chunks from any backend.
+fn free_through_the_layout_alone<B: RawAlloc + Inspect>(mut heap: Tlsf<B, { 64 * 1024 }, { 16 * 1024 }>) {
     let l = layout(5000, 8);
     let block = alloc(&mut heap, l);
-    let _right = alloc(&mut heap, l);
+    let right = alloc(&mut heap, l);
     // SAFETY: a live block of at least 5000 bytes, ours alone.
     let bytes = unsafe { &mut *block.cast::<[u8; 5000]>().as_ptr() };
     bytes.fill(7);
     let narrow = NonNull::from(bytes).cast::<u8>();
-    free(&mut heap, narrow, l);
+    // SAFETY: a live block of ours, freed once, with its layout.
+    unsafe { heap.try_deallocate(narrow, l) }.expect("valid free");
     heap.check_invariants().unwrap();
+    // SAFETY: as above.
+    unsafe { heap.try_deallocate(right, l) }.expect("valid free");
+}
+
+/// [`free_through_the_layout_alone`] over the buddy, natively and under Miri's Tree Borrows.
+#[test]
+fn a_free_through_a_pointer_to_the_layout_alone_writes_the_tail_through_the_chunk() {
+    let (heap, _region, _) = heap::<Small>(ARENA, 0);
+    free_through_the_layout_alone(heap);
+}
+
+/// [`free_through_the_layout_alone`] over the test kit's `Fake`, which keeps no metadata in its
+/// region, so that `cargo xtask miri` runs it under Stacked Borrows too: there, a write into
+/// the block's tail through the caller's pointer (which reaches the layout's 5000 bytes only)
+/// is undefined behaviour, and that is what the fix of 2026-12-07 stopped (the footer past the
+/// layout written through the chunk's pointer). Over the buddy, Stacked Borrows fails inside
+/// bitvec first (ferrilab/bitvec#193).
+#[test]
+fn a_free_through_a_pointer_to_the_layout_alone_passes_stacked_borrows() {
+    let region = Region::new(4 * 64 * 1024, 64 * 1024);
+    free_through_the_layout_alone(Tlsf::new(Fake::marking(&region)));
 }
