@@ -71,16 +71,18 @@ impl Fake {
         self.base.addr().get()
     }
 
-    /// First address aligned to `align` where `len` bytes are free.
+    /// First address aligned to `align` where `len` bytes are free (checked arithmetic: a
+    /// request too large for the address space finds nothing).
     fn find(&self, len: usize, align: usize) -> Option<usize> {
-        let mut at = self.start().next_multiple_of(align);
+        let mut at = self.start().checked_next_multiple_of(align)?;
         for (&start, &(_, l)) in &self.live {
-            if at + len <= start {
+            if at.checked_add(len)? <= start {
                 break;
             }
-            at = at.max((start + l).next_multiple_of(align));
+            // A live block lies inside the region: its end does not overflow.
+            at = at.max((start + l).checked_next_multiple_of(align)?);
         }
-        (at + len <= self.start() + self.len).then_some(at)
+        (at.checked_add(len)? <= self.start() + self.len).then_some(at)
     }
 
     fn contains(&self, addr: usize) -> bool {
