@@ -22,10 +22,11 @@
 //! whatever its length. The words of `S` and `U` that cover a granule sit side by side, so the
 //! checks of a free (a block starts at the granule, it is live, its neighbours' bits) read one
 //! cache line where the two bitmaps apart took two (read misses of `drive budalloc-heap n30000
-//! 400000` under `valgrind --tool=cachegrind`: 562 thousand against 634 thousand). The `Z` bitmap summarises `S`, so that checking that no block starts
-//! inside a range (a free's check of the length its layout claims) reads at most two words of
-//! `S` and the words of `Z` between them: one bit of `Z` per word of `S`, so one word of `Z`
-//! per 4096 granules (256 KiB) the range spans.
+//! 400000` under `valgrind --tool=cachegrind`: 562 thousand against 634 thousand). The `Z`
+//! bitmap summarises `S`, so that checking that no block starts inside a range (a free's check
+//! of the length its layout claims) reads at most two words of `S` and the words of `Z` between
+//! them: one bit of `Z` per word of `S`, so one word of `Z` per 4096 granules (256 KiB) the
+//! range spans.
 
 use core::mem::size_of;
 use core::ptr::NonNull;
@@ -181,8 +182,8 @@ impl Chunk {
         unsafe { self.0.cast::<ChunkHeader>().as_ptr().write(header) }
     }
 
-    /// Pointer to word `i` of the bitmaps (`i < 2 * words + summary`: `S` and `U` interleaved, then
-    /// `Z`).
+    /// Pointer to word `i` of the bitmaps (`i < 2 * words + summary`: `S` and `U` interleaved,
+    /// then `Z`).
     #[inline]
     fn word_ptr(self, i: usize) -> *mut usize {
         self.0.as_ptr().wrapping_add((HEADER_WORDS + i) * WORD).cast::<usize>()

@@ -16,9 +16,12 @@ use budalloc_tlsf::Tlsf;
 /// The backing buddy of these tests: exact fit, 64-byte fragments (as the facade's).
 pub type Backend = Buddy<64, { 1 << 30 }, 8, true>;
 
-/// TLSF in small chunks (64 KiB, requests up to 16 KiB), so that a small arena holds several
-/// chunks and the tests reach chunk boundaries, chunk reuse and the fallback to the buddy.
-pub type Small = Tlsf<Backend, { 64 * 1024 }, { 16 * 1024 }>;
+/// TLSF in small chunks (64 KiB, requests up to 16 KiB) over any backend.
+pub type SmallOver<B> = Tlsf<B, { 64 * 1024 }, { 16 * 1024 }>;
+
+/// [`SmallOver`] the buddy, so that a small arena holds several chunks and the tests reach
+/// chunk boundaries, chunk reuse and the fallback to the buddy.
+pub type Small = SmallOver<Backend>;
 
 /// What the property tests run on: [`Small`] natively; under Miri, where every step is slow,
 /// 16 KiB chunks (requests up to 4 KiB) in a smaller arena, with smaller requests.
