@@ -2,7 +2,7 @@
 
 use budalloc_core::{Inspect, InvariantError, RawAlloc};
 
-use crate::classes::{held_entry, Classes, ALL, EMPTY, PARTIAL};
+use crate::classes::{held_set, Classes, ALL, EMPTY, PARTIAL};
 use crate::slab::{Header, Slab, HEADER_FIXED};
 
 fn broken(what: &'static str, addr: usize) -> Result<(), InvariantError> {
@@ -139,11 +139,12 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
         for (entry, held) in self.held.iter().enumerate() {
             if let Some(slab) = *held {
                 let class = (0..Self::TABLE.len).find(|&c| self.slabs(ALL, c).any(|s| s == slab));
-                let at_its_entry =
-                    class.is_some_and(|c| held_entry(slab.addr(), Self::TABLE.class(c).slab_log2) == entry);
-                if !at_its_entry {
+                let in_its_set = class
+                    .is_some_and(|c| held_set(slab.addr(), Self::TABLE.class(c).slab_log2) == entry & !1);
+                let once = self.held.iter().filter(|&&other| other == Some(slab)).count() == 1;
+                if !in_its_set || !once {
                     return broken(
-                        "every slab of the held cache is one of ours, at its own entry",
+                        "every slab of the held cache is one of ours, in its own set, once",
                         slab.addr(),
                     );
                 }

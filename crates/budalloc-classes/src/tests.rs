@@ -262,6 +262,22 @@ fn frees_round_many_large_slabs_held_together_ask_the_backend_nothing() {
 }
 
 #[test]
+fn two_slabs_that_share_a_set_of_the_held_cache_both_stay_known() {
+    // Slabs of one size `HELD / 2` slabs apart share a set of the held cache: with one entry
+    // per set, frees going round the slabs evicted each other's slab from the cache and asked
+    // the backend every time. Two ways keep both.
+    let c = Heap::TABLE.class_of(64, 8).unwrap();
+    let slab_size = Heap::TABLE.class(c).slab_size();
+    let slabs = crate::classes::HELD / 2 + 1;
+    let region = Region::new(slabs * slab_size, slab_size);
+    let (heap, asked) = round_robin_frees(&region, 64, slabs);
+    let returned = slabs - heap.backend().live_blocks();
+    assert_eq!(returned, slabs - 2, "all but the cached slab and the last partial one");
+    assert_eq!(asked, returned, "only the evictions asked the backend");
+    heap.check_invariants().unwrap();
+}
+
+#[test]
 fn a_class_that_allocates_and_frees_in_turn_keeps_its_slab_partial() {
     let region = Region::new(64 * 1024, 4096);
     let mut heap = heap(&region);
