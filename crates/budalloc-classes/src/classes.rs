@@ -416,13 +416,14 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     ///
     /// Kept apart from `allocate_object` so that the common case is a short straight line with
     /// no call and few registers, inlined into the frontend. With this path, [`Self::push_fast`]
-    /// and [`Self::resize_fast`], a 64-byte allocate-and-free pair takes 257 instructions
+    /// and [`Self::resize_fast`], a 64-byte allocate-and-free pair takes 261 instructions
     /// (harness and `Local` included) where the full paths took 278, and a reallocation between
     /// classes about 320 where it took 355 (`valgrind --tool=callgrind drive budalloc-heap a
-    /// 1000000`, and `d200 400000`, less the region's set-up, 2026-12-07). Time, interleaved
-    /// runs of the two builds (`drive budalloc-heap`, 7 pairs of runs, medians): the pair 3–6%
-    /// faster, random actions up to 200 B 1–2% faster, with reallocations 3% faster, up to
-    /// 2000 B unchanged.
+    /// 400000`, and `d200 400000`, less the region's set-up, 2026-12-07). Time, interleaved
+    /// runs against the build before (`drive budalloc-heap`, 7 to 11 pairs of runs, medians):
+    /// the pair from 6% faster to level, build by build (its time moves with code alignment);
+    /// random actions up to 200 B within 2%, with reallocations 1–3% faster; up to 2000 B 2%
+    /// faster once the held cache had two ways.
     #[inline(always)]
     fn pop_fast(&mut self, c: usize) -> Option<NonNull<[u8]>> {
         let slab = self.lists[PARTIAL][c].head?;
@@ -465,19 +466,8 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     fn held_object(&self, ptr: NonNull<u8>, c: usize) -> Option<(Slab, usize, Header)> {
         let class = Self::class(c);
         let addr = ptr.addr().get();
-        let base = addr & !(class.slab_size() - 1);
-        let slab = self.held_slab(base, class.slab_log2)?;
-        let h = slab.get();
-        // Below `first` (the slab's base included) the offset wraps to a huge value, whose
-        // index fails one of the range tests.
-        let offset = (addr - base).wrapping_sub(class.first);
-        let index = class.index_of(offset);
-        let live = h.seal == self.seal(base, c)
-            && usize::from(h.class) == c
-            && index < class.objects
-            && index.wrapping_mul(class.size) == offset
-            && !slab.is_free(index);
-        live.then_some((slab, index, h))
+        let slab = self.held_slab(addr & !(class.slab_size() - 1), class.slab_log2)?;
+        self.object_at(slab.ptr(), addr, c)
     }
 
     /// The fast path of a free of `ptr` with a layout of class `c`: an allocated object of a
@@ -661,7 +651,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
                 Some(slab) => Some(slab.ptr()),
                 None => self.live_block(base, class.slab_log2),
             };
-            if let Some((slab, index)) = base.and_then(|base| self.object_at(base, addr, c)) {
+            if let Some((slab, index, _)) = base.and_then(|base| self.object_at(base, addr, c)) {
                 return Ok(Found::Object(slab, index));
             }
         }
@@ -670,10 +660,10 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
 
     /// The live object of class `c` at `addr` in the live block `base` of the backend (of the
     /// slab size, holding `addr` past its start), if that block is a slab of class `c` and
-    /// `addr` the start of one of its allocated objects. Reads the seal, then the header and
-    /// the bitmap; changes nothing.
-    #[inline]
-    fn object_at(&self, base: NonNull<u8>, addr: usize, c: usize) -> Option<(Slab, usize)> {
+    /// `addr` the start of one of its allocated objects: the slab, the object's index and the
+    /// slab's header. Reads the seal, then the header and the bitmap; changes nothing.
+    #[inline(always)]
+    fn object_at(&self, base: NonNull<u8>, addr: usize, c: usize) -> Option<(Slab, usize, Header)> {
         let class = Self::class(c);
         // SAFETY: a live block of the backend of the slab size: at least a word, word-aligned.
         // (If it is not one of our slabs, this reads its first word: the residual case of the
@@ -684,14 +674,16 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         }
         // SAFETY: sealed for class `c` at its address: a slab of ours.
         let slab = unsafe { Slab::new(base) };
-        let offset = addr - slab.addr();
-        let index = class.index_of(offset.wrapping_sub(class.first));
-        let live = usize::from(slab.get().class) == c
-            && offset >= class.first
+        let h = slab.get();
+        // Below `first` (the slab's base included) the offset wraps to a huge value, whose
+        // index fails one of the range tests.
+        let offset = (addr - slab.addr()).wrapping_sub(class.first);
+        let index = class.index_of(offset);
+        let live = usize::from(h.class) == c
             && index < class.objects
-            && class.first + index * class.size == offset
+            && index.wrapping_mul(class.size) == offset
             && !slab.is_free(index);
-        live.then_some((slab, index))
+        live.then_some((slab, index, h))
     }
 
     /// The slab at `base`, if it is one that class `c`'s free path knows without asking the
@@ -988,6 +980,17 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         (was_full, empties)
     }
 
+    /// Whether freeing an object of a slab of class `c` whose header is `h` leaves the slab in
+    /// its list: [`Self::moves`] says neither, written out for the fast paths (through `moves`'
+    /// pair of flags, inlined, the 64-byte pair took 6 more instructions; called, 16).
+    #[inline(always)]
+    fn stays(&self, c: usize, h: &Header) -> bool {
+        let empties = h.free as usize + 1 == Self::class(c).objects;
+        let stays = h.free != 0 && !(empties && self.lists[PARTIAL][c].len != 1);
+        debug_assert_eq!(stays, self.moves(c, h) == (false, false));
+        stays
+    }
+
     /// Marks object `index` of `slab` (class `c`, header `h`, written back by the caller) free
     /// and counts it out.
     #[inline]
@@ -1002,21 +1005,25 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
 
     /// Frees object `index` of `slab` (class `c`, header `h` as just read), already validated,
     /// if the slab stays in its list (the common case: no link to check, nothing can fail).
-    /// `false`, and nothing changed, if it moves (see [`Self::moves`]): [`Self::release`] does
+    /// `false`, and nothing changed, if it moves (see [`Self::stays`]): [`Self::release`] does
     /// it.
     #[inline(always)]
-    fn release_in_place(&mut self, c: usize, slab: Slab, index: usize, mut h: Header) -> bool {
-        let empties = h.free as usize + 1 == Self::class(c).objects;
-        // `moves`, written out: the slab was full, or empties and is not its class's only
-        // partial slab (through `moves`, the fast free path cost 16 more instructions).
-        if h.free == 0 || (empties && self.lists[PARTIAL][c].len != 1) {
+    fn release_in_place(&mut self, c: usize, slab: Slab, index: usize, h: Header) -> bool {
+        if !self.stays(c, &h) {
             return false;
         }
+        self.free_staying(c, slab, index, h);
+        true
+    }
+
+    /// Frees object `index` of `slab` (class `c`, header `h` as just read), validated, whose
+    /// slab stays in its list ([`Self::stays`] said so).
+    #[inline(always)]
+    fn free_staying(&mut self, c: usize, slab: Slab, index: usize, mut h: Header) {
         // The class's only partial slab empties and stays: `release_spare` looks here.
-        self.spare |= empties;
+        self.spare |= h.free as usize + 1 == Self::class(c).objects;
         self.mark_free(c, slab, &mut h, index);
         slab.put_counts(&h);
-        true
     }
 
     /// Frees object `index` of `slab` (class `c`), already validated. Moves the slab between
@@ -1196,7 +1203,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     /// The fast path of a resize of an object to a layout of a class: `ptr` an allocated
     /// object the [`held`](Self::held) cache knows ([`Self::held_object`]), whose new class is
     /// its own (it stays where it is), or whose new class [`Self::pop_fast`] serves and whose
-    /// slab stays in its list when it is freed ([`Self::release_in_place`]). `None`, with
+    /// slab stays in its list when it is freed ([`Self::free_staying`]). `None`, with
     /// nothing changed, in every other case: [`Self::resize`] then does it all.
     ///
     /// Through `resize` alone, the look-up, the allocation and the free each took their full
@@ -1222,8 +1229,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         }
         // The free of the old object must not move its slab: checked before the allocation,
         // which takes from a slab of another class, so `h` still holds after it.
-        let (was_full, empties) = self.moves(c, &h);
-        if was_full || empties {
+        if !self.stays(c, &h) {
             return None;
         }
         let block = self.pop_fast(n)?;
@@ -1231,8 +1237,7 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
         // valid for `keep <= old.size()` bytes; `block` was just allocated for `new`, `keep <=
         // new.size()`, and is disjoint from it (a slot of another class's slab).
         unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), block.cast::<u8>().as_ptr(), keep) };
-        let freed = self.release_in_place(c, slab, index, h);
-        debug_assert!(freed, "checked above: the old object's slab stays in its list");
+        self.free_staying(c, slab, index, h);
         Some(block)
     }
 
