@@ -204,7 +204,7 @@ fn churn<S: Subject>(heap: &mut Tracked<S>, rng: &mut XorShift) -> String {
         }
     }
     for _ in 0..CHURN_STEPS {
-        let step = if rng.next_u64() % 3 == 0 && !heap.live.is_empty() {
+        let step = if rng.next_u64().is_multiple_of(3) && !heap.live.is_empty() {
             let i = rng.range(0, heap.live.len() - 1);
             heap.realloc(i, rng.log_uniform(LOG_MIN, LOG_MAX))
         } else if heap.live_bytes >= half && !heap.live.is_empty() {

@@ -347,7 +347,7 @@ impl<const MIN: usize, const MAX: usize, const ARENAS: usize, const EXACT: bool>
         // (With exact fit, a run may start at any fragment its alignment allows.)
         let could_be_block = match layout_order {
             Ok(_) if EXACT => offset == 0 && addr & (layout.align() - 1) == 0,
-            Ok(order) => offset == 0 && addr % Self::MATH.block_size(order) == 0,
+            Ok(order) => offset == 0 && addr.is_multiple_of(Self::MATH.block_size(order)),
             Err(_) => block == addr,
         };
         if !found.allocated && could_be_block {

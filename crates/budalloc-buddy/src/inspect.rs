@@ -106,7 +106,7 @@ fn check_slot(slot: &Slot, parked: Option<(usize, Order)>) -> Result<(), Invaria
             return broken("every block lies inside the arena, at most MAX", at);
         }
         let abs = slot.absolute(frag);
-        if abs % k.fragments() != 0 {
+        if !abs.is_multiple_of(k.fragments()) {
             return broken("a block of order k is aligned to its size", at);
         }
         if !slot.interior_clear(frag, k, block.allocated) {

@@ -301,7 +301,7 @@ impl Slot {
         }
         // Even: a block of order 1 or more starts here. Odd: the `A` bit is the mark of the
         // block that starts one fragment before.
-        Some(abs % 2 == 0 && self.is_allocated(frag + 1))
+        Some(abs.is_multiple_of(2) && self.is_allocated(frag + 1))
     }
 
     /// Marks or unmarks the allocated block at `frag`, whose first piece has order 1 or more.

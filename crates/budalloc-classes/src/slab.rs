@@ -68,7 +68,7 @@ impl Header {
 
 /// Bytes of the fixed header; the bitmap words start here (a multiple of the word size).
 pub const HEADER_FIXED: usize = size_of::<Header>();
-const _: () = assert!(HEADER_FIXED % size_of::<usize>() == 0, "the bitmap must start word-aligned");
+const _: () = assert!(HEADER_FIXED.is_multiple_of(size_of::<usize>()), "the bitmap must start word-aligned");
 
 const WORD: usize = size_of::<usize>();
 

@@ -89,7 +89,7 @@ fn tables_are_well_formed() {
             assert_eq!(k.size % 16, 0);
             assert!(c == 0 || k.size > t.class(c - 1).size, "increasing");
             assert_eq!(k.size % k.align, 0);
-            assert!(k.align.is_power_of_two() && k.size % (2 * k.align) != 0, "largest power of two");
+            assert!(k.align.is_power_of_two() && !k.size.is_multiple_of(2 * k.align), "largest power of two");
             assert_eq!(k.first % k.align, 0, "objects aligned");
             assert!(k.first >= crate::HEADER_FIXED + k.words * core::mem::size_of::<usize>(), "header fits");
             assert!(k.first + k.objects * k.size <= k.slab_size(), "objects fit");

@@ -85,7 +85,7 @@ impl fmt::Display for Human {
         const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
         let mut value = self.0;
         let mut unit = 0;
-        while value >= 1024 && value % 1024 == 0 && unit + 1 < UNITS.len() {
+        while value >= 1024 && value.is_multiple_of(1024) && unit + 1 < UNITS.len() {
             value /= 1024;
             unit += 1;
         }

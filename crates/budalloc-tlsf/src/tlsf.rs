@@ -377,7 +377,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let bad = Corruption::Header { addr };
         let chunk = self.chunk_of(addr).ok_or(bad)?;
         let offset = addr - chunk.addr();
-        if offset % GRANULE != 0 || offset / GRANULE < Self::SHAPE.first {
+        if !offset.is_multiple_of(GRANULE) || offset / GRANULE < Self::SHAPE.first {
             return Err(bad);
         }
         Ok(Some(chunk))
@@ -724,7 +724,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let shape = Self::SHAPE;
         let offset = addr - chunk.addr();
         let g = offset / GRANULE;
-        if offset % GRANULE == 0
+        if offset.is_multiple_of(GRANULE)
             && g >= shape.first
             && chunk.bit(shape, Map::S, g)
             && chunk.bit(shape, Map::U, g)
@@ -760,7 +760,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let shape = Self::SHAPE;
         let offset = addr - chunk.addr();
         let g = offset / GRANULE;
-        let could_be_block = offset % GRANULE == 0 && addr & (layout.align() - 1) == 0;
+        let could_be_block = offset.is_multiple_of(GRANULE) && addr & (layout.align() - 1) == 0;
         let layout_block = self.usable_size(layout).unwrap_or(0);
         if g < shape.first {
             // The chunk's own header and bitmaps: no block of the caller's.

@@ -321,7 +321,7 @@ fn a_free_with_an_alignment_the_block_lacks_is_rejected() {
     let run = alloc(&mut heap, 80, 16);
     let a = alloc(&mut heap, 16, 1);
     let b = alloc(&mut heap, 16, 1);
-    let odd = if a.addr().get() % 32 == 0 { b } else { a };
+    let odd = if a.addr().get().is_multiple_of(32) { b } else { a };
     let run_addr = run.addr().get();
     let lacking = 1 << (run_addr.trailing_zeros() + 1);
     for (ptr, wrong) in [(run, layout(80, lacking)), (odd, layout(16, 32))] {
