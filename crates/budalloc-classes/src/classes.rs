@@ -416,14 +416,14 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     ///
     /// Kept apart from `allocate_object` so that the common case is a short straight line with
     /// no call and few registers, inlined into the frontend. With this path, [`Self::push_fast`]
-    /// and [`Self::resize_fast`], a 64-byte allocate-and-free pair takes 254 instructions
-    /// (harness and `Local` included) where the full paths took 278, and a reallocation between
+    /// and [`Self::resize_fast`], a 64-byte allocate-and-free pair takes 256 instructions
+    /// (harness and `Local` included) where the full paths took 279, and a reallocation between
     /// classes about 320 where it took 355 (`valgrind --tool=callgrind drive budalloc-heap a
     /// 400000`, and `d200 400000`, less the region's set-up, 2026-12-07). Time, interleaved
-    /// runs against the build before (`drive budalloc-heap`, 7 to 11 pairs of runs, medians):
-    /// the pair from 6% faster to level, build by build (its time moves with code alignment);
-    /// random actions up to 200 B within 2%, with reallocations 1–3% faster; up to 2000 B 2%
-    /// faster once the held cache had two ways.
+    /// runs against the build before (`drive budalloc-heap`, 9 pairs of runs, medians): the
+    /// pair 5% faster, random actions up to 2000 B 4% faster; with reallocations, and up to
+    /// 200 B, level (within 1%). Builds along the way ranged from 5% slower to 6% faster on
+    /// the pair, whose time moves with code alignment.
     #[inline(always)]
     fn pop_fast(&mut self, c: usize) -> Option<NonNull<[u8]>> {
         let slab = self.lists[PARTIAL][c].head?;
