@@ -699,7 +699,9 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     /// (`drive budalloc-heap n200` / `d200`, interleaved runs, 2026-12-07). The 64-byte pair,
     /// whose slab is always the partial head, took 13.1 ns against 14.8 before in back-to-back
     /// criterion runs; its time moves with code alignment (one `drive` build put it at 16 ns,
-    /// and 12.8 ns built with `-x86-branches-within-32B-boundaries`).
+    /// and 12.8 ns built with `-x86-branches-within-32B-boundaries`). Since then the fast paths
+    /// ask the cache alone ([`Self::held_object`]) and leave every miss to the full paths,
+    /// which look here through [`Self::locate`].
     #[inline]
     fn known_slab(&self, base: usize, c: usize) -> Option<Slab> {
         let known = |slab: &Slab| slab.addr() == base;
@@ -1238,12 +1240,15 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
             return None;
         }
         let block = self.pop_fast(n)?;
+        let free_old = |heap: &mut Self| {
+            heap.free_staying(c, slab, index, h);
+            Ok(())
+        };
         // SAFETY: `ptr` is live with `old` (our caller's promise, checked by `held_object`),
-        // valid for `keep <= old.size()` bytes; `block` was just allocated for `new`, `keep <=
-        // new.size()`, and is disjoint from it (a slot of another class's slab).
-        unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), block.cast::<u8>().as_ptr(), keep) };
-        self.free_staying(c, slab, index, h);
-        Some(block)
+        // valid for `keep <= old.size()` bytes; `block` was just allocated for `new` (a slot of
+        // another class's slab), `keep <= new.size()`; `free_old` frees the old object alone,
+        // and cannot refuse (checked above: its slab stays in its list).
+        unsafe { move_block(self, ptr, keep, block, new, free_old) }.ok()
     }
 
     /// Shared body of grow and shrink: in place if the block stays in its class (or the
