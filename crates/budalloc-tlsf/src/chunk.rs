@@ -60,8 +60,8 @@ const HEADER_WORDS: usize = size_of::<ChunkHeader>() / WORD;
 pub(crate) struct FreeHeader {
     /// `Tlsf::seal(addr, header)`: a header copied from elsewhere, or with any bit of its
     /// length or either link flipped, does not match; so a link read from a sealed header names
-    /// a free block. Relinking a neighbour reseals it (a neighbour whose seal did not match
-    /// stays unsealed).
+    /// a free block. Relinking a block moves its seal by the changed link alone (a block whose
+    /// seal did not match still does not).
     pub seal: usize,
     /// Address of the next free block of the same bin (0 at the end).
     pub next: usize,

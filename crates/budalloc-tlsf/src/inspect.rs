@@ -68,7 +68,7 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK,
                 if previous_free {
                     return broken("no two free blocks are adjacent (frees merge)", addr);
                 }
-                let Ok(h) = self.check_free(chunk, addr) else {
+                let Ok(crate::tlsf::Free { h, .. }) = self.check_free(chunk, addr) else {
                     return broken("every free block's header is sealed and linked", addr);
                 };
                 if h.granules != end - g {

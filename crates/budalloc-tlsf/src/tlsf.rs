@@ -28,26 +28,25 @@ pub const DEFAULT_CHUNK: usize = 1 << 20;
 pub const DEFAULT_MAX: usize = 64 * 1024;
 
 /// The bin of a free block of `n` granules (`n >= 1`): `(first level, second level)`.
+///
+/// Lengths below `SL` share first level 0, one second-level bin each; from there one first
+/// level per doubling. Computed without a branch (lengths on either side of `SL` come in any
+/// order, and a branch on them mispredicted 200 thousand times per 400 000 actions of `drive
+/// budalloc-heap n30000`): with `l = log2(n | SL)`, the second level is `n >> (l - SL_LOG2)`
+/// in both ranges, the first `l - SL_LOG2 + 1`, less one below `SL`.
 #[inline]
 pub(crate) const fn bin_of(n: usize) -> (usize, usize) {
-    if n < SL {
-        (0, n)
-    } else {
-        let f = n.ilog2();
-        ((f - SL_LOG2 + 1) as usize, (n >> (f - SL_LOG2)) & (SL - 1))
-    }
+    let l = (n | SL).ilog2();
+    ((l - SL_LOG2 + 1) as usize - (n < SL) as usize, (n >> (l - SL_LOG2)) & (SL - 1))
 }
 
 /// The lowest bin whose every block holds `n` granules (`n >= 1`): `n` rounded up to the next
 /// bin boundary, so that the first block of any non-empty bin from there up fits (TLSF's good
-/// fit: O(1), never a list walk).
+/// fit: O(1), never a list walk). Below `SL` every length is a bin boundary (the rounding adds
+/// `2^0 - 1`).
 #[inline]
 const fn bin_above(n: usize) -> (usize, usize) {
-    if n < SL {
-        (0, n)
-    } else {
-        bin_of(n + (1 << (n.ilog2() - SL_LOG2)) - 1)
-    }
+    bin_of(n + (1 << ((n | SL).ilog2() - SL_LOG2)) - 1)
 }
 
 /// The shortest length (granules) of bin `(f, s)`.
@@ -89,6 +88,58 @@ const fn mix(x: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// The terms of a free header's seal, each with its multiplier (odd, so each term is a
+/// bijection of its word; splitmix64's and Murmur3's constants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+enum Term {
+    /// The block's address with its length.
+    Place = 0x9e37_79b9_7f4a_7c15,
+    /// The link to the next block of the bin.
+    Next = 0xbf58_476d_1ce4_e5b9,
+    /// The link to the previous block of the bin.
+    Prev = 0xff51_afd7_ed55_8ccd,
+}
+
+/// The two links of a free header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// `next`.
+    Next,
+    /// `prev`.
+    Prev,
+}
+
+/// A 64-bit seal folded to a word: on 32-bit targets the high half is XORed into the low one
+/// (a multiplication carries its input's bits upward only, so the high half holds what the
+/// length, rotated there, contributes). Linear in XOR, so seals stay updatable term by term.
+#[inline]
+const fn fold(z: u64) -> usize {
+    if usize::BITS == 64 {
+        z as usize
+    } else {
+        (z ^ (z >> 32)) as usize
+    }
+}
+
+/// A free block checked for unlinking ([`Tlsf::check_free`]): what the check read, so that the
+/// unlink that follows reads none of it again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Free {
+    /// The chunk the block lies in.
+    chunk: Chunk,
+    /// The block's address.
+    addr: usize,
+    /// Its header, sealed.
+    pub h: FreeHeader,
+    /// Its bin (`bin_of(h.granules)`).
+    bin: (usize, usize),
+    /// The chunk of the block `h.prev` names (`None`: the block heads its bin).
+    prev: Option<Chunk>,
+    /// The chunk of the block `h.next` names (`None`: the block ends its bin's list).
+    next: Option<Chunk>,
 }
 
 /// Two-level segregated fit (TLSF, Masmano et al. 2004) for medium blocks, in chunks of
@@ -234,20 +285,47 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         layout.size() <= MAX && layout.align() <= MAX
     }
 
-    /// The seal of free header `h` at `addr`: its length and both links, mixed with its address
-    /// and the secret (two multiplications, so that no two fields' bits cancel out).
+    /// One term of a free header's seal: a stored word keyed with the secret and multiplied by
+    /// the term's own odd constant, a bijection of the word (so a change of that word alone
+    /// always changes the seal), unrelated to the other terms (so that two words changed
+    /// together, or swapped, do not cancel out).
+    #[inline]
+    fn seal_term(&self, word: u64, term: Term) -> u64 {
+        (word ^ self.secret).wrapping_mul(term as u64)
+    }
+
+    /// The seal of free header `h` at `addr`: the XOR of three terms ([`Self::seal_term`]), its
+    /// length with its address, and each link, folded to a word. Since the terms are XORed,
+    /// relinking a block updates its seal from the link's old and new values alone
+    /// ([`Self::relinked`]), without first checking the old seal.
     #[inline]
     pub(crate) fn seal(&self, addr: usize, h: &FreeHeader) -> usize {
-        let x = self.secret ^ addr as u64 ^ (h.granules as u64).rotate_left(40) ^ h.next as u64;
-        let z = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let z = (z ^ (z >> 29) ^ h.prev as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        (z ^ (z >> 32)) as usize
+        let place = addr as u64 ^ (h.granules as u64).rotate_left(32);
+        fold(
+            self.seal_term(place, Term::Place)
+                ^ self.seal_term(h.next as u64, Term::Next)
+                ^ self.seal_term(h.prev as u64, Term::Prev),
+        )
     }
 
     /// Whether the free header `h` read at `addr` carries its seal.
     #[inline]
     pub(crate) fn sealed(&self, addr: usize, h: &FreeHeader) -> bool {
         h.seal == self.seal(addr, h)
+    }
+
+    /// `h` with its link `link` set to `to`, its seal moved by the change alone: a header that
+    /// carried its seal still does, and one that did not still does not (its damage is reported
+    /// when the block itself is next used, not sealed over). Costs two terms where checking the
+    /// old seal and sealing anew cost six.
+    #[inline]
+    fn relinked(&self, mut h: FreeHeader, link: Link, to: usize) -> FreeHeader {
+        let (from, term) = match link {
+            Link::Next => (core::mem::replace(&mut h.next, to), Term::Next),
+            Link::Prev => (core::mem::replace(&mut h.prev, to), Term::Prev),
+        };
+        h.seal ^= fold(self.seal_term(from as u64, term) ^ self.seal_term(to as u64, term));
+        h
     }
 
     /// The seal of the chunk header at `base`.
@@ -385,61 +463,65 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
 
     /// The header of the free block at `addr` in `chunk`, checked before it is unlinked: its
     /// seal (which covers its length and both links), its length (inside the chunk), and its
-    /// neighbours in its bin's list, each sealed and linking back to it (glibc's safe
-    /// unlinking), the head of the bin exactly when it has no predecessor. The caller checked
-    /// that a free block starts at `addr`.
-    pub(crate) fn check_free(&self, chunk: Chunk, addr: usize) -> Result<FreeHeader, Corruption> {
+    /// neighbours in its bin's list, each in a chunk of ours and linking back to it (glibc's
+    /// safe unlinking), the head of the bin exactly when it has no predecessor. The neighbours'
+    /// own seals are not checked: unlinking moves them by the changed link alone
+    /// ([`Self::relinked`]), so a damaged neighbour stays damaged and is reported when it is next
+    /// used itself. The caller checked that a free block starts at `addr`.
+    #[inline(always)]
+    pub(crate) fn check_free(&self, chunk: Chunk, addr: usize) -> Result<Free, Corruption> {
         let bad = Corruption::Header { addr };
         let h = self.read_free(chunk, addr);
         let g = Self::granule(chunk, addr);
         if !self.sealed(addr, &h) || h.granules == 0 || h.granules > Self::SHAPE.granules - g {
             return Err(bad);
         }
-        let (f, s) = bin_of(h.granules);
-        match self.follow(h.prev)? {
-            None if self.heads[f][s] == addr => {}
-            Some(pc) => {
-                let p = self.read_free(pc, h.prev);
-                if !self.sealed(h.prev, &p) || p.next != addr {
-                    return Err(bad);
-                }
-            }
-            None => return Err(bad),
+        let bin = bin_of(h.granules);
+        let prev = self.follow(h.prev)?;
+        match prev {
+            None if self.heads[bin.0][bin.1] == addr => {}
+            Some(pc) if self.read_free(pc, h.prev).next == addr => {}
+            _ => return Err(bad),
         }
-        if let Some(nc) = self.follow(h.next)? {
-            let n = self.read_free(nc, h.next);
-            if !self.sealed(h.next, &n) || n.prev != addr {
+        let next = self.follow(h.next)?;
+        if let Some(nc) = next {
+            if self.read_free(nc, h.next).prev != addr {
                 return Err(bad);
             }
         }
-        Ok(h)
+        Ok(Free { chunk, addr, h, bin, prev, next })
     }
 
-    /// Takes the free block at `addr` in `chunk` off its bin's list. Its header and its list
-    /// neighbours' were checked ([`Self::check_free`]); they are read again here, since
-    /// unlinking a neighbour in the list since then may have changed their links (and resealed
-    /// them).
-    fn unlink(&mut self, chunk: Chunk, addr: usize) {
-        let h = self.read_free(chunk, addr);
-        let (f, s) = bin_of(h.granules);
-        // The links were checked with the header: they name free blocks of our chunks.
-        match self.linked_chunk(h.prev) {
+    /// `free` as it is now, after another block was unlinked from the same list: its header
+    /// read again (its links may have changed) and the chunks of its links found again. Its
+    /// length and bin are unchanged, and its links still name free blocks of our chunks (unlinking
+    /// keeps the lists whole).
+    fn refreshed(&self, free: Free) -> Free {
+        let h = self.read_free(free.chunk, free.addr);
+        Free { h, prev: self.linked_chunk(h.prev), next: self.linked_chunk(h.next), ..free }
+    }
+
+    /// Takes a free block off its bin's list. `free` comes from [`Self::check_free`], and no
+    /// list changed since (else from [`Self::refreshed`]): its header and the chunks of its list
+    /// neighbours are as checked. The neighbours' headers are read here, and each one's seal
+    /// moves by its changed link alone ([`Self::relinked`]).
+    #[inline(always)]
+    fn unlink(&mut self, free: Free) {
+        let Free { addr, h, bin: (f, s), prev, next, .. } = free;
+        debug_assert_eq!(self.read_free(free.chunk, addr), h, "the list changed since the check");
+        match prev {
             Some(pc) => {
-                let mut p = self.read_free(pc, h.prev);
-                p.next = h.next;
-                p.seal = self.seal(h.prev, &p);
-                self.write_free(pc, h.prev, p);
+                let p = self.read_free(pc, h.prev);
+                self.write_free(pc, h.prev, self.relinked(p, Link::Next, h.next));
             }
             None => {
                 debug_assert_eq!(self.heads[f][s], addr, "a free block without predecessor heads its bin");
                 self.heads[f][s] = h.next;
             }
         }
-        if let Some(nc) = self.linked_chunk(h.next) {
-            let mut n = self.read_free(nc, h.next);
-            n.prev = h.prev;
-            n.seal = self.seal(h.next, &n);
-            self.write_free(nc, h.next, n);
+        if let Some(nc) = next {
+            let n = self.read_free(nc, h.next);
+            self.write_free(nc, h.next, self.relinked(n, Link::Prev, h.prev));
         }
         if self.heads[f][s] == 0 {
             self.sl_bitmap[f] &= !(1 << s);
@@ -450,9 +532,10 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     }
 
     /// Makes granules `g .. g + len` of `chunk` a free block (bits set by the caller): header,
-    /// footer, and the head of its bin's list. The old head's header gets its new `prev` and is
-    /// resealed, but a header that did not carry its seal is left without one (its damage is
-    /// reported when it is next used, not laundered).
+    /// footer, and the head of its bin's list. The old head's header gets its new `prev`, its
+    /// seal moved by that change alone ([`Self::relinked`]): a header that did not carry its
+    /// seal is left without one (its damage is reported when it is next used, not laundered).
+    #[inline(always)]
     fn push(&mut self, chunk: Chunk, g: usize, len: usize) {
         let addr = chunk.addr() + g * GRANULE;
         let (f, s) = bin_of(len);
@@ -467,12 +550,8 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         // SAFETY: as above; the last word of its last granule holds the footer.
         unsafe { self.ptr_in(chunk, footer).cast::<usize>().as_ptr().write(len) };
         if let Some(oc) = self.linked_chunk(old) {
-            let mut o = self.read_free(oc, old);
-            let intact = self.sealed(old, &o);
-            o.prev = addr;
-            let seal = self.seal(old, &o);
-            o.seal = if intact { seal } else { !seal };
-            self.write_free(oc, old, o);
+            let o = self.read_free(oc, old);
+            self.write_free(oc, old, self.relinked(o, Link::Prev, addr));
         }
         self.heads[f][s] = addr;
         self.sl_bitmap[f] |= 1 << s;
@@ -552,11 +631,12 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         if !chunk.bit(shape, Map::S, g) || chunk.bit(shape, Map::U, g) {
             return Err(Corruption::Header { addr }.into());
         }
-        let h = self.check_free(chunk, addr)?;
+        let free = self.check_free(chunk, addr)?;
+        let h = free.h;
         if h.granules < need {
             return Err(Corruption::Header { addr }.into());
         }
-        self.unlink(chunk, addr);
+        self.unlink(free);
         // Granules in front of the aligned start stay free (the block before is live: free
         // blocks are merged), as do those behind the allocation.
         let front = (addr.wrapping_neg() & (align - 1)) / GRANULE;
@@ -655,12 +735,12 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     fn give_back(&mut self, chunk: Chunk) -> Result<(), Corruption> {
         let shape = Self::SHAPE;
         let addr = chunk.addr() + shape.first * GRANULE;
-        let h = self.check_free(chunk, addr)?;
-        if h.granules != shape.data() {
+        let free = self.check_free(chunk, addr)?;
+        if free.h.granules != shape.data() {
             return Err(Corruption::Header { addr });
         }
         let links = self.check_leaving(chunk)?;
-        self.unlink(chunk, addr);
+        self.unlink(free);
         self.drop_chunk(chunk, links);
         Ok(())
     }
@@ -797,7 +877,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             if !chunk.bit(shape, Map::S, right) {
                 return Err(Corruption::Header { addr });
             }
-            Some((addr, self.check_free(chunk, addr)?))
+            Some(self.check_free(chunk, addr)?)
         } else {
             None
         };
@@ -814,17 +894,17 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             {
                 return Err(Corruption::Header { addr: base + (g - 1) * GRANULE });
             }
-            let h = self.check_free(chunk, addr)?;
-            if h.granules != footer {
+            let free = self.check_free(chunk, addr)?;
+            if free.h.granules != footer {
                 return Err(Corruption::Header { addr });
             }
-            Some((start, addr, h))
+            Some((start, free))
         } else {
             None
         };
         let mut total = len;
         let empties =
-            len + right_block.map_or(0, |(_, h)| h.granules) + left_block.map_or(0, |(_, _, h)| h.granules)
+            len + right_block.map_or(0, |r| r.h.granules) + left_block.map_or(0, |(_, l)| l.h.granules)
                 == shape.data();
         // A chunk that empties is kept (if none is) or goes back: check what leaving unlinks
         // before the first change.
@@ -833,16 +913,21 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             _ => None,
         };
         // The changes.
-        if let Some((addr, h)) = right_block {
-            self.unlink(chunk, addr);
+        if let Some(r) = right_block {
+            self.unlink(r);
             chunk.set_bit(shape, Map::S, right, false);
-            total += h.granules;
+            total += r.h.granules;
         }
         let mut start = g;
-        if let Some((left, addr, h)) = left_block {
-            self.unlink(chunk, addr);
+        if let Some((left, mut l)) = left_block {
+            // Unlinking the right block changed the left one's links if the two were
+            // neighbours in a list (they may share a bin).
+            if right_block.is_some_and(|r| l.h.prev == r.addr || l.h.next == r.addr) {
+                l = self.refreshed(l);
+            }
+            self.unlink(l);
             chunk.set_bit(shape, Map::S, g, false);
-            total += h.granules;
+            total += l.h.granules;
             start = left;
         }
         chunk.mark_live(shape, g, len, false);
@@ -871,12 +956,12 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         if !chunk.bit(shape, Map::S, right) {
             return Err(Corruption::Header { addr });
         }
-        let h = self.check_free(chunk, addr)?;
-        let extra = n - len;
+        let free = self.check_free(chunk, addr)?;
+        let (h, extra) = (free.h, n - len);
         if h.granules < extra {
             return Ok(false);
         }
-        self.unlink(chunk, addr);
+        self.unlink(free);
         chunk.set_bit(shape, Map::S, right, false);
         if h.granules > extra {
             chunk.set_bit(shape, Map::S, g + n, true);
@@ -898,15 +983,15 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             if !chunk.bit(shape, Map::S, right) {
                 return Err(Corruption::Header { addr });
             }
-            Some((addr, self.check_free(chunk, addr)?))
+            Some(self.check_free(chunk, addr)?)
         } else {
             None
         };
         let mut tail = len - n;
-        if let Some((addr, h)) = right_block {
-            self.unlink(chunk, addr);
+        if let Some(r) = right_block {
+            self.unlink(r);
             chunk.set_bit(shape, Map::S, right, false);
-            tail += h.granules;
+            tail += r.h.granules;
         }
         chunk.mark_live(shape, g, len, false);
         chunk.mark_live(shape, g, n, true);
@@ -1164,5 +1249,38 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> core::fmt::Debug for Tls
             .field("chunks", &self.count)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bin_above, bin_floor, bin_of, SL, SL_LOG2};
+
+    /// The definition the branch-free [`bin_of`] computes.
+    fn bin_by_cases(n: usize) -> (usize, usize) {
+        if n < SL {
+            (0, n)
+        } else {
+            let f = n.ilog2();
+            ((f - SL_LOG2 + 1) as usize, (n >> (f - SL_LOG2)) & (SL - 1))
+        }
+    }
+
+    #[test]
+    fn bins_follow_their_definition() {
+        let lengths = (1..1 << 16).chain((16..usize::BITS - 1).flat_map(|k| {
+            let p = 1usize << k;
+            [p - 1, p, p + 1, p + p / 2]
+        }));
+        for n in lengths {
+            let bin = bin_of(n);
+            assert_eq!(bin, bin_by_cases(n), "bin of {n}");
+            assert!(bin_floor(bin) <= n, "{n} lies below its bin {bin:?}");
+            let above = bin_above(n);
+            assert!(bin_floor(above) >= n && above >= bin, "bin above {n}: {above:?}");
+            // The bin just below it holds a length shorter than `n`: `above` is the lowest.
+            let below = bin_of(bin_floor(above) - 1);
+            assert!(below < above && bin_floor(below) < n, "bin above {n}: {above:?} is not the lowest");
+        }
     }
 }

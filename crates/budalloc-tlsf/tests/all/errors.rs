@@ -217,6 +217,26 @@ fn pushing_onto_a_damaged_block_does_not_reseal_it() {
 }
 
 #[test]
+fn unlinking_beside_a_damaged_block_does_not_reseal_it() {
+    let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
+    let l = layout(5000, 8);
+    let [a, b, c, d, e, _] = core::array::from_fn(|_| alloc(&mut heap, l));
+    // `b` and `d` share a bin: `d` heads it, `b` follows.
+    free(&mut heap, b, l);
+    free(&mut heap, d, l);
+    damage(b);
+    // Freeing `c` merges it with `b` (damaged: refused, nothing changed) ...
+    refused_as_damage(&mut heap, c, l, "the neighbour of the damaged block");
+    // ... but freeing `e` merges it with `d` alone, and unlinking `d` rewrites `b`'s back link:
+    // that moves `b`'s seal by the link's change alone, so the damage stays visible.
+    free(&mut heap, e, l);
+    assert!(heap.check_invariants().is_err());
+    refused_as_damage(&mut heap, a, l, "the left neighbour of the damaged block");
+    damage(b);
+    heap.check_invariants().unwrap();
+}
+
+#[test]
 fn grow_and_shrink_in_place() {
     let (mut heap, _region, _) = heap::<Small>(ARENA, 0);
     let a = alloc(&mut heap, layout(5000, 8));
