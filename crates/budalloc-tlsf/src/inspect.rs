@@ -4,7 +4,7 @@
 use budalloc_core::{Inspect, InvariantError, RawAlloc};
 
 use crate::chunk::{Chunk, Map, GRANULE};
-use crate::tlsf::{bin_of, Tlsf, FL, HELD, SL};
+use crate::tlsf::{bin_of, Bin, Tlsf, FL, HELD, SL};
 
 impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     /// The chunks of the list, front to back, at most `count + 1` of them (a damaged link ends
@@ -144,7 +144,8 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Inspect for Tl
         let mut listed = 0;
         for f in 0..FL {
             for s in 0..SL {
-                let head = self.heads[f][s];
+                let bin = Bin(f * SL + s);
+                let head = self.heads[bin.0];
                 if (self.sl_bitmap[f] >> s & 1 != 0) != (head != 0) {
                     return broken("a second-level bit is set iff its bin is non-empty", head);
                 }
@@ -159,7 +160,7 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Inspect for Tl
                         return broken("every listed block is a free block", at);
                     }
                     let h = self.read_free(chunk, at);
-                    if bin_of(h.granules) != (f, s) || h.prev != prev {
+                    if bin_of(h.granules) != bin || h.prev != prev {
                         return broken("every listed block is in its length's bin, linked back", at);
                     }
                     listed += 1;
@@ -201,7 +202,7 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Inspect for Tl
         fields[6] = usize::from(self.keyed);
         sink(&fields);
         for f in 0..FL {
-            sink(&self.heads[f]);
+            sink(&self.heads[f * SL..(f + 1) * SL]);
             sink(&[self.sl_bitmap[f] as usize]);
         }
         for entry in &self.held {

@@ -27,17 +27,37 @@ pub const DEFAULT_CHUNK: usize = 1 << 20;
 /// Default largest request served in chunks: 64 KiB (at most a sixteenth of a chunk).
 pub const DEFAULT_MAX: usize = 64 * 1024;
 
-/// The bin of a free block of `n` granules (`n >= 1`): `(first level, second level)`.
+/// A bin: its first level times `SL` plus its second level, the index of its list in
+/// [`Tlsf`]'s `heads`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Bin(pub usize);
+
+impl Bin {
+    /// The first level: the bit of `fl_bitmap`, the word of `sl_bitmap`.
+    #[inline]
+    pub(crate) const fn fl(self) -> usize {
+        self.0 >> SL_LOG2
+    }
+
+    /// The second level: the bit of `sl_bitmap[self.fl()]`.
+    #[inline]
+    pub(crate) const fn sl(self) -> usize {
+        self.0 & (SL - 1)
+    }
+}
+
+/// The bin of a free block of `n` granules (`n >= 1`).
 ///
 /// Lengths below `SL` share first level 0, one second-level bin each; from there one first
-/// level per doubling. Computed without a branch (lengths on either side of `SL` come in any
-/// order, and a branch on them mispredicted 200 thousand times per 400 000 actions of `drive
-/// budalloc-heap n30000`): with `l = log2(n | SL)`, the second level is `n >> (l - SL_LOG2)`
-/// in both ranges, the first `l - SL_LOG2 + 1`, less one below `SL`.
+/// level per doubling, `SL` bins each. With `l = log2(n | SL)`, the bin is
+/// `(l - SL_LOG2) * SL + (n >> (l - SL_LOG2))` in both ranges (from `SL` up, the shifted
+/// length is `SL` plus the second level, which carries the first level one up): no branch
+/// (lengths on either side of `SL` come in any order, and a branch on them mispredicted 200
+/// thousand times per 400 000 actions of `drive budalloc-heap n30000`).
 #[inline]
-pub(crate) const fn bin_of(n: usize) -> (usize, usize) {
-    let l = (n | SL).ilog2();
-    ((l - SL_LOG2 + 1) as usize - (n < SL) as usize, (n >> (l - SL_LOG2)) & (SL - 1))
+pub(crate) const fn bin_of(n: usize) -> Bin {
+    let k = (n | SL).ilog2() - SL_LOG2;
+    Bin(((k as usize) << SL_LOG2) + (n >> k))
 }
 
 /// The lowest bin whose every block holds `n` granules (`n >= 1`): `n` rounded up to the next
@@ -45,28 +65,25 @@ pub(crate) const fn bin_of(n: usize) -> (usize, usize) {
 /// fit: O(1), never a list walk). Below `SL` every length is a bin boundary (the rounding adds
 /// `2^0 - 1`).
 #[inline]
-const fn bin_above(n: usize) -> (usize, usize) {
+const fn bin_above(n: usize) -> Bin {
     bin_of(n + (1 << ((n | SL).ilog2() - SL_LOG2)) - 1)
 }
 
-/// The shortest length (granules) of bin `(f, s)`.
+/// The shortest length (granules) of bin `bin`.
 #[inline]
-const fn bin_floor((f, s): (usize, usize)) -> usize {
-    if f == 0 {
-        s
+const fn bin_floor(bin: Bin) -> usize {
+    if bin.fl() == 0 {
+        bin.sl()
     } else {
-        (SL + s) << (f - 1)
+        (SL + bin.sl()) << (bin.fl() - 1)
     }
 }
 
 /// Granules a request of `size` bytes takes (a zero-size request takes one).
 #[inline]
 const fn granules(size: usize) -> usize {
-    if size == 0 {
-        1
-    } else {
-        size.div_ceil(GRANULE)
-    }
+    let n = size.div_ceil(GRANULE);
+    n + (n == 0) as usize
 }
 
 /// Bytes of a live block of `len` granules that its owner's pointer reaches, for a layout of
@@ -135,7 +152,7 @@ pub(crate) struct Free {
     /// Its header, sealed.
     pub h: FreeHeader,
     /// Its bin (`bin_of(h.granules)`).
-    bin: (usize, usize),
+    bin: Bin,
     /// The chunk of the block `h.prev` names (`None`: the block heads its bin).
     prev: Option<Chunk>,
     /// The chunk of the block `h.next` names (`None`: the block ends its bin's list).
@@ -178,10 +195,10 @@ pub struct Tlsf<B, const CHUNK: usize = DEFAULT_CHUNK, const MAX: usize = DEFAUL
     /// The backing policy: chunks, and every request not served in chunks. Invariant: every
     /// chunk in `chunks` is a marked block currently allocated from it with [`Self::CHUNK_LAYOUT`].
     pub(crate) backend: B,
-    /// Per bin, the first free block (address, 0 if none). Invariant: the list of bin
-    /// `(f, s)`, doubly linked through the free headers, holds exactly the free blocks of the
-    /// chunks whose length maps to `(f, s)` ([`bin_of`]).
-    pub(crate) heads: [[usize; SL]; FL],
+    /// Per bin ([`Bin`]), the first free block (address, 0 if none). Invariant: the list of
+    /// a bin, doubly linked through the free headers, holds exactly the free blocks of the
+    /// chunks whose length maps to it ([`bin_of`]).
+    pub(crate) heads: [usize; FL * SL],
     /// Bit `f` is set iff some bin of first level `f` is non-empty.
     pub(crate) fl_bitmap: u32,
     /// Per first level `f`, bit `s` is set iff bin `(f, s)` is non-empty.
@@ -253,7 +270,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let _ = Self::SHAPE;
         Tlsf {
             backend,
-            heads: [[0; SL]; FL],
+            heads: [0; FL * SL],
             fl_bitmap: 0,
             sl_bitmap: [0; FL],
             chunks: 0,
@@ -479,7 +496,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let bin = bin_of(h.granules);
         let prev = self.follow(h.prev)?;
         match prev {
-            None if self.heads[bin.0][bin.1] == addr => {}
+            None if self.heads[bin.0] == addr => {}
             Some(pc) if self.read_free(pc, h.prev).next == addr => {}
             _ => return Err(bad),
         }
@@ -507,7 +524,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     /// moves by its changed link alone ([`Self::relinked`]).
     #[inline(always)]
     fn unlink(&mut self, free: Free) {
-        let Free { addr, h, bin: (f, s), prev, next, .. } = free;
+        let Free { addr, h, bin, prev, next, .. } = free;
         debug_assert_eq!(self.read_free(free.chunk, addr), h, "the list changed since the check");
         match prev {
             Some(pc) => {
@@ -515,16 +532,17 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
                 self.write_free(pc, h.prev, self.relinked(p, Link::Next, h.next));
             }
             None => {
-                debug_assert_eq!(self.heads[f][s], addr, "a free block without predecessor heads its bin");
-                self.heads[f][s] = h.next;
+                debug_assert_eq!(self.heads[bin.0], addr, "a free block without predecessor heads its bin");
+                self.heads[bin.0] = h.next;
             }
         }
         if let Some(nc) = next {
             let n = self.read_free(nc, h.next);
             self.write_free(nc, h.next, self.relinked(n, Link::Prev, h.prev));
         }
-        if self.heads[f][s] == 0 {
-            self.sl_bitmap[f] &= !(1 << s);
+        if self.heads[bin.0] == 0 {
+            let f = bin.fl();
+            self.sl_bitmap[f] &= !(1 << bin.sl());
             if self.sl_bitmap[f] == 0 {
                 self.fl_bitmap &= !(1 << f);
             }
@@ -538,8 +556,8 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     #[inline(always)]
     fn push(&mut self, chunk: Chunk, g: usize, len: usize) {
         let addr = chunk.addr() + g * GRANULE;
-        let (f, s) = bin_of(len);
-        let old = self.heads[f][s];
+        let bin = bin_of(len);
+        let old = self.heads[bin.0];
         let mut header = FreeHeader { seal: 0, next: old, prev: 0, granules: len };
         header.seal = self.seal(addr, &header);
         let footer = Self::footer_addr(chunk, g + len);
@@ -553,24 +571,25 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
             let o = self.read_free(oc, old);
             self.write_free(oc, old, self.relinked(o, Link::Prev, addr));
         }
-        self.heads[f][s] = addr;
-        self.sl_bitmap[f] |= 1 << s;
-        self.fl_bitmap |= 1 << f;
+        self.heads[bin.0] = addr;
+        self.sl_bitmap[bin.fl()] |= 1 << bin.sl();
+        self.fl_bitmap |= 1 << bin.fl();
     }
 
-    /// The first non-empty bin at or above `(f, s)`.
+    /// The first non-empty bin at or above `bin`.
     #[inline]
-    fn find_bin(&self, f: usize, s: usize) -> Option<(usize, usize)> {
-        let here = self.sl_bitmap[f] & (u32::MAX << s);
+    fn find_bin(&self, bin: Bin) -> Option<Bin> {
+        let f = bin.fl();
+        let here = self.sl_bitmap[f] & (u32::MAX << bin.sl());
         if here != 0 {
-            return Some((f, here.trailing_zeros() as usize));
+            return Some(Bin((f << SL_LOG2) + here.trailing_zeros() as usize));
         }
         let above = self.fl_bitmap & u32::MAX.checked_shl(f as u32 + 1).unwrap_or(0);
         if above == 0 {
             return None;
         }
         let f = above.trailing_zeros() as usize;
-        Some((f, self.sl_bitmap[f].trailing_zeros() as usize))
+        Some(Bin((f << SL_LOG2) + self.sl_bitmap[f].trailing_zeros() as usize))
     }
 
     /// A free block of at least `n` granules in the bin of `n` itself, whose blocks may be
@@ -578,11 +597,11 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     /// [`OWN_BIN_PROBES`] blocks, the first exact fit, else the shortest that fits. Each
     /// header's seal is checked before its link is followed.
     fn fit_in_own_bin(&self, n: usize) -> Result<Option<usize>, Corruption> {
-        let (f, s) = bin_of(n);
-        if (f, s) == bin_above(n) {
+        let bin = bin_of(n);
+        if bin == bin_above(n) {
             return Ok(None);
         }
-        let mut at = self.heads[f][s];
+        let mut at = self.heads[bin.0];
         let mut best: Option<(usize, usize)> = None;
         for _ in 0..OWN_BIN_PROBES {
             let Some(chunk) = self.follow(at)? else { break };
@@ -609,20 +628,20 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let addr = match self.fit_in_own_bin(need)? {
             Some(addr) => addr,
             None => {
-                let (f, s) = bin_above(need);
-                let (f, s) = match self.find_bin(f, s) {
+                let above = bin_above(need);
+                let bin = match self.find_bin(above) {
                     Some(bin) => bin,
                     None => {
                         if !self.add_chunk()? {
                             return Ok(None);
                         }
-                        match self.find_bin(f, s) {
+                        match self.find_bin(above) {
                             Some(bin) => bin,
                             None => return Ok(None),
                         }
                     }
                 };
-                self.heads[f][s]
+                self.heads[bin.0]
             }
         };
         let chunk = self.chunk_of(addr).ok_or(Corruption::Header { addr })?;
@@ -1066,7 +1085,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let Some(f) = self.fl_bitmap.checked_ilog2() else { return 0 };
         let f = f as usize;
         let s = self.sl_bitmap[f].ilog2() as usize;
-        let mut at = self.heads[f][s];
+        let mut at = self.heads[(f << SL_LOG2) + s];
         let mut largest = 0;
         // Each link is checked before it is followed, and a header whose seal does not match
         // ends the walk: a damaged list is reported by the next call that unlinks from it.
@@ -1254,9 +1273,9 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> core::fmt::Debug for Tls
 
 #[cfg(test)]
 mod tests {
-    use super::{bin_above, bin_floor, bin_of, SL, SL_LOG2};
+    use super::{bin_above, bin_floor, bin_of, Bin, SL, SL_LOG2};
 
-    /// The definition the branch-free [`bin_of`] computes.
+    /// The definition the branch-free [`bin_of`] computes: `(first level, second level)`.
     fn bin_by_cases(n: usize) -> (usize, usize) {
         if n < SL {
             (0, n)
@@ -1274,7 +1293,8 @@ mod tests {
         }));
         for n in lengths {
             let bin = bin_of(n);
-            assert_eq!(bin, bin_by_cases(n), "bin of {n}");
+            assert_eq!((bin.fl(), bin.sl()), bin_by_cases(n), "bin of {n}");
+            assert_eq!(bin, Bin(bin.fl() * SL + bin.sl()));
             assert!(bin_floor(bin) <= n, "{n} lies below its bin {bin:?}");
             let above = bin_above(n);
             assert!(bin_floor(above) >= n && above >= bin, "bin above {n}: {above:?}");
