@@ -268,6 +268,7 @@ pub unsafe trait RawAlloc {
 /// bytes; `block` a block just allocated from `alloc` with `new`, with `keep <= new.size()`;
 /// `free_old` must free the old block and nothing else (or refuse and change nothing).
 #[doc(hidden)]
+#[inline(always)]
 pub unsafe fn move_block<A: RawAlloc + ?Sized>(
     alloc: &mut A,
     ptr: NonNull<u8>,
