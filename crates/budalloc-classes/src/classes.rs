@@ -1219,7 +1219,10 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     /// Through `resize` alone, the look-up, the allocation and the free each took their full
     /// paths (figures at [`Self::pop_fast`]). With `pop_fast` and an old slab that stays alone,
     /// 86% of the reallocations of random actions up to 200 B took this path, and 76% of those
-    /// up to 2000 B, whose old slabs more often fill or empty.
+    /// up to 2000 B, whose old slabs more often fill or empty; with the class's full path and
+    /// `release_moving` too, all of them up to 200 B and 98% up to 2000 B (2 174 of 99 672
+    /// still take `resize`: objects the held cache does not know; `drive budalloc-heap d2000
+    /// 400000` under callgrind, 174.2 million instructions where it took 178.1).
     ///
     /// # Safety
     /// As [`Self::resize`].
