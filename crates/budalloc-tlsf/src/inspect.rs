@@ -144,7 +144,7 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Inspect for Tl
         let mut listed = 0;
         for f in 0..FL {
             for s in 0..SL {
-                let bin = Bin(f * SL + s);
+                let bin = Bin::new(f, s);
                 let head = self.heads[bin.0];
                 if (self.sl_bitmap[f] >> s & 1 != 0) != (head != 0) {
                     return broken("a second-level bit is set iff its bin is non-empty", head);

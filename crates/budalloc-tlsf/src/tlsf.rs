@@ -33,6 +33,12 @@ pub const DEFAULT_MAX: usize = 64 * 1024;
 pub(crate) struct Bin(pub usize);
 
 impl Bin {
+    /// The bin of first level `fl` and second level `sl` (`sl < SL`).
+    #[inline]
+    pub(crate) const fn new(fl: usize, sl: usize) -> Bin {
+        Bin((fl << SL_LOG2) + sl)
+    }
+
     /// The first level: the bit of `fl_bitmap`, the word of `sl_bitmap`.
     #[inline]
     pub(crate) const fn fl(self) -> usize {
@@ -582,14 +588,14 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let f = bin.fl();
         let here = self.sl_bitmap[f] & (u32::MAX << bin.sl());
         if here != 0 {
-            return Some(Bin((f << SL_LOG2) + here.trailing_zeros() as usize));
+            return Some(Bin::new(f, here.trailing_zeros() as usize));
         }
         let above = self.fl_bitmap & u32::MAX.checked_shl(f as u32 + 1).unwrap_or(0);
         if above == 0 {
             return None;
         }
         let f = above.trailing_zeros() as usize;
-        Some(Bin((f << SL_LOG2) + self.sl_bitmap[f].trailing_zeros() as usize))
+        Some(Bin::new(f, self.sl_bitmap[f].trailing_zeros() as usize))
     }
 
     /// A free block of at least `n` granules in the bin of `n` itself, whose blocks may be
@@ -1085,7 +1091,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         let Some(f) = self.fl_bitmap.checked_ilog2() else { return 0 };
         let f = f as usize;
         let s = self.sl_bitmap[f].ilog2() as usize;
-        let mut at = self.heads[(f << SL_LOG2) + s];
+        let mut at = self.heads[Bin::new(f, s).0];
         let mut largest = 0;
         // Each link is checked before it is followed, and a header whose seal does not match
         // ends the walk: a damaged list is reported by the next call that unlinks from it.
@@ -1294,7 +1300,7 @@ mod tests {
         for n in lengths {
             let bin = bin_of(n);
             assert_eq!((bin.fl(), bin.sl()), bin_by_cases(n), "bin of {n}");
-            assert_eq!(bin, Bin(bin.fl() * SL + bin.sl()));
+            assert_eq!(bin, Bin::new(bin.fl(), bin.sl()));
             assert!(bin_floor(bin) <= n, "{n} lies below its bin {bin:?}");
             let above = bin_above(n);
             assert!(bin_floor(above) >= n && above >= bin, "bin above {n}: {above:?}");
