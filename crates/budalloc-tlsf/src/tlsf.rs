@@ -470,7 +470,11 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     /// the heap's own memory), so it names a free block unless the seal was forged; only its
     /// place is checked here (a granule of the data area of a chunk of ours), which is what
     /// makes reading a header there safe, and the header read is then checked by its own seal.
-    #[inline]
+    /// Inlined into every caller: `#[inline]` left it out of line, a call each of the 415 000
+    /// times that 400 000 random actions of `drive budalloc-heap n30000` follow a link; with
+    /// [`Self::live_block`] inlined too, the run takes 21 instructions per action fewer
+    /// (callgrind).
+    #[inline(always)]
     fn follow(&self, addr: usize) -> Result<Option<Chunk>, Corruption> {
         if addr == 0 {
             return Ok(None);
@@ -817,8 +821,9 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     }
 
     /// The live block at `ptr` in `chunk` that `layout` fits: `(granule, length in granules)`.
-    /// Reads only the chunk's bitmaps; changes nothing.
-    #[inline]
+    /// Reads only the chunk's bitmaps; changes nothing. Inlined into the free (see
+    /// [`Self::follow`]).
+    #[inline(always)]
     fn live_block(
         &self,
         chunk: Chunk,
