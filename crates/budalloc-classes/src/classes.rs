@@ -1082,8 +1082,9 @@ impl<B: RawAlloc, const LIMIT: usize, const STEPS: usize, const CACHE: usize>
     /// our slabs. Inlined, unlike [`Self::allocate_large`] (a tail call to the backend there):
     /// the backend's result is looked at here, so out of line this was one more frame and one
     /// more error returned through memory on every free of a medium block: 26 instructions
-    /// per such free of `drive budalloc-heap n30000 400000` (callgrind), with the 64-byte
-    /// pair's time unchanged (interleaved runs).
+    /// per such free of `drive budalloc-heap n30000 400000` (callgrind). The 64-byte pair,
+    /// whose free now shares its function with this call, was level in interleaved `drive`
+    /// runs and 4–5% slower in criterion runs (see the README's performance section).
     ///
     /// # Safety
     /// As `RawAlloc::try_deallocate`.
