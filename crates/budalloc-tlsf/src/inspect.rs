@@ -4,7 +4,7 @@
 use budalloc_core::{Inspect, InvariantError, RawAlloc};
 
 use crate::chunk::{Chunk, Map, GRANULE};
-use crate::tlsf::{bin_of, Bin, Tlsf, FL, HELD, SL};
+use crate::tlsf::{bin_of, Bin, Free, Tlsf, FL, HELD, SL};
 
 impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     /// The chunks of the list, front to back, at most `count + 1` of them (a damaged link ends
@@ -68,7 +68,7 @@ impl<B: RawAlloc + Inspect, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK,
                 if previous_free {
                     return broken("no two free blocks are adjacent (frees merge)", addr);
                 }
-                let Ok(crate::tlsf::Free { h, .. }) = self.check_free(chunk, addr) else {
+                let Ok(Free { h, .. }) = self.check_free(chunk, addr) else {
                     return broken("every free block's header is sealed and linked", addr);
                 };
                 if h.granules != end - g {

@@ -232,6 +232,8 @@ fn unlinking_beside_a_damaged_block_does_not_reseal_it() {
     free(&mut heap, e, l);
     assert!(heap.check_invariants().is_err());
     refused_as_damage(&mut heap, a, l, "the left neighbour of the damaged block");
+    // Flipping the bit back repairs `b`: its seal followed the new back link, so the heap is
+    // whole again.
     damage(b);
     heap.check_invariants().unwrap();
 }
