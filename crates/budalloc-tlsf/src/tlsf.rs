@@ -157,8 +157,6 @@ pub(crate) struct Free {
     addr: usize,
     /// Its header, sealed.
     pub h: FreeHeader,
-    /// Its bin (`bin_of(h.granules)`).
-    bin: Bin,
     /// The chunk of the block `h.prev` names (`None`: the block heads its bin).
     prev: Option<Chunk>,
     /// The chunk of the block `h.next` names (`None`: the block ends its bin's list).
@@ -503,10 +501,11 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
         if !self.sealed(addr, &h) || h.granules == 0 || h.granules > Self::SHAPE.granules - g {
             return Err(bad);
         }
-        let bin = bin_of(h.granules);
         let prev = self.follow(h.prev)?;
         match prev {
-            None if self.heads[bin.0] == addr => {}
+            // Its bin is looked up only here and when it is unlinked from the head (a block
+            // with a predecessor has its bin's head elsewhere).
+            None if self.heads[bin_of(h.granules).0] == addr => {}
             Some(pc) if self.read_free(pc, h.prev).next == addr => {}
             _ => return Err(bad),
         }
@@ -516,7 +515,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
                 return Err(bad);
             }
         }
-        Ok(Free { chunk, addr, h, bin, prev, next })
+        Ok(Free { chunk, addr, h, prev, next })
     }
 
     /// `free` as it is now, after another block was unlinked from the same list: its header
@@ -534,7 +533,7 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
     /// moves by its changed link alone ([`Self::relinked`]).
     #[inline(always)]
     fn unlink(&mut self, free: Free) {
-        let Free { addr, h, bin, prev, next, .. } = free;
+        let Free { addr, h, prev, next, .. } = free;
         debug_assert_eq!(self.read_free(free.chunk, addr), h, "the list changed since the check");
         match prev {
             Some(pc) => {
@@ -542,20 +541,23 @@ impl<B: RawAlloc, const CHUNK: usize, const MAX: usize> Tlsf<B, CHUNK, MAX> {
                 self.write_free(pc, h.prev, self.relinked(p, Link::Next, h.next));
             }
             None => {
+                // The block heads its bin: the bin's head moves on, and an emptied bin leaves
+                // the bitmaps (a bin with a block before this one stays non-empty).
+                let bin = bin_of(h.granules);
                 debug_assert_eq!(self.heads[bin.0], addr, "a free block without predecessor heads its bin");
                 self.heads[bin.0] = h.next;
+                if h.next == 0 {
+                    let f = bin.fl();
+                    self.sl_bitmap[f] &= !(1 << bin.sl());
+                    if self.sl_bitmap[f] == 0 {
+                        self.fl_bitmap &= !(1 << f);
+                    }
+                }
             }
         }
         if let Some(nc) = next {
             let n = self.read_free(nc, h.next);
             self.write_free(nc, h.next, self.relinked(n, Link::Prev, h.prev));
-        }
-        if self.heads[bin.0] == 0 {
-            let f = bin.fl();
-            self.sl_bitmap[f] &= !(1 << bin.sl());
-            if self.sl_bitmap[f] == 0 {
-                self.fl_bitmap &= !(1 << f);
-            }
         }
     }
 
