@@ -51,8 +51,15 @@ pub(crate) const EMPTY: usize = 2;
 const BITS: usize = usize::BITS as usize;
 
 /// Entries of [`Classes::held`], the cache of slabs a free recognises without asking the
-/// backend (a power of two, two per set).
-pub(crate) const HELD: usize = 128;
+/// backend (a power of two, two per set): 8 KiB of the policy's struct. A free into a slab the
+/// cache does not hold takes the full path, which asks the backend whether a marked block
+/// starts at the slab's base (about 290 instructions more). A heap of 5 000 live objects of
+/// 64 B to 1 KiB among as many holes (`drive budalloc-heap c-free 200000`) holds more slabs
+/// than 128 entries did: 197 thousand of its 200 thousand timed frees asked the backend, and
+/// 46 thousand with 512 entries, none with 1024. Its frees took 0.72 of the time (24–25 ns
+/// against 35–48 ns, interleaved runs), and batches of 1000 random allocations and frees of
+/// 16 B to 4 KiB (`drive budalloc-heap b`) 0.93.
+pub(crate) const HELD: usize = 1024;
 
 /// The default heap secret, stirred with the first slab's address (see `Classes::secret`).
 const SECRET: u64 = 0x2545_f491_4f6c_dd1d;

@@ -141,7 +141,8 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
                 let class = (0..Self::TABLE.len).find(|&c| self.slabs(ALL, c).any(|s| s == slab));
                 let in_its_set = class
                     .is_some_and(|c| held_set(slab.addr(), Self::TABLE.class(c).slab_log2) == entry & !1);
-                let once = self.held.iter().filter(|&&other| other == Some(slab)).count() == 1;
+                // In its own set, it can only be held twice as the set's other entry.
+                let once = self.held[entry ^ 1] != Some(slab);
                 if !in_its_set || !once {
                     return broken(
                         "every slab of the held cache is one of ours, in its own set, once",
@@ -166,8 +167,13 @@ impl<B: RawAlloc + Inspect, const LIMIT: usize, const STEPS: usize, const CACHE:
             usize::from(self.keyed),
         ]);
         sink(&[usize::from(self.spare)]);
-        for slab in self.recent.iter().chain(&self.held) {
-            sink(&[slab.map_or(0, |s| s.addr())]);
+        // A few words per call: the held cache alone is a thousand entries.
+        for slabs in self.recent.chunks(32).chain(self.held.chunks(32)) {
+            let mut words = [0; 32];
+            for (word, slab) in words.iter_mut().zip(slabs) {
+                *word = slab.map_or(0, |s| s.addr());
+            }
+            sink(&words[..slabs.len()]);
         }
         for c in 0..Self::TABLE.len {
             let class = Self::TABLE.class(c);

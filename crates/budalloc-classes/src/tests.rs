@@ -266,15 +266,38 @@ fn two_slabs_that_share_a_set_of_the_held_cache_both_stay_known() {
     // Slabs of one size `HELD / 2` slabs apart share a set of the held cache: with one entry
     // per set, frees going round the slabs evicted each other's slab from the cache and asked
     // the backend every time. Two ways keep both.
-    let c = Heap::TABLE.class_of(64, 8).unwrap();
-    let slab_size = Heap::TABLE.class(c).slab_size();
-    let slabs = crate::classes::HELD / 2 + 1;
-    let region = Region::new(slabs * slab_size, slab_size);
-    let (heap, asked) = round_robin_frees(&region, 64, slabs);
-    let returned = slabs - heap.backend().live_blocks();
-    assert_eq!(returned, slabs - 2, "all but the cached slab and the last partial one");
-    assert_eq!(asked, returned, "only the evictions asked the backend");
+    let l = layout(64, 8);
+    let class = Heap::TABLE.class(Heap::TABLE.class_of(64, 8).unwrap());
+    let slab_size = class.slab_size();
+    let apart = crate::classes::HELD / 2;
+    let region = Region::new((apart + 1) * slab_size, slab_size);
+    let mut heap = heap(&region);
+    let fill = |heap: &mut Heap| -> Vec<NonNull<u8>> {
+        (0..class.objects).map(|_| heap.allocate(l).unwrap().cast::<u8>()).collect()
+    };
+    let first = fill(&mut heap);
+    // The slabs between are one block taken from the backend itself (filling them with objects
+    // made this test take minutes under Miri).
+    let between = layout((apart - 1) * slab_size, slab_size);
+    let gap = heap.backend_mut().allocate(between).unwrap().cast::<u8>();
+    let second = fill(&mut heap);
+    let base = |p: NonNull<u8>| p.addr().get() & !(slab_size - 1);
+    assert_eq!(base(second[0]) - base(first[0]), apart * slab_size);
+    let set = |p| crate::classes::held_set(base(p), class.slab_log2);
+    assert_eq!(set(first[0]), set(second[0]), "the two slabs share a set");
+    let before = heap.backend().validations();
+    for (&a, &b) in first.iter().zip(&second) {
+        for ptr in [a, b] {
+            // SAFETY: live, allocated with `l`, freed once.
+            unsafe { heap.try_deallocate(ptr, l) }.unwrap();
+        }
+    }
+    assert_eq!(heap.backend().validations(), before, "no free asked the backend");
+    // The first slab to empty is cached, the second stays its class's partial slab.
+    assert_eq!(heap.backend().live_blocks(), 3);
     heap.check_invariants().unwrap();
+    // SAFETY: the block taken above, with its layout.
+    unsafe { heap.backend_mut().try_deallocate(gap, between) }.unwrap();
 }
 
 #[test]
