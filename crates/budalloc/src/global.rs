@@ -11,8 +11,10 @@ use crate::{GlobalBuddy, GlobalSlabBuddy};
 
 /// The policy behind [`Global`]: the default [`Heap`](crate::Heap)'s composition (size classes
 /// up to 4 KiB over TLSF chunks of the exact-fit buddy, as [`ClassesBuddy`](crate::ClassesBuddy)),
-/// its buddy growing region by region from the OS.
-pub type GlobalHeap = Classes<Tlsf<Grow<GlobalSlabBuddy, SystemSource>, { 1 << 20 }, { 128 * 1024 }>, 4096>;
+/// its buddy growing region by region from the OS, its classes keeping up to four empty slabs
+/// each as there.
+pub type GlobalHeap =
+    Classes<Tlsf<Grow<GlobalSlabBuddy, SystemSource>, { 1 << 20 }, { 128 * 1024 }>, 4096, 4, 4>;
 
 /// The default heap's policy ([`GlobalHeap`]) behind a spin lock, growing region by region from
 /// the OS: every free is checked at once, against the policy's own metadata, and a request
