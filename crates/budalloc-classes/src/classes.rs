@@ -130,7 +130,7 @@ impl List {
 /// | operation | cost |
 /// |---|---|
 /// | allocate a small object | O(1): class lookup, pop from the class's first partial slab (a bit scan from a hint) |
-/// | free a small object | O(1): slab base by masking; if it is not the class's current or last-freed-into slab nor in a 1024-entry cache of slabs held, a metadata-only `B::validate` of it; seal and bit checks |
+/// | free a small object | O(1): slab base by masking; if it is not the class's current or last-freed-into slab nor in a 1024-entry cache of slabs held, a metadata-only `B::is_marked` of its base (`B::validate` with a `B` that keeps no marks); seal and bit checks |
 /// | grow / shrink | in place within a class (or by `B` for its blocks); otherwise the old block is checked once, the new one allocated, the bytes copied, and the old one freed from that check |
 /// | large allocate / free | `B`'s, plus (free) `B::is_marked` when the block has the size and alignment of a slab (slabs are marked blocks of `B`; with a `B` that keeps no marks, an O(slabs of that size) walk) |
 ///
