@@ -262,7 +262,10 @@ pub struct Harness<A: RawAlloc + Inspect> {
     freed: Vec<(usize, Layout)>,
     /// Free blocks per order right after the arenas were claimed.
     initial: Stats,
-    /// Whether to run `check_invariants()` after every step (O(arena) each).
+    /// Whether to run `check_invariants()` after every step, and to take the metadata digest
+    /// before every allocation and resize so that a failed one is shown to change nothing
+    /// (both O(metadata)). Off under Miri, where each takes about a second: the invariants are
+    /// then checked once, by [`Harness::finish`], and rejected frees are still digested.
     pub check_every_step: bool,
     /// What happened.
     pub tally: Tally,
@@ -320,7 +323,6 @@ pub fn replay<P: Default + RawAlloc + Inspect + Claim>(
     let mut harness = Harness::new(heap, geometry, vec![whole]);
     harness.check_every_step = !cfg!(miri);
     harness.run(actions);
-    harness.alloc.check_invariants().expect("invariants after the run");
     harness.finish();
 }
 
@@ -418,7 +420,7 @@ impl<A: RawAlloc + Inspect> Harness<A> {
     /// Allocates and records a block, or checks that the refusal was right and changed nothing.
     pub fn alloc_one(&mut self, size: usize, align: usize) {
         let Ok(layout) = Layout::from_size_align(size, align) else { return };
-        let before = metadata_digest(&self.alloc);
+        let before = self.digest_if_checking();
         let expected = self.geometry.expect(size, align);
         match (self.alloc.allocate(layout), expected) {
             (Ok(block), Ok(len)) => {
@@ -445,7 +447,7 @@ impl<A: RawAlloc + Inspect> Harness<A> {
                     (self.alloc.stats().largest_free as u128) < len,
                     "out of memory for a {len}-byte block although a free block is that large"
                 );
-                assert_eq!(metadata_digest(&self.alloc), before, "failed allocation changed metadata");
+                self.assert_unchanged(before, "failed allocation changed metadata");
                 self.tally.oom += 1;
             }
             (
@@ -453,7 +455,7 @@ impl<A: RawAlloc + Inspect> Harness<A> {
                 Err(ErrorClass::TooLarge),
             )
             | (Err(AllocError::AlignTooLarge { .. }), Err(ErrorClass::AlignTooLarge)) => {
-                assert_eq!(metadata_digest(&self.alloc), before, "refused allocation changed metadata");
+                self.assert_unchanged(before, "refused allocation changed metadata");
                 self.tally.refused += 1;
             }
             (got, want) => panic!("allocate({size}, {align}) gave {got:?}, the oracle expects {want:?}"),
@@ -476,7 +478,7 @@ impl<A: RawAlloc + Inspect> Harness<A> {
         let live = self.model.get(addr).clone();
         live.verify();
         let Ok(new) = Layout::from_size_align(size, live.layout.align()) else { return };
-        let before = metadata_digest(&self.alloc);
+        let before = self.digest_if_checking();
         let grow = size >= live.layout.size();
         let result = if grow {
             // SAFETY: the block is live in the model, `live.layout` fits it, and
@@ -508,7 +510,7 @@ impl<A: RawAlloc + Inspect> Harness<A> {
                 | AllocError::SizeOverflow { .. },
             ) => {
                 live.verify();
-                assert_eq!(metadata_digest(&self.alloc), before, "failed resize changed metadata");
+                self.assert_unchanged(before, "failed resize changed metadata");
                 self.tally.resize_failed += 1;
             }
             Err(e) => panic!("resize of {addr:#x} to {size} failed with {e}"),
@@ -618,6 +620,18 @@ impl<A: RawAlloc + Inspect> Harness<A> {
         Layout::from_size_align(size, align).ok()
     }
 
+    /// The metadata digest, if [`Self::check_every_step`] asks for it.
+    fn digest_if_checking(&self) -> Option<(u64, usize)> {
+        self.check_every_step.then(|| metadata_digest(&self.alloc))
+    }
+
+    /// Panics with `what` if a digest was taken and the metadata no longer matches it.
+    fn assert_unchanged(&self, before: Option<(u64, usize)>, what: &str) {
+        if let Some(before) = before {
+            assert_eq!(metadata_digest(&self.alloc), before, "{what}");
+        }
+    }
+
     /// The region that contains `addr`.
     fn region_of(&self, addr: usize) -> Option<(NonNull<u8>, usize)> {
         self.regions.iter().copied().find(|&(p, l)| addr.wrapping_sub(p.addr().get()) < l)
@@ -629,9 +643,15 @@ impl<A: RawAlloc + Inspect> Harness<A> {
         Some(base.with_addr(std::num::NonZeroUsize::new(addr)?))
     }
 
-    /// Frees every live block, then checks that the arenas are back to their initial seeding
-    /// and that their largest block allocates.
+    /// Checks the invariants of the state the run left (unless the last step did), frees every
+    /// live block, then checks that the arenas are back to their initial seeding and that
+    /// their largest block allocates.
     pub fn finish(&mut self) {
+        if !self.check_every_step {
+            if let Err(e) = self.alloc.check_invariants() {
+                panic!("{e} after the run\n{}", self.model.describe());
+            }
+        }
         for addr in self.model.addresses() {
             self.free_one(addr);
         }

@@ -26,10 +26,14 @@ fn alloc(heap: &mut Exact, size: usize, align: usize) -> NonNull<u8> {
     heap.allocate(layout(size, align)).expect("allocation").cast()
 }
 
+/// Frees a block, then checks the invariants (natively: under Miri a check takes about a
+/// second, and the tests check the state they end in).
 fn free(heap: &mut Exact, ptr: NonNull<u8>, size: usize, align: usize) {
     // SAFETY: callers pass blocks they own with this layout.
     unsafe { heap.try_deallocate(ptr, layout(size, align)) }.expect("valid free");
-    heap.check_invariants().unwrap();
+    if !cfg!(miri) {
+        heap.check_invariants().unwrap();
+    }
 }
 
 fn rejected(heap: &mut Exact, ptr: NonNull<u8>, l: Layout) -> FreeError {

@@ -69,7 +69,9 @@ pub fn buddy_pair(heap: &mut Small, size: usize) -> (NonNull<u8>, NonNull<u8>) {
 }
 
 /// Replays `actions` on a fresh `P` over one region of `arena` bytes starting `skew` bytes past
-/// a 4 KiB boundary, with every harness check, then frees everything and checks the seeding.
+/// a 4 KiB boundary, with every harness check after every step (natively; under Miri, where
+/// each check is O(metadata) and slow, only at the end), then frees everything and checks the
+/// seeding.
 pub fn replay<P>(geometry: Geometry, actions: &[budalloc_testkit::Action], arena: usize, skew: usize)
 where
     P: Default + budalloc_core::RawAlloc + budalloc_core::Inspect + budalloc_core::Claim,
@@ -80,6 +82,7 @@ where
     // SAFETY: the region is ours and outlives the heap (the harness is dropped first).
     unsafe { heap.claim_raw(ptr, len) }.unwrap();
     let mut harness = budalloc_testkit::Harness::new(heap, geometry, vec![(ptr, len)]);
+    harness.check_every_step = !cfg!(miri);
     harness.run(actions);
     harness.finish();
 }

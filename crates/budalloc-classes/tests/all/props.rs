@@ -114,7 +114,6 @@ proptest! {
         for offset in (1..live.len).step_by(step).chain(cfg!(miri).then_some(live.len - 1)) {
             harness.step(&Action::Bad { kind: BadFree::Interior, pick, offset: offset - 1 });
         }
-        harness.alloc.check_invariants().unwrap();
         harness.finish();
     }
 }
