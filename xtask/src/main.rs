@@ -27,10 +27,10 @@ mod bench;
 /// tests included) and the lane (0 or 1) the run goes in. Together they hold every test of the
 /// unsafe crates bar [`MIRI_SKIPPED`]. Lane 0 also runs the Stacked Borrows pass, lane 1 the
 /// global allocator and the many-seeds pass (see `miri_lanes`). Balanced by measurement
-/// (`cargo xtask miri`, 2026-12-08, each time with its build): in lane 0 the buddy 6.3 min,
-/// the core 0.3, the TLSF 3.0, the size classes' unit tests 1.3 and the frontends 2.5; in lane
-/// 1 the size classes' integration tests 10.7, the global allocator 2.3 and the seeds 0.8:
-/// 13.5 min against 13.9.
+/// (`.ci/run` on a clean clone of commit 22ffd9c, 2026-12-08, each run with its build): in
+/// lane 0 the buddy 6.3 min, the core 0.3, the TLSF 2.7, the size classes' unit tests 1.2, the
+/// frontends 2.4 and Stacked Borrows 0.1; in lane 1 the size classes' integration tests 10.4,
+/// the global allocator 2.4 and the seeds 0.9: 13.0 min against 13.7.
 const MIRI_RUNS: &[(&str, &[&str], usize)] = &[
     ("budalloc-buddy", &[], 0),
     ("budalloc-core", &[], 0),

@@ -264,8 +264,9 @@ pub struct Harness<A: RawAlloc + Inspect> {
     initial: Stats,
     /// Whether to run `check_invariants()` after every step, and to take the metadata digest
     /// before every allocation and resize so that a failed one is shown to change nothing
-    /// (both O(metadata)). Off under Miri, where each takes about a second: the invariants are
-    /// then checked once, by [`Harness::finish`], and rejected frees are still digested.
+    /// (both O(metadata)). On by default; the replays turn it off under Miri, where each takes
+    /// about a second: the invariants are then checked once, by [`Harness::finish`], and
+    /// rejected frees are still digested.
     pub check_every_step: bool,
     /// What happened.
     pub tally: Tally,
